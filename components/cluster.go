@@ -1,0 +1,325 @@
+package components
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+
+	"github.com/pulumi/pulumi-azure-native-sdk/containerservice/v3"
+	"github.com/pulumi/pulumi-azure-native-sdk/managedidentity/v3"
+	"github.com/pulumi/pulumi-azure-native-sdk/operationalinsights/v3"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// SystemPoolName is the name of the one inline (system) agent pool.
+const SystemPoolName = "systempool"
+
+// SystemPoolTaint keeps application pods off the system pool; they land on NAP nodes.
+const SystemPoolTaint = "CriticalAddonsOnly=true:NoSchedule"
+
+// ClusterSpec holds the plain (known at preview) cluster settings.
+type ClusterSpec struct {
+	// KubernetesVersion is optional; empty takes the AKS default at creation.
+	KubernetesVersion string
+	// SystemNodeCount is required (>= 1): the fixed size of the system pool (no autoscaler: NAP
+	// does not allow a pool with the cluster autoscaler on).
+	SystemNodeCount int
+	// SystemNodeVMSize is required.
+	SystemNodeVMSize string
+	// SystemNodeZones is optional.
+	SystemNodeZones []string
+	// UpgradeChannel is optional (AKS default when empty).
+	UpgradeChannel string
+	// NodeOSUpgradeChannel is optional (AKS default when empty).
+	NodeOSUpgradeChannel string
+	// PodCidr, ServiceCidr and DNSServiceIP are required (overlay networking).
+	PodCidr, ServiceCidr, DNSServiceIP string
+	// APIServerAuthorizedIPRanges is optional; empty leaves the API server reachable from anywhere
+	// (authenticated), which `pulumi up` from a laptop or hosted CI needs.
+	APIServerAuthorizedIPRanges []string
+	// LogRetentionDays is optional, default 30.
+	LogRetentionDays int
+	// Tier is the AKS pricing tier: Free (default) or Standard (uptime SLA, for prod).
+	Tier string
+}
+
+// ClusterArgs configures the AKS cluster component.
+type ClusterArgs struct {
+	// ResourceGroupName is required.
+	ResourceGroupName pulumi.StringInput
+	// Location is required.
+	Location pulumi.StringInput
+	// ClusterName is required.
+	ClusterName pulumi.StringInput
+	// IdentityName is required: the user-assigned control-plane identity's name.
+	IdentityName pulumi.StringInput
+	// WorkspaceName is required: the Log Analytics workspace for Container Insights.
+	WorkspaceName pulumi.StringInput
+	// NodeResourceGroup is required: the AKS-managed node resource group's name.
+	NodeResourceGroup pulumi.StringInput
+	// SubnetID is required: the node subnet (our own VNet).
+	SubnetID pulumi.StringInput
+	// RegistryID is required: the kubelet identity gets AcrPull on it.
+	RegistryID pulumi.StringInput
+	// SubscriptionID is required (role definition ids).
+	SubscriptionID pulumi.StringInput
+	// Spec is required.
+	Spec ClusterSpec
+	// Tags are optional.
+	Tags map[string]string
+	// Protect marks the cluster protected against deletion; optional, default false.
+	Protect bool
+}
+
+// Cluster is an AKS cluster with node autoprovisioning, KEDA, OIDC issuer and workload identity,
+// its control-plane identity, its monitoring workspace and its AcrPull grant.
+type Cluster struct {
+	pulumi.ResourceState
+
+	// ManagedCluster is the cluster resource (the target of DeletedWith for Kubernetes objects).
+	ManagedCluster *containerservice.ManagedCluster
+	// Name is the cluster's name.
+	Name pulumi.StringOutput
+	// IdentityName is the control-plane identity's name.
+	IdentityName pulumi.StringOutput
+	// OIDCIssuerURL is the issuer URL exactly as AKS reports it (trailing slash included).
+	OIDCIssuerURL pulumi.StringOutput
+	// KubeletObjectID is the kubelet identity's object (principal) id.
+	KubeletObjectID pulumi.StringOutput
+	// Kubeconfig is the cluster user kubeconfig, always a secret.
+	Kubeconfig pulumi.StringOutput
+}
+
+func (a *ClusterArgs) validate() error {
+	var errs []error
+	if a.ResourceGroupName == nil || a.Location == nil || a.ClusterName == nil || a.IdentityName == nil ||
+		a.WorkspaceName == nil || a.NodeResourceGroup == nil || a.SubnetID == nil || a.RegistryID == nil ||
+		a.SubscriptionID == nil {
+		errs = append(errs, errors.New("ResourceGroupName, Location, ClusterName, IdentityName, WorkspaceName, NodeResourceGroup, SubnetID, RegistryID and SubscriptionID are required"))
+	}
+	if a.Spec.SystemNodeCount < 1 {
+		errs = append(errs, fmt.Errorf("Spec.SystemNodeCount must be >= 1, got %d", a.Spec.SystemNodeCount))
+	}
+	if a.Spec.SystemNodeVMSize == "" {
+		errs = append(errs, errors.New("Spec.SystemNodeVMSize is required"))
+	}
+	if a.Spec.PodCidr == "" || a.Spec.ServiceCidr == "" || a.Spec.DNSServiceIP == "" {
+		errs = append(errs, errors.New("Spec.PodCidr, Spec.ServiceCidr and Spec.DNSServiceIP are required"))
+	}
+	return errors.Join(errs...)
+}
+
+func optString(s string) pulumi.StringPtrInput {
+	if s == "" {
+		return nil
+	}
+	return pulumi.String(s)
+}
+
+// managedClusterArgs is the pure builder of the ManagedCluster: every decision about the
+// cluster's shape is here.
+func managedClusterArgs(a *ClusterArgs, identityID, workspaceID pulumi.StringInput) *containerservice.ManagedClusterArgs {
+	spec := a.Spec
+	tier := spec.Tier
+	if tier == "" {
+		tier = "Free"
+	}
+	var zones pulumi.StringArrayInput
+	if len(spec.SystemNodeZones) > 0 {
+		zones = pulumi.ToStringArray(spec.SystemNodeZones)
+	}
+	var apiAccess *containerservice.ManagedClusterAPIServerAccessProfileArgs
+	if len(spec.APIServerAuthorizedIPRanges) > 0 {
+		apiAccess = &containerservice.ManagedClusterAPIServerAccessProfileArgs{
+			AuthorizedIPRanges: pulumi.ToStringArray(spec.APIServerAuthorizedIPRanges),
+		}
+	}
+	var autoUpgrade *containerservice.ManagedClusterAutoUpgradeProfileArgs
+	if spec.UpgradeChannel != "" || spec.NodeOSUpgradeChannel != "" {
+		autoUpgrade = &containerservice.ManagedClusterAutoUpgradeProfileArgs{
+			UpgradeChannel:       optString(spec.UpgradeChannel),
+			NodeOSUpgradeChannel: optString(spec.NodeOSUpgradeChannel),
+		}
+	}
+	return &containerservice.ManagedClusterArgs{
+		ResourceGroupName: a.ResourceGroupName,
+		Location:          a.Location,
+		ResourceName:      a.ClusterName,
+		DnsPrefix:         a.ClusterName,
+		NodeResourceGroup: a.NodeResourceGroup,
+		KubernetesVersion: optString(spec.KubernetesVersion),
+		Sku: &containerservice.ManagedClusterSKUArgs{
+			Name: pulumi.String("Base"),
+			Tier: pulumi.String(tier),
+		},
+		Identity: &containerservice.ManagedClusterIdentityArgs{
+			Type:                   containerservice.ResourceIdentityTypeUserAssigned,
+			UserAssignedIdentities: pulumi.StringArray{identityID},
+		},
+		EnableRBAC: pulumi.Bool(true),
+		// Exactly one pool inline, the system pool: editing inline pools later re-rolls them
+		// all, so any further pool is its own AgentPool resource, or NAP provisions the nodes.
+		AgentPoolProfiles: containerservice.ManagedClusterAgentPoolProfileArray{
+			&containerservice.ManagedClusterAgentPoolProfileArgs{
+				Name:              pulumi.String(SystemPoolName),
+				Mode:              pulumi.String("System"),
+				Type:              pulumi.String("VirtualMachineScaleSets"),
+				OsType:            pulumi.String("Linux"),
+				OsSKU:             pulumi.String("AzureLinux"),
+				Count:             pulumi.Int(spec.SystemNodeCount),
+				VmSize:            pulumi.String(spec.SystemNodeVMSize),
+				AvailabilityZones: zones,
+				EnableAutoScaling: pulumi.Bool(false),
+				NodeTaints:        pulumi.StringArray{pulumi.String(SystemPoolTaint)},
+				VnetSubnetID:      a.SubnetID,
+			},
+		},
+		// Node autoprovisioning (Karpenter) requires Azure CNI overlay with the Cilium dataplane
+		// and network policy, IPv4 only.
+		NodeProvisioningProfile: &containerservice.ManagedClusterNodeProvisioningProfileArgs{
+			Mode: pulumi.String("Auto"),
+		},
+		NetworkProfile: &containerservice.ContainerServiceNetworkProfileArgs{
+			NetworkPlugin:     pulumi.String("azure"),
+			NetworkPluginMode: pulumi.String("overlay"),
+			NetworkDataplane:  pulumi.String("cilium"),
+			NetworkPolicy:     pulumi.String("cilium"),
+			IpFamilies:        pulumi.StringArray{pulumi.String("IPv4")},
+			PodCidr:           pulumi.String(spec.PodCidr),
+			ServiceCidr:       pulumi.String(spec.ServiceCidr),
+			DnsServiceIP:      pulumi.String(spec.DNSServiceIP),
+			LoadBalancerSku:   pulumi.String("standard"),
+			OutboundType:      pulumi.String("loadBalancer"),
+		},
+		WorkloadAutoScalerProfile: &containerservice.ManagedClusterWorkloadAutoScalerProfileArgs{
+			Keda: &containerservice.ManagedClusterWorkloadAutoScalerProfileKedaArgs{Enabled: pulumi.Bool(true)},
+		},
+		OidcIssuerProfile: &containerservice.ManagedClusterOIDCIssuerProfileArgs{Enabled: pulumi.Bool(true)},
+		SecurityProfile: &containerservice.ManagedClusterSecurityProfileArgs{
+			WorkloadIdentity: &containerservice.ManagedClusterSecurityProfileWorkloadIdentityArgs{Enabled: pulumi.Bool(true)},
+		},
+		AddonProfiles: containerservice.ManagedClusterAddonProfileMap{
+			"omsagent": &containerservice.ManagedClusterAddonProfileArgs{
+				Enabled: pulumi.Bool(true),
+				Config: pulumi.StringMap{
+					"logAnalyticsWorkspaceResourceID": workspaceID,
+					"useAADAuth":                      pulumi.String("true"),
+				},
+			},
+		},
+		AutoUpgradeProfile:     autoUpgrade,
+		ApiServerAccessProfile: apiAccess,
+		Tags:                   tagsInput(a.Tags),
+	}
+}
+
+// kubeletObjectID extracts the kubelet identity's object id from the cluster's identity profile.
+func kubeletObjectID(mc *containerservice.ManagedCluster) pulumi.StringOutput {
+	return mc.IdentityProfile.ApplyT(func(p map[string]containerservice.UserAssignedIdentityResponseV1) (string, error) {
+		k, ok := p["kubeletidentity"]
+		if !ok || k.ObjectId == nil || *k.ObjectId == "" {
+			return "", errors.New("cluster identityProfile has no kubeletidentity objectId")
+		}
+		return *k.ObjectId, nil
+	}).(pulumi.StringOutput)
+}
+
+// NewCluster creates the control-plane identity (with Network Contributor on the subnet), the
+// Log Analytics workspace, the cluster, AcrPull for the kubelet identity, and reads the kubeconfig.
+func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pulumi.ResourceOption) (*Cluster, error) {
+	if args == nil {
+		return nil, fmt.Errorf("cluster %q: args are required", name)
+	}
+	if err := args.validate(); err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", name, err)
+	}
+	c := &Cluster{}
+	if err := ctx.RegisterComponentResource("aks-edw:azure:Cluster", name, c, opts...); err != nil {
+		return nil, fmt.Errorf("registering cluster %q: %w", name, err)
+	}
+	identity, err := managedidentity.NewUserAssignedIdentity(ctx, name+"-identity", &managedidentity.UserAssignedIdentityArgs{
+		ResourceGroupName: args.ResourceGroupName,
+		Location:          args.Location,
+		ResourceName:      args.IdentityName,
+		Tags:              tagsInput(args.Tags),
+	}, pulumi.Parent(c))
+	if err != nil {
+		return nil, fmt.Errorf("creating cluster identity %q: %w", name, err)
+	}
+	// With our own VNet the control plane manages load balancers and routes in the subnet.
+	netRole, err := newRoleAssignment(ctx, name+"-network-contributor", roleAssignment{
+		PrincipalID:    identity.PrincipalId,
+		SubscriptionID: args.SubscriptionID,
+		RoleGUID:       RoleNetworkContributor,
+		Scope:          args.SubnetID,
+	}, pulumi.Parent(c))
+	if err != nil {
+		return nil, err
+	}
+	retention := args.Spec.LogRetentionDays
+	if retention == 0 {
+		retention = 30
+	}
+	workspace, err := operationalinsights.NewWorkspace(ctx, name+"-logs", &operationalinsights.WorkspaceArgs{
+		ResourceGroupName: args.ResourceGroupName,
+		Location:          args.Location,
+		WorkspaceName:     args.WorkspaceName,
+		Sku:               &operationalinsights.WorkspaceSkuArgs{Name: pulumi.String("PerGB2018")},
+		RetentionInDays:   pulumi.Int(retention),
+		Tags:              tagsInput(args.Tags),
+	}, pulumi.Parent(c))
+	if err != nil {
+		return nil, fmt.Errorf("creating Log Analytics workspace %q: %w", name, err)
+	}
+	mc, err := containerservice.NewManagedCluster(ctx, name+"-aks",
+		managedClusterArgs(args, identity.ID().ToStringOutput(), workspace.ID().ToStringOutput()),
+		pulumi.Parent(c), pulumi.Protect(args.Protect),
+		// The subnet role must exist before AKS validates the subnet; no data flows from it.
+		pulumi.DependsOn([]pulumi.Resource{netRole}))
+	if err != nil {
+		return nil, fmt.Errorf("creating managed cluster %q: %w", name, err)
+	}
+	c.ManagedCluster = mc
+	c.Name = mc.Name
+	c.IdentityName = identity.Name
+	c.OIDCIssuerURL = mc.OidcIssuerProfile.ApplyT(func(p *containerservice.ManagedClusterOIDCIssuerProfileResponse) (string, error) {
+		if p == nil || p.IssuerURL == "" {
+			return "", errors.New("cluster reports no OIDC issuer URL")
+		}
+		return p.IssuerURL, nil
+	}).(pulumi.StringOutput)
+	c.KubeletObjectID = kubeletObjectID(mc)
+
+	// AcrPull goes to the kubelet identity, the one that pulls images, not the control plane's.
+	if _, err := newRoleAssignment(ctx, name+"-kubelet-acrpull", roleAssignment{
+		PrincipalID:    c.KubeletObjectID,
+		SubscriptionID: args.SubscriptionID,
+		RoleGUID:       RoleAcrPull,
+		Scope:          args.RegistryID,
+	}, pulumi.Parent(c)); err != nil {
+		return nil, err
+	}
+
+	creds := containerservice.ListManagedClusterUserCredentialsOutput(ctx, containerservice.ListManagedClusterUserCredentialsOutputArgs{
+		ResourceGroupName: args.ResourceGroupName,
+		ResourceName:      mc.Name,
+	}, pulumi.Parent(c))
+	c.Kubeconfig = pulumi.ToSecret(creds.Kubeconfigs().ApplyT(func(kcs []containerservice.CredentialResultResponse) (string, error) {
+		if len(kcs) == 0 {
+			return "", errors.New("the cluster returned no kubeconfig")
+		}
+		raw, err := base64.StdEncoding.DecodeString(kcs[0].Value)
+		if err != nil {
+			return "", fmt.Errorf("decoding kubeconfig: %w", err)
+		}
+		return string(raw), nil
+	})).(pulumi.StringOutput)
+
+	if err := ctx.RegisterResourceOutputs(c, pulumi.Map{
+		"name": c.Name, "identityName": c.IdentityName, "oidcIssuerUrl": c.OIDCIssuerURL,
+		"kubeletObjectId": c.KubeletObjectID, "kubeconfig": c.Kubeconfig,
+	}); err != nil {
+		return nil, fmt.Errorf("registering cluster %q outputs: %w", name, err)
+	}
+	return c, nil
+}

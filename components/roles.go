@@ -1,0 +1,58 @@
+package components
+
+import (
+	"fmt"
+
+	"github.com/pulumi/pulumi-azure-native-sdk/authorization/v3"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// Built-in Azure role definition ids used by the stack.
+const (
+	RoleAcrPull                     = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+	RoleStorageQueueDataContributor = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
+	RoleStorageTableDataContributor = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+	RoleNetworkContributor          = "4d97b98b-1d4f-4787-a291-c67834d212e7"
+)
+
+// PrincipalTypeServicePrincipal is the principal type of managed identities. Setting it on a
+// role assignment lets Azure skip the directory lookup that fails with PrincipalNotFound while a
+// new identity is still replicating.
+const PrincipalTypeServicePrincipal = "ServicePrincipal"
+
+// RoleDefinitionID returns the subscription-scoped id of a built-in role.
+func RoleDefinitionID(subscriptionID pulumi.StringInput, roleGUID string) pulumi.StringOutput {
+	return pulumi.Sprintf("/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s", subscriptionID, roleGUID)
+}
+
+// roleAssignment is one role given to one principal on one scope.
+type roleAssignment struct {
+	PrincipalID    pulumi.StringInput
+	PrincipalType  string
+	SubscriptionID pulumi.StringInput
+	RoleGUID       string
+	Scope          pulumi.StringInput
+}
+
+// roleAssignmentArgs is the pure builder of a role assignment.
+func roleAssignmentArgs(ra roleAssignment) *authorization.RoleAssignmentArgs {
+	pt := ra.PrincipalType
+	if pt == "" {
+		pt = PrincipalTypeServicePrincipal
+	}
+	return &authorization.RoleAssignmentArgs{
+		PrincipalId:      ra.PrincipalID,
+		PrincipalType:    pulumi.String(pt),
+		RoleDefinitionId: RoleDefinitionID(ra.SubscriptionID, ra.RoleGUID),
+		Scope:            ra.Scope,
+	}
+}
+
+// newRoleAssignment creates the assignment; the name azure-native generates is a fresh GUID.
+func newRoleAssignment(ctx *pulumi.Context, name string, ra roleAssignment, opts ...pulumi.ResourceOption) (*authorization.RoleAssignment, error) {
+	res, err := authorization.NewRoleAssignment(ctx, name, roleAssignmentArgs(ra), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating role assignment %q: %w", name, err)
+	}
+	return res, nil
+}
