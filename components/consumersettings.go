@@ -1,0 +1,373 @@
+package components
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// Scale modes: how KEDA runs the consumer.
+const (
+	// ScaleModeScaledObject runs the consumer as a long-lived Deployment that a KEDA ScaledObject
+	// scales between minReplicas and maxReplicas on queue depth (the seed's behaviour).
+	ScaleModeScaledObject = "ScaledObject"
+	// ScaleModeScaledJob runs the consumer as Kubernetes Jobs that a KEDA ScaledJob starts per batch
+	// of messages; each job drains the queue and exits.
+	ScaleModeScaledJob = "ScaledJob"
+)
+
+// Sizing assumptions behind the scaling defaults. They are the one place to change when the
+// consumer benchmark (SPEC §8, `make bench`) reports the measured per-replica throughput: every
+// derived default below follows.
+const (
+	// assumedMessagesPerSecondPerReplica is the consumer's throughput per replica (250m CPU, batch
+	// 32, concurrency 16) that the defaults are sized for. PLACEHOLDER until the benchmark's
+	// measured figure replaces it; the seed's consumer did about 1 message/s by design, which is
+	// why its queueLength was 5.
+	assumedMessagesPerSecondPerReplica = 100
+	// backlogSecondsPerReplica is how many seconds of one replica's work KEDA lets queue up per
+	// replica before it adds another: desiredReplicas = ceil(depth / queueLength), so a backlog is
+	// drained in about this many seconds once the replicas run.
+	backlogSecondsPerReplica = 10
+	// azureQueueMessagesPerSecond is Azure Queue Storage's scalability target for one queue
+	// (about 2,000 messages/s). Replicas beyond it only add contention.
+	azureQueueMessagesPerSecond = 2000
+	// jobBatchSeconds is the work one ScaledJob job is sized for: long enough that pod start-up is
+	// small next to it, short enough that a failed job redoes little.
+	jobBatchSeconds = 60
+)
+
+// Defaults derived from the sizing assumptions.
+const (
+	// DefaultQueueLength is the KEDA target queue depth per replica (100 msg/s × 10 s = 1000).
+	DefaultQueueLength = assumedMessagesPerSecondPerReplica * backlogSecondsPerReplica
+	// DefaultMaxReplicas is how many replicas reach the queue's ceiling: ceil(2000 / 100) = 20.
+	DefaultMaxReplicas = (azureQueueMessagesPerSecond + assumedMessagesPerSecondPerReplica - 1) / assumedMessagesPerSecondPerReplica
+	// DefaultJobQueueLength is the number of messages one ScaledJob job is started for (≈ 60 s of work).
+	DefaultJobQueueLength = assumedMessagesPerSecondPerReplica * jobBatchSeconds
+	// DefaultJobMaxReplicas caps concurrent jobs at the same ceiling as the Deployment.
+	DefaultJobMaxReplicas = DefaultMaxReplicas
+)
+
+// reservedNodePoolNames are the NodePools AKS node autoprovisioning owns; the component never
+// writes them.
+var reservedNodePoolNames = map[string]bool{"default": true, "system-surge": true}
+
+// consolidateAfterPattern is Karpenter's CRD pattern for disruption.consolidateAfter.
+var consolidateAfterPattern = regexp.MustCompile(`^(([0-9]+(s|m|h))+|Never)$`)
+
+// imageTagPattern is the OCI distribution grammar for a tag.
+var imageTagPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+
+// ConsumerSettings are the consumer workload's settings, known at preview time. The json tag of
+// each field is its Pulumi config key (project namespace aks-edw), e.g. `json:"minReplicas"`.
+// Start from DefaultConsumerSettings and override what the stack sets; call Validate.
+type ConsumerSettings struct {
+	// Namespace is the namespace of every namespaced object (default aqs-demo).
+	Namespace string `json:"namespace"`
+	// ServiceAccountName is the pods' service account, federated with the workload identity
+	// (default aqs-app-service-account). The federated credential's subject must use it.
+	ServiceAccountName string `json:"serviceAccountName"`
+	// DeploymentName is the consumer Deployment (ScaledObject mode) (default aqs-app).
+	DeploymentName string `json:"deploymentName"`
+	// AppLabel is the value of the pods' `app` label and the Deployment selector (default aqs-reader).
+	AppLabel string `json:"appLabel"`
+
+	// Image is the full consumer image reference; empty means
+	// `<registry login server>/aws2azure/aqs-consumer:<imageTag>` (default empty).
+	Image string `json:"image"`
+	// ImageTag is the tag used when Image is empty (default latest).
+	ImageTag string `json:"imageTag"`
+
+	// ScaleMode is ScaledObject (Deployment scaled by KEDA) or ScaledJob (one Job per batch)
+	// (default ScaledObject).
+	ScaleMode string `json:"scaleMode"`
+	// ScaledObjectName names the KEDA ScaledObject (default aws2az-queue-scaleobj).
+	ScaledObjectName string `json:"scaledObjectName"`
+	// ScaledJobName names the KEDA ScaledJob (default aws2az-queue-scaledjob).
+	ScaledJobName string `json:"scaledJobName"`
+	// TriggerAuthenticationName names the KEDA TriggerAuthentication (default keda-az-credentials).
+	TriggerAuthenticationName string `json:"triggerAuthenticationName"`
+	// MinReplicas is the ScaledObject's minReplicaCount; 0 scales to zero (default 0).
+	MinReplicas int `json:"minReplicas"`
+	// MaxReplicas is the ScaledObject's maxReplicaCount (default DefaultMaxReplicas).
+	MaxReplicas int `json:"maxReplicas"`
+	// QueueLength is the azure-queue trigger's target messages per replica (default DefaultQueueLength).
+	QueueLength int `json:"queueLength"`
+	// ActivationQueueLength is the depth above which KEDA scales from zero (default 0: any message).
+	ActivationQueueLength int `json:"activationQueueLength"`
+	// PollingInterval is how often KEDA reads the queue depth, in seconds (default 30).
+	PollingInterval int `json:"pollingInterval"`
+	// CooldownPeriod is how long after the last active poll KEDA scales to zero, in seconds (default 10).
+	CooldownPeriod int `json:"cooldownPeriod"`
+
+	// JobQueueLength is the ScaledJob trigger's messages per job (default DefaultJobQueueLength).
+	JobQueueLength int `json:"jobQueueLength"`
+	// JobMaxReplicas is the ScaledJob's maximum concurrent jobs (default DefaultJobMaxReplicas).
+	JobMaxReplicas int `json:"jobMaxReplicas"`
+	// JobSuccessfulHistoryLimit is how many finished jobs KEDA keeps (default 3).
+	JobSuccessfulHistoryLimit int `json:"jobSuccessfulHistoryLimit"`
+	// JobFailedHistoryLimit is how many failed jobs KEDA keeps (default 5).
+	JobFailedHistoryLimit int `json:"jobFailedHistoryLimit"`
+	// JobScalingStrategy is the ScaledJob scalingStrategy: default, accurate or eager (default
+	// "default", right for Azure queues whose depth counts in-flight messages).
+	JobScalingStrategy string `json:"jobScalingStrategy"`
+	// JobActiveDeadlineSeconds bounds one job's run time (default 600).
+	JobActiveDeadlineSeconds int `json:"jobActiveDeadlineSeconds"`
+	// JobBackoffLimit is the retries of a failed job pod (default 2).
+	JobBackoffLimit int `json:"jobBackoffLimit"`
+
+	// CPURequest is the consumer container's CPU request (default 250m).
+	CPURequest string `json:"cpuRequest"`
+	// MemoryRequest is the consumer container's memory request (default 64Mi).
+	MemoryRequest string `json:"memoryRequest"`
+	// CPULimit is the consumer container's CPU limit (default 500m).
+	CPULimit string `json:"cpuLimit"`
+	// MemoryLimit is the consumer container's memory limit (default 128Mi).
+	MemoryLimit string `json:"memoryLimit"`
+	// TerminationGracePeriodSeconds is how long a stopping pod may finish in-flight messages (default 60).
+	TerminationGracePeriodSeconds int `json:"terminationGracePeriodSeconds"`
+	// NodeFailureTolerationSeconds is how long pods stay on an unreachable or not-ready node
+	// before they are evicted (default 30; Kubernetes' own default is 300).
+	NodeFailureTolerationSeconds int `json:"nodeFailureTolerationSeconds"`
+
+	// ConsumerConcurrency is CONSUMER_CONCURRENCY: messages processed at once per pod (default 16).
+	ConsumerConcurrency int `json:"consumerConcurrency"`
+	// ConsumerBatchSize is CONSUMER_BATCH_SIZE: messages per dequeue, 1-32 (default 32).
+	ConsumerBatchSize int `json:"consumerBatchSize"`
+	// ConsumerVisibilityTimeout is CONSUMER_VISIBILITY_TIMEOUT, a Go duration: how long a dequeued
+	// message stays invisible (default 60s).
+	ConsumerVisibilityTimeout string `json:"consumerVisibilityTimeout"`
+	// ConsumerMaxDeliveries is CONSUMER_MAX_DELIVERIES: dequeues before a message is poisoned (default 5).
+	ConsumerMaxDeliveries int `json:"consumerMaxDeliveries"`
+
+	// NodePoolName is the Karpenter NodePool for the consumer, also the value of its
+	// `deployment=<name>:NoSchedule` taint (default aqs-app-pool; never default or system-surge).
+	NodePoolName string `json:"nodePoolName"`
+	// NodePoolSKUFamily is the Azure VM family (karpenter.azure.com/sku-family) (default D).
+	NodePoolSKUFamily string `json:"nodePoolSkuFamily"`
+	// NodePoolCPULimit caps the total CPU of the pool's nodes (default 100).
+	NodePoolCPULimit string `json:"nodePoolCpuLimit"`
+	// NodePoolConsolidateAfter is how long a node must be empty or underutilized before Karpenter
+	// consolidates it (default 1m).
+	NodePoolConsolidateAfter string `json:"nodePoolConsolidateAfter"`
+}
+
+// DefaultConsumerSettings returns the defaults: the seed's values where the seed had them.
+func DefaultConsumerSettings() ConsumerSettings {
+	return ConsumerSettings{
+		Namespace:          "aqs-demo",
+		ServiceAccountName: "aqs-app-service-account",
+		DeploymentName:     "aqs-app",
+		AppLabel:           "aqs-reader",
+
+		Image:    "",
+		ImageTag: "latest",
+
+		ScaleMode:                 ScaleModeScaledObject,
+		ScaledObjectName:          "aws2az-queue-scaleobj",
+		ScaledJobName:             "aws2az-queue-scaledjob",
+		TriggerAuthenticationName: "keda-az-credentials",
+		MinReplicas:               0,
+		MaxReplicas:               DefaultMaxReplicas,
+		QueueLength:               DefaultQueueLength,
+		ActivationQueueLength:     0,
+		PollingInterval:           30,
+		CooldownPeriod:            10,
+
+		JobQueueLength:            DefaultJobQueueLength,
+		JobMaxReplicas:            DefaultJobMaxReplicas,
+		JobSuccessfulHistoryLimit: 3,
+		JobFailedHistoryLimit:     5,
+		JobScalingStrategy:        "default",
+		JobActiveDeadlineSeconds:  600,
+		JobBackoffLimit:           2,
+
+		CPURequest:                    "250m",
+		MemoryRequest:                 "64Mi",
+		CPULimit:                      "500m",
+		MemoryLimit:                   "128Mi",
+		TerminationGracePeriodSeconds: 60,
+		NodeFailureTolerationSeconds:  30,
+
+		ConsumerConcurrency:       16,
+		ConsumerBatchSize:         32,
+		ConsumerVisibilityTimeout: "60s",
+		ConsumerMaxDeliveries:     5,
+
+		NodePoolName:             "aqs-app-pool",
+		NodePoolSKUFamily:        "D",
+		NodePoolCPULimit:         "100",
+		NodePoolConsolidateAfter: "1m",
+	}
+}
+
+// maxVisibilityTimeout is Azure Queue Storage's upper bound for a visibility timeout.
+const maxVisibilityTimeout = 7 * 24 * time.Hour
+
+// Validate returns every problem with the settings at once (errors.Join); each message names
+// the json key and the rule.
+func (s ConsumerSettings) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	// Kubernetes object names.
+	dnsLabel := func(key, v string) {
+		if msgs := validation.IsDNS1123Label(v); len(msgs) > 0 {
+			add("%s (%q) must be a DNS-1123 label: %s", key, v, strings.Join(msgs, "; "))
+		}
+	}
+	dnsSubdomain := func(key, v string) {
+		if msgs := validation.IsDNS1123Subdomain(v); len(msgs) > 0 {
+			add("%s (%q) must be a DNS-1123 subdomain: %s", key, v, strings.Join(msgs, "; "))
+		}
+	}
+	dnsLabel("namespace", s.Namespace)
+	dnsSubdomain("serviceAccountName", s.ServiceAccountName)
+	dnsLabel("deploymentName", s.DeploymentName)
+	dnsSubdomain("scaledObjectName", s.ScaledObjectName)
+	dnsSubdomain("scaledJobName", s.ScaledJobName)
+	dnsSubdomain("triggerAuthenticationName", s.TriggerAuthenticationName)
+	dnsSubdomain("nodePoolName", s.NodePoolName)
+	if reservedNodePoolNames[s.NodePoolName] {
+		add("nodePoolName (%q) is owned by AKS node autoprovisioning; choose another name", s.NodePoolName)
+	}
+	// The pool name is also a taint value and a node label value (karpenter.sh/nodepool).
+	if msgs := validation.IsValidLabelValue(s.NodePoolName); len(msgs) > 0 && s.NodePoolName != "" {
+		add("nodePoolName (%q) must be a valid label value: %s", s.NodePoolName, strings.Join(msgs, "; "))
+	}
+	if s.AppLabel == "" {
+		add("appLabel must not be empty")
+	} else if msgs := validation.IsValidLabelValue(s.AppLabel); len(msgs) > 0 {
+		add("appLabel (%q) must be a valid label value: %s", s.AppLabel, strings.Join(msgs, "; "))
+	}
+
+	// Image.
+	if s.Image != "" {
+		if strings.ContainsAny(s.Image, " \t\n") || strings.Contains(s.Image, "://") {
+			add("image (%q) must be an image reference like registry/repository:tag, without scheme or spaces", s.Image)
+		}
+	} else if !imageTagPattern.MatchString(s.ImageTag) {
+		add("imageTag (%q) must be a valid image tag (letters, digits, _ . -, at most 128, not starting with . or -) when image is empty", s.ImageTag)
+	}
+
+	// Scaling.
+	switch s.ScaleMode {
+	case ScaleModeScaledObject, ScaleModeScaledJob:
+	default:
+		add("scaleMode (%q) must be %q or %q", s.ScaleMode, ScaleModeScaledObject, ScaleModeScaledJob)
+	}
+	if s.MinReplicas < 0 {
+		add("minReplicas (%d) must be >= 0", s.MinReplicas)
+	}
+	if s.MaxReplicas < 1 {
+		add("maxReplicas (%d) must be >= 1", s.MaxReplicas)
+	}
+	if s.MaxReplicas < s.MinReplicas {
+		add("maxReplicas (%d) must be >= minReplicas (%d)", s.MaxReplicas, s.MinReplicas)
+	}
+	if s.QueueLength <= 0 {
+		add("queueLength (%d) must be > 0", s.QueueLength)
+	}
+	if s.ActivationQueueLength < 0 {
+		add("activationQueueLength (%d) must be >= 0", s.ActivationQueueLength)
+	}
+	if s.PollingInterval < 1 {
+		add("pollingInterval (%d) must be >= 1 second", s.PollingInterval)
+	}
+	if s.CooldownPeriod < 0 {
+		add("cooldownPeriod (%d) must be >= 0 seconds", s.CooldownPeriod)
+	}
+
+	// ScaledJob.
+	if s.JobQueueLength <= 0 {
+		add("jobQueueLength (%d) must be > 0", s.JobQueueLength)
+	}
+	if s.JobMaxReplicas < 1 {
+		add("jobMaxReplicas (%d) must be >= 1", s.JobMaxReplicas)
+	}
+	if s.JobSuccessfulHistoryLimit < 0 {
+		add("jobSuccessfulHistoryLimit (%d) must be >= 0", s.JobSuccessfulHistoryLimit)
+	}
+	if s.JobFailedHistoryLimit < 0 {
+		add("jobFailedHistoryLimit (%d) must be >= 0", s.JobFailedHistoryLimit)
+	}
+	switch s.JobScalingStrategy {
+	case "default", "accurate", "eager":
+	default:
+		// "custom" needs extra parameters this component does not expose.
+		add("jobScalingStrategy (%q) must be one of default, accurate, eager", s.JobScalingStrategy)
+	}
+	if s.JobActiveDeadlineSeconds < 1 {
+		add("jobActiveDeadlineSeconds (%d) must be >= 1", s.JobActiveDeadlineSeconds)
+	}
+	if s.JobBackoffLimit < 0 {
+		add("jobBackoffLimit (%d) must be >= 0", s.JobBackoffLimit)
+	}
+
+	// Resources.
+	quantity := func(key, v string) (resource.Quantity, bool) {
+		q, err := resource.ParseQuantity(v)
+		if err != nil {
+			add("%s (%q) must be a Kubernetes quantity (e.g. 250m, 64Mi): %v", key, v, err)
+			return q, false
+		}
+		if q.Sign() <= 0 {
+			add("%s (%q) must be > 0", key, v)
+			return q, false
+		}
+		return q, true
+	}
+	cpuReq, okCPUReq := quantity("cpuRequest", s.CPURequest)
+	memReq, okMemReq := quantity("memoryRequest", s.MemoryRequest)
+	cpuLim, okCPULim := quantity("cpuLimit", s.CPULimit)
+	memLim, okMemLim := quantity("memoryLimit", s.MemoryLimit)
+	if okCPUReq && okCPULim && cpuReq.Cmp(cpuLim) > 0 {
+		add("cpuRequest (%s) must be <= cpuLimit (%s)", s.CPURequest, s.CPULimit)
+	}
+	if okMemReq && okMemLim && memReq.Cmp(memLim) > 0 {
+		add("memoryRequest (%s) must be <= memoryLimit (%s)", s.MemoryRequest, s.MemoryLimit)
+	}
+	if s.TerminationGracePeriodSeconds < 1 {
+		add("terminationGracePeriodSeconds (%d) must be >= 1", s.TerminationGracePeriodSeconds)
+	}
+	if s.NodeFailureTolerationSeconds < 0 {
+		add("nodeFailureTolerationSeconds (%d) must be >= 0", s.NodeFailureTolerationSeconds)
+	}
+
+	// Consumer tuning.
+	if s.ConsumerConcurrency < 1 {
+		add("consumerConcurrency (%d) must be >= 1", s.ConsumerConcurrency)
+	}
+	if s.ConsumerBatchSize < 1 || s.ConsumerBatchSize > 32 {
+		add("consumerBatchSize (%d) must be between 1 and 32 (Azure Queue Storage's dequeue maximum)", s.ConsumerBatchSize)
+	}
+	if d, err := time.ParseDuration(s.ConsumerVisibilityTimeout); err != nil {
+		add("consumerVisibilityTimeout (%q) must be a Go duration such as 60s: %v", s.ConsumerVisibilityTimeout, err)
+	} else if d < time.Second || d > maxVisibilityTimeout {
+		add("consumerVisibilityTimeout (%q) must be between 1s and 168h (Azure's limit)", s.ConsumerVisibilityTimeout)
+	}
+	if s.ConsumerMaxDeliveries < 1 {
+		add("consumerMaxDeliveries (%d) must be >= 1", s.ConsumerMaxDeliveries)
+	}
+
+	// NodePool.
+	if s.NodePoolSKUFamily == "" {
+		add("nodePoolSkuFamily must not be empty (e.g. D)")
+	} else if msgs := validation.IsValidLabelValue(s.NodePoolSKUFamily); len(msgs) > 0 {
+		add("nodePoolSkuFamily (%q) must be a valid label value: %s", s.NodePoolSKUFamily, strings.Join(msgs, "; "))
+	}
+	if poolCPU, ok := quantity("nodePoolCpuLimit", s.NodePoolCPULimit); ok && okCPUReq && poolCPU.Cmp(cpuReq) < 0 {
+		add("nodePoolCpuLimit (%s) must be >= cpuRequest (%s), or no consumer pod fits", s.NodePoolCPULimit, s.CPURequest)
+	}
+	if !consolidateAfterPattern.MatchString(s.NodePoolConsolidateAfter) {
+		add("nodePoolConsolidateAfter (%q) must be a duration in s, m or h (e.g. 30s, 1m, 1h30m) or Never", s.NodePoolConsolidateAfter)
+	}
+
+	return errors.Join(errs...)
+}
