@@ -360,3 +360,6 @@ func WithConfig(config map[string]string) pulumi.RunOption {
 		info.Config = config
 	}
 }
+
+// URNName returns the logical name at the end of a URN.
+func URNName(urn string) string { return resource.URN(urn).Name() }

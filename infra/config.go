@@ -1,0 +1,228 @@
+// Package infra holds the Azure side of the stack: the typed configuration, the naming scheme,
+// the composition of the Azure components and the stack outputs.
+package infra
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
+
+	"github.com/aks-edw/aks-edw/components"
+)
+
+// Project is the Pulumi project name; config keys live in its namespace ("aks-edw:prefix").
+const Project = "aks-edw"
+
+// Config is the whole stack's configuration, loaded once by LoadConfig. The json tag of every
+// field is its config key; Pulumi.yaml declares each with its type, description and default.
+type Config struct {
+	// Prefix goes into every resource name (rg-<prefix>-<suffix>, stor<prefix><suffix>, ...).
+	Prefix string `json:"prefix"`
+	// Location is the Azure region of every resource.
+	Location string `json:"location"`
+	// Tags are added to every Azure resource, with owner=<prefix> unless set and environment=<stack>.
+	Tags map[string]string `json:"tags"`
+	// Protect marks the storage account, registry and cluster as protected (prod).
+	Protect bool `json:"protect"`
+
+	// StorageAccountName overrides the derived stor<prefix><suffix> name when set.
+	StorageAccountName string `json:"storageAccountName"`
+	// StorageSku is the storage account SKU.
+	StorageSku string `json:"storageSku"`
+	// QueueName is the queue the producer writes and the consumer reads.
+	QueueName string `json:"queueName"`
+	// TableName is the table the consumer writes records to.
+	TableName string `json:"tableName"`
+	// StoragePublicNetworkAccess opens the storage firewall to every network (throwaway dev only).
+	StoragePublicNetworkAccess bool `json:"storagePublicNetworkAccess"`
+	// OperatorIPRanges are the public IPs or CIDRs of operator workstations admitted by the
+	// storage firewall (the producer runs there).
+	OperatorIPRanges []string `json:"operatorIpRanges"`
+	// GrantDeployerQueueAccess gives the deploying principal Storage Queue Data Contributor on
+	// the queue, so an operator can run the producer with their own Entra identity.
+	GrantDeployerQueueAccess bool `json:"grantDeployerQueueAccess"`
+	// DeployerPrincipalType is the principal type of the deploying identity (User or ServicePrincipal).
+	DeployerPrincipalType string `json:"deployerPrincipalType"`
+
+	// RegistrySku is the container registry SKU.
+	RegistrySku string `json:"registrySku"`
+
+	// VnetAddressSpace is the virtual network's address space.
+	VnetAddressSpace string `json:"vnetAddressSpace"`
+	// AksSubnetPrefix is the AKS node subnet, inside VnetAddressSpace.
+	AksSubnetPrefix string `json:"aksSubnetPrefix"`
+	// PodCidr is the overlay pod address range (must not overlap the VNet).
+	PodCidr string `json:"podCidr"`
+	// ServiceCidr is the Kubernetes service address range (must not overlap the VNet or pods).
+	ServiceCidr string `json:"serviceCidr"`
+	// DNSServiceIP is the cluster DNS service address, inside ServiceCidr.
+	DNSServiceIP string `json:"dnsServiceIp"`
+	// APIServerAuthorizedIPRanges restricts the Kubernetes API server to these CIDRs (empty: open).
+	APIServerAuthorizedIPRanges []string `json:"apiServerAuthorizedIpRanges"`
+
+	// KubernetesVersion is the cluster's Kubernetes version (empty: the AKS default at creation).
+	KubernetesVersion string `json:"kubernetesVersion"`
+	// SystemNodeCount is the fixed size of the inline system pool.
+	SystemNodeCount int `json:"systemNodeCount"`
+	// SystemNodeVMSize is the VM size of the system pool.
+	SystemNodeVMSize string `json:"systemNodeVmSize"`
+	// SystemNodeZones are the availability zones of the system pool (empty: no zones).
+	SystemNodeZones []string `json:"systemNodeZones"`
+	// UpgradeChannel is the cluster auto-upgrade channel.
+	UpgradeChannel string `json:"upgradeChannel"`
+	// NodeOSUpgradeChannel is the node OS upgrade channel.
+	NodeOSUpgradeChannel string `json:"nodeOsUpgradeChannel"`
+	// LogRetentionDays is the Log Analytics workspace retention.
+	LogRetentionDays int `json:"logRetentionDays"`
+	// ClusterTier is the AKS pricing tier (Free, or Standard for the uptime SLA).
+	ClusterTier string `json:"clusterTier"`
+
+	// Consumer holds the Kubernetes workload's settings; each field is a top-level config key.
+	Consumer components.ConsumerSettings `json:"-"`
+}
+
+// DefaultConfig returns the defaults; Pulumi.yaml declares the same values (a test checks it).
+func DefaultConfig() Config {
+	return Config{
+		Prefix:                      "aksdemo",
+		Location:                    "westus3",
+		Tags:                        map[string]string{},
+		StorageSku:                  "Standard_LRS",
+		QueueName:                   "aws2azmsgs",
+		TableName:                   "aws2azpmts",
+		OperatorIPRanges:            []string{},
+		DeployerPrincipalType:       "User",
+		RegistrySku:                 "Basic",
+		VnetAddressSpace:            "10.224.0.0/12",
+		AksSubnetPrefix:             "10.224.0.0/16",
+		PodCidr:                     "10.244.0.0/16",
+		ServiceCidr:                 "10.0.0.0/16",
+		DNSServiceIP:                "10.0.0.10",
+		APIServerAuthorizedIPRanges: []string{},
+		SystemNodeCount:             3,
+		SystemNodeVMSize:            "Standard_D4ds_v5",
+		SystemNodeZones:             []string{},
+		UpgradeChannel:              "patch",
+		NodeOSUpgradeChannel:        "NodeImage",
+		LogRetentionDays:            30,
+		ClusterTier:                 "Free",
+		Consumer:                    components.DefaultConsumerSettings(),
+	}
+}
+
+// LoadConfig reads every key with the Try* semantics (never panics), applies the defaults,
+// and validates; every problem is reported at once, each naming its key.
+func LoadConfig(ctx *pulumi.Context) (Config, error) {
+	cfg := DefaultConfig()
+	get := func(key string) (string, bool) {
+		v, err := config.Try(ctx, Project+":"+key)
+		return v, err == nil
+	}
+	errs := loadFields(&cfg, get)
+	errs = append(errs, loadFields(&cfg.Consumer, get)...)
+	if len(errs) > 0 {
+		return cfg, joinConfigErrors(errs)
+	}
+	cfg.Tags = cfg.EffectiveTags(ctx.Stack())
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// EffectiveTags returns the configured tags plus owner=<prefix> (unless set) and environment=<stack>.
+func (c Config) EffectiveTags(stack string) map[string]string {
+	tags := map[string]string{}
+	for k, v := range c.Tags {
+		tags[k] = v
+	}
+	if _, ok := tags["owner"]; !ok {
+		tags["owner"] = c.Prefix
+	}
+	tags["environment"] = stack
+	return tags
+}
+
+// ConfigKeys lists every config key (json tag) of Config and ConsumerSettings, in field order.
+func ConfigKeys() []string {
+	var keys []string
+	for _, t := range []reflect.Type{reflect.TypeOf(Config{}), reflect.TypeOf(components.ConsumerSettings{})} {
+		for i := 0; i < t.NumField(); i++ {
+			if k := jsonKey(t.Field(i)); k != "" {
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys
+}
+
+func jsonKey(f reflect.StructField) string {
+	tag := strings.Split(f.Tag.Get("json"), ",")[0]
+	if tag == "-" || !f.IsExported() {
+		return ""
+	}
+	return tag
+}
+
+// loadFields sets each json-tagged field of the struct that ptr points to from get(key),
+// parsing the value the way the Pulumi CLI stores it (numbers and booleans as text, arrays and
+// objects as JSON).
+func loadFields(ptr any, get func(key string) (string, bool)) []error {
+	v := reflect.ValueOf(ptr).Elem()
+	t := v.Type()
+	var errs []error
+	for i := 0; i < t.NumField(); i++ {
+		key := jsonKey(t.Field(i))
+		if key == "" {
+			continue
+		}
+		raw, ok := get(key)
+		if !ok {
+			continue
+		}
+		if err := setField(v.Field(i), raw); err != nil {
+			errs = append(errs, fmt.Errorf("%s:%s: %w", Project, key, err))
+		}
+	}
+	return errs
+}
+
+func setField(f reflect.Value, raw string) error {
+	switch f.Kind() {
+	case reflect.String:
+		f.SetString(raw)
+	case reflect.Int:
+		n, err := strconv.Atoi(strings.TrimSpace(raw))
+		if err != nil {
+			return fmt.Errorf("must be an integer, got %q", raw)
+		}
+		f.SetInt(int64(n))
+	case reflect.Bool:
+		b, err := strconv.ParseBool(strings.TrimSpace(raw))
+		if err != nil {
+			return fmt.Errorf("must be true or false, got %q", raw)
+		}
+		f.SetBool(b)
+	case reflect.Slice, reflect.Map:
+		p := reflect.New(f.Type())
+		if err := json.Unmarshal([]byte(raw), p.Interface()); err != nil {
+			return fmt.Errorf("must be a JSON %s of %s, got %q: %v", kindWord(f.Kind()), f.Type().Elem(), raw, err)
+		}
+		f.Set(p.Elem())
+	default:
+		return fmt.Errorf("unsupported config field kind %s", f.Kind())
+	}
+	return nil
+}
+
+func kindWord(k reflect.Kind) string {
+	if k == reflect.Map {
+		return "object"
+	}
+	return "array"
+}

@@ -1,0 +1,70 @@
+package infra
+
+import (
+	"fmt"
+
+	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// Names are the Azure resource names of one stack, following the original deploy script with a
+// stable random suffix per stack.
+type Names struct {
+	Suffix              pulumi.StringOutput
+	ResourceGroup       pulumi.StringOutput
+	StorageAccount      pulumi.StringOutput
+	Registry            pulumi.StringOutput
+	ClusterIdentity     pulumi.StringOutput
+	Cluster             pulumi.StringOutput
+	NodeResourceGroup   pulumi.StringOutput
+	WorkloadIdentity    pulumi.StringOutput
+	FederatedCredential pulumi.StringOutput
+	KedaCredential      pulumi.StringOutput
+	VirtualNetwork      pulumi.StringOutput
+	AksSubnet           pulumi.StringOutput
+	LogAnalytics        pulumi.StringOutput
+}
+
+// suffixArgs is the random suffix: 6 lowercase letters and digits, stable for the stack's life.
+func suffixArgs() *random.RandomStringArgs {
+	return &random.RandomStringArgs{
+		Length:  pulumi.Int(SuffixLength),
+		Upper:   pulumi.Bool(false),
+		Special: pulumi.Bool(false),
+		Numeric: pulumi.Bool(true),
+		Lower:   pulumi.Bool(true),
+	}
+}
+
+// NewNames creates the suffix and derives every name from it.
+func NewNames(ctx *pulumi.Context, cfg Config) (*Names, error) {
+	sfx, err := random.NewRandomString(ctx, "suffix", suffixArgs())
+	if err != nil {
+		return nil, fmt.Errorf("creating the random name suffix: %w", err)
+	}
+	return namesFrom(cfg, sfx.Result), nil
+}
+
+// namesFrom derives the names from a suffix (pure, so tests can check the scheme).
+func namesFrom(cfg Config, sfx pulumi.StringOutput) *Names {
+	p := cfg.Prefix
+	n := &Names{
+		Suffix:              sfx,
+		ResourceGroup:       pulumi.Sprintf("rg-%s-%s", p, sfx),
+		StorageAccount:      pulumi.Sprintf("stor%s%s", p, sfx),
+		Registry:            pulumi.Sprintf("acr%s%s", p, sfx),
+		ClusterIdentity:     pulumi.Sprintf("mi-%s-%s", p, sfx),
+		Cluster:             pulumi.Sprintf("aks-%s-%s", p, sfx),
+		WorkloadIdentity:    pulumi.Sprintf("mi-aks-workload-identity-%s", sfx),
+		FederatedCredential: pulumi.Sprintf("federated-credential-%s", sfx),
+		KedaCredential:      pulumi.Sprintf("fed-cred-%s-kedasvc-%s", p, sfx),
+		VirtualNetwork:      pulumi.Sprintf("vnet-%s-%s", p, sfx),
+		AksSubnet:           pulumi.String("snet-aks").ToStringOutput(),
+		LogAnalytics:        pulumi.Sprintf("log-%s-%s", p, sfx),
+	}
+	if cfg.StorageAccountName != "" {
+		n.StorageAccount = pulumi.String(cfg.StorageAccountName).ToStringOutput()
+	}
+	n.NodeResourceGroup = pulumi.Sprintf("MC_%s_%s_%s", n.ResourceGroup, n.Cluster, cfg.Location)
+	return n
+}

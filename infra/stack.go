@@ -1,0 +1,213 @@
+package infra
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/pulumi/pulumi-azure-native-sdk/authorization/v3"
+	"github.com/pulumi/pulumi-azure-native-sdk/resources/v3"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/aks-edw/aks-edw/components"
+)
+
+// Stack is the Azure side of one environment.
+type Stack struct {
+	Config           Config
+	Names            *Names
+	ResourceGroup    *resources.ResourceGroup
+	Network          *components.Network
+	Storage          *components.Storage
+	Registry         *components.Registry
+	Cluster          *components.Cluster
+	WorkloadIdentity *components.WorkloadIdentity
+}
+
+// Deploy composes the Azure components for one stack.
+func Deploy(ctx *pulumi.Context, cfg Config) (*Stack, error) {
+	names, err := NewNames(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	client := authorization.GetClientConfigOutput(ctx)
+	subscriptionID := client.SubscriptionId()
+	location := pulumi.String(cfg.Location)
+
+	rg, err := resources.NewResourceGroup(ctx, "rg", &resources.ResourceGroupArgs{
+		ResourceGroupName: names.ResourceGroup,
+		Location:          location,
+		Tags:              pulumi.ToStringMap(cfg.Tags),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating resource group: %w", err)
+	}
+
+	net, err := components.NewNetwork(ctx, "network", &components.NetworkArgs{
+		ResourceGroupName: rg.Name,
+		Location:          location,
+		VnetName:          names.VirtualNetwork,
+		SubnetName:        names.AksSubnet,
+		AddressSpace:      cfg.VnetAddressSpace,
+		SubnetPrefix:      cfg.AksSubnetPrefix,
+		Tags:              cfg.Tags,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	store, err := components.NewStorage(ctx, "storage", &components.StorageArgs{
+		ResourceGroupName:   rg.Name,
+		Location:            location,
+		AccountName:         names.StorageAccount,
+		Sku:                 cfg.StorageSku,
+		QueueName:           cfg.QueueName,
+		TableName:           cfg.TableName,
+		AllowedSubnetIDs:    []pulumi.StringInput{net.SubnetID},
+		AllowedIPRanges:     cfg.OperatorIPRanges,
+		PublicNetworkAccess: cfg.StoragePublicNetworkAccess,
+		Tags:                cfg.Tags,
+		Protect:             cfg.Protect,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	registry, err := components.NewRegistry(ctx, "registry", &components.RegistryArgs{
+		ResourceGroupName: rg.Name,
+		Location:          location,
+		Name:              names.Registry,
+		Sku:               cfg.RegistrySku,
+		Tags:              cfg.Tags,
+		Protect:           cfg.Protect,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	cluster, err := components.NewCluster(ctx, "cluster", &components.ClusterArgs{
+		ResourceGroupName: rg.Name,
+		Location:          location,
+		ClusterName:       names.Cluster,
+		IdentityName:      names.ClusterIdentity,
+		WorkspaceName:     names.LogAnalytics,
+		NodeResourceGroup: names.NodeResourceGroup,
+		SubnetID:          net.SubnetID,
+		RegistryID:        registry.ID,
+		SubscriptionID:    subscriptionID,
+		Spec: components.ClusterSpec{
+			KubernetesVersion:           cfg.KubernetesVersion,
+			SystemNodeCount:             cfg.SystemNodeCount,
+			SystemNodeVMSize:            cfg.SystemNodeVMSize,
+			SystemNodeZones:             cfg.SystemNodeZones,
+			UpgradeChannel:              cfg.UpgradeChannel,
+			NodeOSUpgradeChannel:        cfg.NodeOSUpgradeChannel,
+			PodCidr:                     cfg.PodCidr,
+			ServiceCidr:                 cfg.ServiceCidr,
+			DNSServiceIP:                cfg.DNSServiceIP,
+			APIServerAuthorizedIPRanges: cfg.APIServerAuthorizedIPRanges,
+			LogRetentionDays:            cfg.LogRetentionDays,
+			Tier:                        cfg.ClusterTier,
+		},
+		Tags:    cfg.Tags,
+		Protect: cfg.Protect,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	wi, err := components.NewWorkloadIdentity(ctx, "workload-identity", &components.WorkloadIdentityArgs{
+		ResourceGroupName:  rg.Name,
+		Location:           location,
+		IdentityName:       names.WorkloadIdentity,
+		SubscriptionID:     subscriptionID,
+		QueueID:            store.QueueID,
+		TableID:            store.TableID,
+		IssuerURL:          cluster.OIDCIssuerURL,
+		Namespace:          cfg.Consumer.Namespace,
+		ServiceAccountName: cfg.Consumer.ServiceAccountName,
+		CredentialName:     names.FederatedCredential,
+		KedaCredentialName: names.KedaCredential,
+		Tags:               cfg.Tags,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	if cfg.GrantDeployerQueueAccess {
+		// The producer runs on an operator workstation with the operator's own Entra identity.
+		if _, err := authorization.NewRoleAssignment(ctx, "deployer-queue-data-contributor", &authorization.RoleAssignmentArgs{
+			PrincipalId:      client.ObjectId(),
+			PrincipalType:    pulumi.String(cfg.DeployerPrincipalType),
+			RoleDefinitionId: components.RoleDefinitionID(subscriptionID, components.RoleStorageQueueDataContributor),
+			Scope:            store.QueueID,
+		}); err != nil {
+			return nil, fmt.Errorf("granting the deployer queue access: %w", err)
+		}
+	}
+
+	return &Stack{
+		Config: cfg, Names: names, ResourceGroup: rg, Network: net, Storage: store,
+		Registry: registry, Cluster: cluster, WorkloadIdentity: wi,
+	}, nil
+}
+
+// OutputKeys are the stack outputs, in the order the README documents them.
+var OutputKeys = []string{
+	"suffix", "resourceGroupName", "storageAccountName", "queueName", "tableName",
+	"containerRegistryName", "containerRegistryLoginServer", "aksManagedIdentityName",
+	"aksClusterName", "workloadManagedIdentityName", "workloadManagedIdentityClientId",
+	"serviceAccount", "federatedIdentityCredentialName", "kedaServiceAccountCredentialName",
+	"oidcIssuerUrl", "kubeconfig", "deployState",
+}
+
+// Outputs are the stack outputs of SPEC §6; the kubeconfig is a secret.
+func (s *Stack) Outputs() pulumi.Map {
+	sa := s.Config.Consumer.ServiceAccountName
+	return pulumi.Map{
+		"suffix":                           s.Names.Suffix,
+		"resourceGroupName":                s.ResourceGroup.Name,
+		"storageAccountName":               s.Storage.AccountName,
+		"queueName":                        s.Storage.QueueName,
+		"tableName":                        s.Storage.TableName,
+		"containerRegistryName":            s.Registry.Name,
+		"containerRegistryLoginServer":     s.Registry.LoginServer,
+		"aksManagedIdentityName":           s.Cluster.IdentityName,
+		"aksClusterName":                   s.Cluster.Name,
+		"workloadManagedIdentityName":      s.WorkloadIdentity.Name,
+		"workloadManagedIdentityClientId":  s.WorkloadIdentity.ClientID,
+		"serviceAccount":                   pulumi.String(sa),
+		"federatedIdentityCredentialName":  s.WorkloadIdentity.CredentialName,
+		"kedaServiceAccountCredentialName": s.WorkloadIdentity.KedaCredentialName,
+		"oidcIssuerUrl":                    s.Cluster.OIDCIssuerURL,
+		"kubeconfig":                       pulumi.ToSecret(s.Cluster.Kubeconfig),
+		"deployState":                      s.DeployState(),
+	}
+}
+
+// DeployState renders the KEY=VALUE lines the original script wrote to deploy.state, so
+// `pulumi stack output deployState > deploy.state` keeps old tooling working.
+func (s *Stack) DeployState() pulumi.StringOutput {
+	return pulumi.All(
+		s.Names.Suffix, s.ResourceGroup.Name, s.Storage.AccountName, s.Storage.QueueName,
+		s.Storage.TableName, s.Registry.Name, s.Cluster.IdentityName, s.Cluster.Name,
+		s.WorkloadIdentity.Name, s.WorkloadIdentity.CredentialName, s.WorkloadIdentity.KedaCredentialName,
+	).ApplyT(func(v []any) string {
+		str := func(i int) string { return v[i].(string) }
+		lines := []string{
+			"SUFFIX=" + str(0),
+			"RESOURCE_GROUP=" + str(1),
+			"AZURE_STORAGE_ACCOUNT_NAME=" + str(2),
+			"AZURE_QUEUE_NAME=" + str(3),
+			"AZURE_TABLE_NAME=" + str(4),
+			"AZURE_COSMOSDB_TABLE=" + str(4),
+			"AZURE_CONTAINER_REGISTRY_NAME=" + str(5),
+			"AKS_MANAGED_IDENTITY_NAME=" + str(6),
+			"AKS_CLUSTER_NAME=" + str(7),
+			"WORKLOAD_MANAGED_IDENTITY_NAME=" + str(8),
+			"SERVICE_ACCOUNT=" + s.Config.Consumer.ServiceAccountName,
+			"FEDERATED_IDENTITY_CREDENTIAL_NAME=" + str(9),
+			"KEDA_SERVICE_ACCT_CRED_NAME=" + str(10),
+		}
+		return strings.Join(lines, "\n") + "\n"
+	}).(pulumi.StringOutput)
+}

@@ -1,0 +1,439 @@
+package main
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/aks-edw/aks-edw/components"
+	"github.com/aks-edw/aks-edw/infra"
+	"github.com/aks-edw/aks-edw/internal/pulumitest"
+)
+
+var update = flag.Bool("update", false, "regenerate testdata/inventory.<stack>.golden from the current program")
+
+const (
+	tCluster     = "azure-native:containerservice:ManagedCluster"
+	tAgentPool   = "azure-native:containerservice:AgentPool"
+	tRole        = "azure-native:authorization:RoleAssignment"
+	tFIC         = "azure-native:managedidentity:FederatedIdentityCredential"
+	tIdentity    = "azure-native:managedidentity:UserAssignedIdentity"
+	tAccount     = "azure-native:storage:StorageAccount"
+	tQueue       = "azure-native:storage:Queue"
+	tTable       = "azure-native:storage:Table"
+	tRegistry    = "azure-native:containerregistry:Registry"
+	tSubnet      = "azure-native:network:Subnet"
+	tWorkspace   = "azure-native:operationalinsights:Workspace"
+	tRandom      = "random:index/randomString:RandomString"
+	tResourceGrp = "azure-native:resources:ResourceGroup"
+)
+
+// TestStacks runs the program once per Pulumi.<stack>.yaml, with the config loaded as the CLI
+// would, and checks what every stack must have.
+func TestStacks(t *testing.T) {
+	for _, stack := range stackNames(t) {
+		t.Run(stack, func(t *testing.T) {
+			t.Parallel()
+			cfg := loadStackConfig(t, stack)
+			run := runStack(t, stack, cfg)
+			m := run.mocks
+			sfx := pulumitest.RandomResult
+
+			// Naming scheme (SPEC §3).
+			rnd := m.One(t, tRandom)
+			assert.EqualValues(t, 6, rnd.Input("length"))
+			assert.Equal(t, false, rnd.Input("upper"))
+			assert.Equal(t, false, rnd.Input("special"))
+			assert.Equal(t, "rg-aksdemo-"+sfx, m.One(t, tResourceGrp).Input("resourceGroupName"))
+			assert.Equal(t, "storaksdemo"+sfx, m.One(t, tAccount).Input("accountName"))
+			assert.Equal(t, "acraksdemo"+sfx, m.One(t, tRegistry).Input("registryName"))
+			assert.Equal(t, "aks-aksdemo-"+sfx, m.One(t, tCluster).Input("resourceName"))
+			assert.Equal(t, "mi-aksdemo-"+sfx, m.Get(t, tIdentity, "cluster-identity").Input("resourceName"))
+			assert.Equal(t, "mi-aks-workload-identity-"+sfx, m.Get(t, tIdentity, "workload-identity-identity").Input("resourceName"))
+			assert.Equal(t, "federated-credential-"+sfx, m.Get(t, tFIC, "workload-identity-sa-credential").Input("federatedIdentityCredentialResourceName"))
+			assert.Equal(t, "fed-cred-aksdemo-kedasvc-"+sfx, m.Get(t, tFIC, "workload-identity-keda-credential").Input("federatedIdentityCredentialResourceName"))
+			assert.Equal(t, "MC_rg-aksdemo-"+sfx+"_aks-aksdemo-"+sfx+"_westus3", m.One(t, tCluster).Input("nodeResourceGroup"))
+			assert.Equal(t, "aws2azmsgs", m.One(t, tQueue).Input("queueName"))
+			assert.Equal(t, "aws2azpmts", m.One(t, tTable).Input("tableName"))
+
+			// Every Azure resource that takes tags carries owner and environment.
+			for _, r := range m.Resources() {
+				if _, ok := r.Inputs["tags"]; !ok {
+					continue
+				}
+				assert.Equal(t, stack, r.Input("tags.environment"), "%s %s: tags.environment", r.Type, r.Name)
+				assert.NotEmpty(t, r.Input("tags.owner"), "%s %s: tags.owner", r.Type, r.Name)
+			}
+
+			// Protection follows the stack's config: prod protects, dev does not.
+			wantProtect := cfg[infra.Project+":protect"] == "true"
+			for _, typ := range []string{tAccount, tRegistry, tCluster} {
+				assert.Equal(t, wantProtect, m.One(t, typ).Protect, "%s protect", typ)
+			}
+			for _, r := range m.Resources() {
+				if r.Type != tAccount && r.Type != tRegistry && r.Type != tCluster {
+					assert.False(t, r.Protect, "%s %s must not be protected", r.Type, r.Name)
+				}
+			}
+
+			// Outputs (SPEC §6).
+			for _, k := range infra.OutputKeys {
+				o, ok := run.outputs[k]
+				require.True(t, ok, "output %s missing", k)
+				assert.True(t, o.Known, "output %s unknown", k)
+			}
+			assert.Len(t, run.outputs, len(infra.OutputKeys))
+			assert.Equal(t, sfx, run.outputs["suffix"].Value)
+			assert.Equal(t, "client-id-of-mi-aks-workload-identity-"+sfx, run.outputs["workloadManagedIdentityClientId"].Value)
+			assert.Equal(t, "acraksdemo"+sfx+".azurecr.io", run.outputs["containerRegistryLoginServer"].Value)
+			wantState := strings.Join([]string{
+				"SUFFIX=" + sfx,
+				"RESOURCE_GROUP=rg-aksdemo-" + sfx,
+				"AZURE_STORAGE_ACCOUNT_NAME=storaksdemo" + sfx,
+				"AZURE_QUEUE_NAME=aws2azmsgs",
+				"AZURE_TABLE_NAME=aws2azpmts",
+				"AZURE_COSMOSDB_TABLE=aws2azpmts",
+				"AZURE_CONTAINER_REGISTRY_NAME=acraksdemo" + sfx,
+				"AKS_MANAGED_IDENTITY_NAME=mi-aksdemo-" + sfx,
+				"AKS_CLUSTER_NAME=aks-aksdemo-" + sfx,
+				"WORKLOAD_MANAGED_IDENTITY_NAME=mi-aks-workload-identity-" + sfx,
+				"SERVICE_ACCOUNT=aqs-app-service-account",
+				"FEDERATED_IDENTITY_CREDENTIAL_NAME=federated-credential-" + sfx,
+				"KEDA_SERVICE_ACCT_CRED_NAME=fed-cred-aksdemo-kedasvc-" + sfx,
+			}, "\n") + "\n"
+			assert.Equal(t, wantState, run.outputs["deployState"].Value)
+
+			checkGolden(t, stack, m)
+		})
+	}
+}
+
+// TestProgramRunsEveryStack runs main's program function itself, as pulumi.Run would.
+func TestProgramRunsEveryStack(t *testing.T) {
+	for _, stack := range stackNames(t) {
+		t.Run(stack, func(t *testing.T) {
+			t.Parallel()
+			m, err := runProgram(stack, loadStackConfig(t, stack))
+			require.NoError(t, err)
+			assert.NotEmpty(t, m.ByType(tCluster))
+		})
+	}
+}
+
+// Pitfall 1 (SPEC §7): NAP needs Azure CNI overlay + Cilium (dataplane and policy), IPv4 only,
+// and no pool with the cluster autoscaler.
+func TestPitfallNAPNetworkProfile(t *testing.T) {
+	for _, stack := range stackNames(t) {
+		t.Run(stack, func(t *testing.T) {
+			t.Parallel()
+			m := runStack(t, stack, loadStackConfig(t, stack)).mocks
+			mc := m.One(t, tCluster)
+			assert.Equal(t, "Auto", mc.Input("nodeProvisioningProfile.mode"), "nodeProvisioningProfile.mode")
+			assert.Equal(t, "azure", mc.Input("networkProfile.networkPlugin"))
+			assert.Equal(t, "overlay", mc.Input("networkProfile.networkPluginMode"))
+			assert.Equal(t, "cilium", mc.Input("networkProfile.networkDataplane"))
+			assert.Equal(t, "cilium", mc.Input("networkProfile.networkPolicy"))
+			assert.Equal(t, []any{"IPv4"}, mc.Input("networkProfile.ipFamilies"))
+			assert.Nil(t, mc.Input("autoScalerProfile"), "cluster autoscaler profile must not be set with NAP")
+			pools, _ := mc.Input("agentPoolProfiles").([]any)
+			for i, p := range pools {
+				assert.NotEqual(t, true, lookupMap(p, "enableAutoScaling"), "agent pool %d has the autoscaler on", i)
+			}
+			for _, ap := range m.ByType(tAgentPool) {
+				assert.NotEqual(t, true, ap.Input("enableAutoScaling"), "AgentPool %s has the autoscaler on", ap.Name)
+			}
+			assert.Equal(t, true, mc.Input("workloadAutoScalerProfile.keda.enabled"), "KEDA add-on")
+			assert.Equal(t, true, mc.Input("oidcIssuerProfile.enabled"), "OIDC issuer")
+			assert.Equal(t, true, mc.Input("securityProfile.workloadIdentity.enabled"), "workload identity")
+		})
+	}
+}
+
+// Pitfall 9 (SPEC §7): exactly one pool inline, the system pool, tainted at creation.
+func TestPitfallOneInlineSystemPool(t *testing.T) {
+	run := runStack(t, "dev", loadStackConfig(t, "dev"))
+	mc := run.mocks.One(t, tCluster)
+	pools, _ := mc.Input("agentPoolProfiles").([]any)
+	require.Len(t, pools, 1, "only the system pool may be inline; add pools as AgentPool resources or rely on NAP")
+	assert.Equal(t, "systempool", mc.Input("agentPoolProfiles.0.name"))
+	assert.Equal(t, "System", mc.Input("agentPoolProfiles.0.mode"))
+	assert.Equal(t, []any{components.SystemPoolTaint}, mc.Input("agentPoolProfiles.0.nodeTaints"))
+	assert.EqualValues(t, 2, mc.Input("agentPoolProfiles.0.count"), "dev system pool size")
+	assert.Equal(t, "Standard_D2ds_v5", mc.Input("agentPoolProfiles.0.vmSize"))
+	assert.Equal(t, run.mocks.One(t, tSubnet).ID, mc.Input("agentPoolProfiles.0.vnetSubnetID"))
+}
+
+// Pitfalls 2 and 3 (SPEC §7): the second credential depends on the first; issuer is the cluster's
+// output verbatim; subjects match the service account and the KEDA operator.
+func TestPitfallFederatedCredentials(t *testing.T) {
+	m := runStack(t, "dev", loadStackConfig(t, "dev")).mocks
+	mc := m.One(t, tCluster)
+	issuer := mc.Output("oidcIssuerProfile.issuerURL")
+	require.NotEmpty(t, issuer)
+	require.True(t, strings.HasSuffix(issuer.(string), "/"), "mock issuer keeps the trailing slash")
+
+	sa := m.Get(t, tFIC, "workload-identity-sa-credential")
+	keda := m.Get(t, tFIC, "workload-identity-keda-credential")
+	wi := m.Get(t, tIdentity, "workload-identity-identity")
+	settings := components.DefaultConsumerSettings()
+	for _, fic := range []*pulumitest.Resource{sa, keda} {
+		assert.Equal(t, issuer, fic.Input("issuer"), "%s issuer must be the cluster's output, verbatim", fic.Name)
+		assert.Equal(t, []any{"api://AzureADTokenExchange"}, fic.Input("audiences"), "%s audiences", fic.Name)
+		assert.Equal(t, wi.Output("name"), fic.Input("resourceName"), "%s must be on the workload identity", fic.Name)
+		assert.True(t, fic.DeleteBeforeReplace, "%s must be delete-before-replace", fic.Name)
+	}
+	assert.Equal(t, "system:serviceaccount:"+settings.Namespace+":"+settings.ServiceAccountName, sa.Input("subject"))
+	assert.Equal(t, "system:serviceaccount:kube-system:keda-operator", keda.Input("subject"))
+	assert.True(t, keda.DependsOn(sa), "the KEDA credential must depend on the first (concurrent writes fail with 409)")
+}
+
+// Pitfall 3 with custom names: the subject follows the configured namespace and service account.
+func TestFederatedSubjectFollowsConfig(t *testing.T) {
+	cfg := withConfig(loadStackConfig(t, "dev"), "namespace", "edw", "serviceAccountName", "edw-reader")
+	m := runStack(t, "dev", cfg).mocks
+	assert.Equal(t, "system:serviceaccount:edw:edw-reader", m.Get(t, tFIC, "workload-identity-sa-credential").Input("subject"))
+}
+
+// Pitfalls 4 and 5 (SPEC §7): AcrPull for the kubelet identity, principal type everywhere.
+func TestPitfallRoleAssignments(t *testing.T) {
+	m := runStack(t, "dev", loadStackConfig(t, "dev")).mocks
+	mc := m.One(t, tCluster)
+	kubelet := mc.Output("identityProfile.kubeletidentity.objectId")
+	controlPlane := m.Get(t, tIdentity, "cluster-identity")
+	wi := m.Get(t, tIdentity, "workload-identity-identity")
+	roleID := func(guid string) string {
+		return "/subscriptions/" + pulumitest.SubscriptionID + "/providers/Microsoft.Authorization/roleDefinitions/" + guid
+	}
+
+	acr := m.Get(t, tRole, "cluster-kubelet-acrpull")
+	assert.Equal(t, kubelet, acr.Input("principalId"), "AcrPull must go to the kubelet identity")
+	assert.NotEqual(t, controlPlane.Output("principalId"), acr.Input("principalId"), "AcrPull must not go to the control-plane identity")
+	assert.Equal(t, roleID(components.RoleAcrPull), acr.Input("roleDefinitionId"))
+	assert.Equal(t, m.One(t, tRegistry).ID, acr.Input("scope"))
+
+	net := m.Get(t, tRole, "cluster-network-contributor")
+	assert.Equal(t, controlPlane.Output("principalId"), net.Input("principalId"))
+	assert.Equal(t, roleID(components.RoleNetworkContributor), net.Input("roleDefinitionId"))
+	assert.Equal(t, m.One(t, tSubnet).ID, net.Input("scope"))
+	assert.True(t, mc.DependsOn(net), "the cluster must wait for Network Contributor on its subnet")
+
+	q := m.Get(t, tRole, "workload-identity-queue-data-contributor")
+	assert.Equal(t, wi.Output("principalId"), q.Input("principalId"))
+	assert.Equal(t, roleID(components.RoleStorageQueueDataContributor), q.Input("roleDefinitionId"))
+	assert.Equal(t, m.One(t, tQueue).ID, q.Input("scope"), "queue role is scoped to the queue, not the account")
+	tb := m.Get(t, tRole, "workload-identity-table-data-contributor")
+	assert.Equal(t, wi.Output("principalId"), tb.Input("principalId"))
+	assert.Equal(t, roleID(components.RoleStorageTableDataContributor), tb.Input("roleDefinitionId"))
+	assert.Equal(t, m.One(t, tTable).ID, tb.Input("scope"), "table role is scoped to the table, not the account")
+
+	// dev grants the deployer queue access; its principal type comes from config (User).
+	dep := m.Get(t, tRole, "deployer-queue-data-contributor")
+	assert.Equal(t, pulumitest.DeployerObjectID, dep.Input("principalId"))
+	assert.Equal(t, "User", dep.Input("principalType"))
+	assert.Equal(t, m.One(t, tQueue).ID, dep.Input("scope"))
+
+	for _, r := range m.ByType(tRole) {
+		if r.Name == "deployer-queue-data-contributor" {
+			continue
+		}
+		assert.Equal(t, "ServicePrincipal", r.Input("principalType"), "role assignment %s needs principalType ServicePrincipal", r.Name)
+	}
+}
+
+// The deployer grant is off unless asked for (prod does not ask).
+func TestDeployerGrantOnlyWhenConfigured(t *testing.T) {
+	m := runStack(t, "prod", loadStackConfig(t, "prod")).mocks
+	for _, r := range m.ByType(tRole) {
+		assert.NotEqual(t, "deployer-queue-data-contributor", r.Name)
+	}
+}
+
+// Pitfall 7 (SPEC §7): the kubeconfig output is a secret; no other output is.
+func TestPitfallKubeconfigSecret(t *testing.T) {
+	run := runStack(t, "dev", loadStackConfig(t, "dev"))
+	kc := run.outputs["kubeconfig"]
+	assert.True(t, kc.Secret, "kubeconfig must be exported as a secret")
+	assert.Equal(t, pulumitest.TestKubeconfig, kc.Value, "kubeconfig is the decoded credentials")
+	for k, o := range run.outputs {
+		if k != "kubeconfig" {
+			assert.False(t, o.Secret, "output %s is unexpectedly secret", k)
+		}
+	}
+}
+
+// Pitfall 11 (SPEC §7): the storage firewall admits the AKS subnet, denies the rest in prod, and
+// is open only where a stack deliberately says so.
+func TestPitfallStorageFirewall(t *testing.T) {
+	for _, stack := range stackNames(t) {
+		t.Run(stack, func(t *testing.T) {
+			t.Parallel()
+			cfg := loadStackConfig(t, stack)
+			m := runStack(t, stack, cfg).mocks
+			acct := m.One(t, tAccount)
+			subnet := m.One(t, tSubnet)
+			assert.Equal(t, []any{map[string]any{"service": "Microsoft.Storage"}}, subnet.Input("serviceEndpoints"), "subnet needs the storage service endpoint")
+			assert.Equal(t, subnet.ID, acct.Input("networkRuleSet.virtualNetworkRules.0.virtualNetworkResourceId"), "AKS subnet must be allowed")
+			assert.Equal(t, "AzureServices", acct.Input("networkRuleSet.bypass"))
+			assert.Equal(t, false, acct.Input("allowSharedKeyAccess"), "shared keys off")
+			assert.Equal(t, false, acct.Input("allowBlobPublicAccess"))
+			assert.Equal(t, true, acct.Input("enableHttpsTrafficOnly"))
+			assert.Equal(t, "TLS1_2", acct.Input("minimumTlsVersion"))
+			assert.Equal(t, "StorageV2", acct.Input("kind"))
+			wantOpen := cfg[infra.Project+":storagePublicNetworkAccess"] == "true"
+			want := "Deny"
+			if wantOpen {
+				want = "Allow"
+			}
+			assert.Equal(t, want, acct.Input("networkRuleSet.defaultAction"))
+			rules, _ := acct.Input("networkRuleSet.ipRules").([]any)
+			for _, r := range rules {
+				ip := lookupMap(r, "iPAddressOrRange")
+				assert.NotContains(t, []any{"0.0.0.0/0", "0.0.0.0"}, ip, "storage open to the world through an IP rule")
+			}
+		})
+	}
+	// prod must be closed to the internet.
+	cfg := loadStackConfig(t, "prod")
+	acct := runStack(t, "prod", cfg).mocks.One(t, tAccount)
+	assert.Equal(t, "Deny", acct.Input("networkRuleSet.defaultAction"), "prod storage must deny by default")
+}
+
+// Bad config fails the program (as `pulumi preview` would) with an error naming the key.
+func TestBadConfigFailsPreview(t *testing.T) {
+	base := loadStackConfig(t, "dev")
+	cases := []struct {
+		name string
+		kv   []string
+		want string
+	}{
+		{"storage name over 24", []string{"storageAccountName", "storageaccountnamewaytoolong"}, "aks-edw:storageAccountName"},
+		{"prefix too long for storage", []string{"prefix", "averyverylongprefix"}, "aks-edw:prefix"},
+		{"unknown storage SKU", []string{"storageSku", "Premium_XYZ"}, "aks-edw:storageSku"},
+		{"unknown registry SKU", []string{"registrySku", "Gold"}, "aks-edw:registrySku"},
+		{"maxReplicas below minReplicas", []string{"minReplicas", "5", "maxReplicas", "2"}, "aks-edw:maxReplicas"},
+		{"invalid CIDR", []string{"vnetAddressSpace", "10.300.0.0/16"}, "aks-edw:vnetAddressSpace"},
+		{"empty VM size", []string{"systemNodeVmSize", ""}, "aks-edw:systemNodeVmSize"},
+		{"not an integer", []string{"systemNodeCount", "three"}, "aks-edw:systemNodeCount"},
+		{"world-open IP rule", []string{"operatorIpRanges", `["0.0.0.0/0"]`}, "aks-edw:operatorIpRanges"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			m, err := runProgram("dev", withConfig(base, tc.kv...))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Empty(t, m.Resources(), "nothing may be registered when the config is invalid")
+		})
+	}
+}
+
+// checkGolden compares the sorted resource inventory with testdata/inventory.<stack>.golden;
+// `go test . -run TestStacks -update` regenerates it.
+func checkGolden(t *testing.T, stack string, m *pulumitest.Mocks) {
+	t.Helper()
+	got := inventory(m)
+	path := filepath.Join("testdata", "inventory."+stack+".golden")
+	if *update {
+		require.NoError(t, os.MkdirAll("testdata", 0o755))
+		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
+		return
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "missing golden file; run: go test . -run TestStacks -update")
+	if string(want) != got {
+		t.Errorf("resource inventory for %s differs from %s (review, then regenerate with: go test . -run TestStacks -update)\n%s",
+			stack, path, lineDiff(string(want), got))
+	}
+}
+
+// inventory renders every resource (type, logical name, options, inputs) sorted by type and name.
+func inventory(m *pulumitest.Mocks) string {
+	rs := m.Resources()
+	sort.Slice(rs, func(i, j int) bool {
+		if rs[i].Type != rs[j].Type {
+			return rs[i].Type < rs[j].Type
+		}
+		return rs[i].Name < rs[j].Name
+	})
+	name := func(urn string) string {
+		if r := m.ByURN(urn); r != nil {
+			return r.Name
+		}
+		return pulumitest.URNName(urn)
+	}
+	var b strings.Builder
+	for _, r := range rs {
+		b.WriteString(r.Type + " " + r.Name + "\n")
+		var opts []string
+		if r.Parent != "" && resource.URN(r.Parent).Type() != resource.RootStackType {
+			opts = append(opts, "parent="+name(r.Parent))
+		}
+		if r.Protect {
+			opts = append(opts, "protect")
+		}
+		if r.DeleteBeforeReplace {
+			opts = append(opts, "deleteBeforeReplace")
+		}
+		if r.DeletedWith != "" {
+			opts = append(opts, "deletedWith="+name(r.DeletedWith))
+		}
+		if r.Provider != "" && !strings.Contains(r.Provider, "::default") {
+			opts = append(opts, "provider="+name(pulumitest.ProviderURN(r.Provider)))
+		}
+		var deps []string
+		for _, d := range r.Dependencies {
+			deps = append(deps, name(d))
+		}
+		sort.Strings(deps)
+		if len(deps) > 0 {
+			opts = append(opts, "dependsOn=["+strings.Join(deps, ",")+"]")
+		}
+		if len(opts) > 0 {
+			b.WriteString("  # " + strings.Join(opts, " ") + "\n")
+		}
+		var lines []string
+		flatten("", resource.NewObjectProperty(r.Inputs), &lines)
+		sort.Strings(lines)
+		for _, l := range lines {
+			b.WriteString("  " + l + "\n")
+		}
+	}
+	return b.String()
+}
+
+func lineDiff(want, got string) string {
+	w := map[string]bool{}
+	for _, l := range strings.Split(want, "\n") {
+		w[l] = true
+	}
+	g := map[string]bool{}
+	for _, l := range strings.Split(got, "\n") {
+		g[l] = true
+	}
+	var b strings.Builder
+	for _, l := range strings.Split(want, "\n") {
+		if !g[l] {
+			b.WriteString("- " + l + "\n")
+		}
+	}
+	for _, l := range strings.Split(got, "\n") {
+		if !w[l] {
+			b.WriteString("+ " + l + "\n")
+		}
+	}
+	return b.String()
+}
+
+func lookupMap(v any, key string) any {
+	if mm, ok := v.(map[string]any); ok {
+		return mm[key]
+	}
+	return nil
+}
