@@ -1,0 +1,537 @@
+// Package consumer reads messages from an Azure Storage queue, stores one
+// table entity per message and deletes the message only after the entity is
+// written (at-least-once). Malformed and over-delivered messages go to the
+// poison queue; transient storage errors are retried with backoff; SIGTERM
+// (a cancelled context) drains in-flight work within a bounded time.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/aks-edw/aks-edw/internal/message"
+	"github.com/aks-edw/aks-edw/internal/retry"
+	"github.com/aks-edw/aks-edw/internal/storage"
+)
+
+const (
+	stageTable  = "table"
+	stageDelete = "delete"
+	stagePoison = "poison"
+
+	// maxTransaction is the Table service's limit of operations per
+	// entity-group transaction.
+	maxTransaction = 100
+	// minPoll is the first wait after an empty dequeue.
+	minPoll = 50 * time.Millisecond
+)
+
+// Consumer is one queue consumer. Create it with New and run it with Run.
+type Consumer struct {
+	cfg     Config
+	clients *storage.Clients
+	log     *slog.Logger
+	metrics *Metrics
+	retry   retry.Policy
+	now     func() time.Time
+
+	sem      chan struct{} // bounds storage requests in flight
+	freed    chan struct{} // signalled when a batch finishes
+	inflight atomic.Int64
+	ready    atomic.Bool
+	draining atomic.Bool
+}
+
+// New returns a consumer using the given clients, logging to log and
+// registering its metrics with reg.
+func New(cfg Config, clients *storage.Clients, log *slog.Logger, reg prometheus.Registerer) (*Consumer, error) {
+	if clients == nil || clients.Queue == nil || clients.Poison == nil || clients.Table == nil {
+		return nil, errors.New("consumer: queue, poison queue and table clients are required")
+	}
+	m, err := NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Consumer{
+		cfg:     cfg,
+		clients: clients,
+		log:     log,
+		metrics: m,
+		retry:   retry.Default(),
+		now:     time.Now,
+		sem:     make(chan struct{}, cfg.Concurrency),
+		freed:   make(chan struct{}, 1),
+	}
+	c.retry.OnRetry = func(attempt int, err error, delay time.Duration) {
+		lvl := slog.LevelDebug
+		if attempt >= 3 {
+			lvl = slog.LevelWarn
+		}
+		c.log.Log(context.Background(), lvl, "transient storage error, retrying",
+			"attempt", attempt, "delay", delay.String(), "status", retry.StatusCode(err), "code", retry.ErrorCode(err), "err", err)
+	}
+	return c, nil
+}
+
+// Ready reports whether the consumer has reached the queue and the table and
+// is not draining.
+func (c *Consumer) Ready() bool { return c.ready.Load() && !c.draining.Load() }
+
+// Handler serves /healthz (liveness: the process answers), /readyz (ready
+// once the queue and table were reached, 503 while draining) and /metrics
+// from gatherer.
+func (c *Consumer) Handler(gatherer prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		switch {
+		case c.draining.Load():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("draining\n"))
+		case !c.ready.Load():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("starting: queue and table not reached yet\n"))
+		default:
+			_, _ = w.Write([]byte("ready\n"))
+		}
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// Run checks that the queue, poison queue and table are reachable (retrying
+// until they are; the consumer is ready then), consumes until ctx is done,
+// then drains: it takes no new messages and lets in-flight ones finish for
+// at most DrainTimeout. Whatever is unfinished then reappears on the queue
+// after its visibility timeout. Run returns nil after a drain; it does not
+// fail on storage errors, which are retried.
+func (c *Consumer) Run(ctx context.Context) error {
+	// Work outlives ctx (SIGTERM) until the drain deadline.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+
+	start := c.now()
+	if err := c.probe(ctx); err != nil {
+		c.log.Info("stopped before the storage was reached", "err", err)
+		return nil
+	}
+	c.ready.Store(true)
+	c.metrics.Ready.Set(1)
+	c.log.Info("ready", "queue", c.cfg.Storage.QueueName, "poisonQueue", c.cfg.Storage.PoisonQueueName(),
+		"table", c.cfg.Storage.TableName, "auth", c.cfg.Storage.Auth(), "sinceStart", c.now().Sub(start).String())
+
+	var batches sync.WaitGroup
+	c.fetch(ctx, workCtx, &batches)
+
+	c.draining.Store(true)
+	c.metrics.Ready.Set(0)
+	drainStart := c.now()
+	c.log.Info("draining: no new messages, finishing in-flight ones",
+		"inFlight", c.inflight.Load(), "drainTimeout", c.cfg.DrainTimeout.String())
+	done := make(chan struct{})
+	go func() { batches.Wait(); close(done) }()
+	timer := time.NewTimer(c.cfg.DrainTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+		c.log.Info("drain complete", "took", c.now().Sub(drainStart).String())
+	case <-timer.C:
+		left := c.inflight.Load()
+		cancelWork()
+		<-done
+		c.log.Warn("drain timeout: unfinished messages reappear after their visibility timeout",
+			"unfinished", left, "visibilityTimeout", c.cfg.VisibilityTimeout.String())
+	}
+	return nil
+}
+
+// probe retries until the queue and the table answer and the poison queue
+// exists (it is created if missing). It returns only nil or ctx's error.
+func (c *Consumer) probe(ctx context.Context) error {
+	for attempt := 1; ; attempt++ {
+		err := c.probeOnce(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("probe: %w", context.Cause(ctx))
+		}
+		// Permanent errors (missing queue or table, bad credentials) are
+		// retried too: restarting would not fix them faster, and a pod that
+		// crash-loops backs off far longer.
+		delay := c.retry.Backoff(attempt)
+		c.log.Warn("storage not reachable yet", "attempt", attempt, "retryIn", delay.String(),
+			"status", retry.StatusCode(err), "code", retry.ErrorCode(err), "err", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("probe: %w", context.Cause(ctx))
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Consumer) probeOnce(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if _, err := c.clients.Queue.GetProperties(ctx, nil); err != nil {
+			errs[0] = fmt.Errorf("queue %s: %w", c.cfg.Storage.QueueName, err)
+		}
+	})
+	wg.Go(func() {
+		_, err := c.clients.Poison.GetProperties(ctx, nil)
+		if retry.ErrorCode(err) == "QueueNotFound" || retry.StatusCode(err) == http.StatusNotFound {
+			c.log.Info("creating poison queue", "queue", c.cfg.Storage.PoisonQueueName())
+			err = storage.EnsureQueue(ctx, c.clients.Poison)
+		}
+		if err != nil {
+			errs[1] = fmt.Errorf("poison queue %s: %w", c.cfg.Storage.PoisonQueueName(), err)
+		}
+	})
+	wg.Go(func() {
+		top := int32(1)
+		pager := c.clients.Table.NewListEntitiesPager(&aztables.ListEntitiesOptions{Top: &top, Select: ptr("PartitionKey")})
+		if _, err := pager.NextPage(ctx); err != nil {
+			errs[2] = fmt.Errorf("table %s: %w", c.cfg.Storage.TableName, err)
+		}
+	})
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// maxInFlight bounds dequeued-but-unfinished messages: enough to keep every
+// request slot busy plus one batch fetched ahead.
+func (c *Consumer) maxInFlight() int64 {
+	return int64(max(c.cfg.Concurrency, c.cfg.BatchSize) + c.cfg.BatchSize)
+}
+
+// fetch dequeues batches until ctx is done and starts a goroutine per batch.
+// Dequeue requests use workCtx, so a request already sent when ctx ends
+// completes and its messages are processed rather than left invisible.
+func (c *Consumer) fetch(ctx, workCtx context.Context, batches *sync.WaitGroup) {
+	poll := minPoll
+	failures := 0
+	for {
+		for c.inflight.Load()+int64(c.cfg.BatchSize) > c.maxInFlight() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-c.freed:
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		dequeuedAt := c.now()
+		msgs, err := c.dequeue(workCtx)
+		if err != nil {
+			failures++
+			delay := c.retry.Backoff(failures)
+			lvl := slog.LevelWarn
+			if !retry.Transient(err) {
+				lvl = slog.LevelError
+			}
+			c.log.Log(ctx, lvl, "dequeue failed", "attempt", failures, "retryIn", delay.String(),
+				"status", retry.StatusCode(err), "code", retry.ErrorCode(err), "err", err)
+			if !sleep(ctx, delay) {
+				return
+			}
+			continue
+		}
+		failures = 0
+		if len(msgs) == 0 {
+			if !sleep(ctx, poll) {
+				return
+			}
+			poll = min(poll*2, c.cfg.MaxPollInterval)
+			continue
+		}
+		poll = minPoll
+		c.metrics.Dequeued.Add(float64(len(msgs)))
+		c.inflight.Add(int64(len(msgs)))
+		c.metrics.InFlight.Add(float64(len(msgs)))
+		batches.Go(func() {
+			defer func() {
+				c.inflight.Add(-int64(len(msgs)))
+				c.metrics.InFlight.Sub(float64(len(msgs)))
+				select {
+				case c.freed <- struct{}{}:
+				default:
+				}
+			}()
+			c.processBatch(workCtx, msgs, dequeuedAt)
+		})
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (c *Consumer) dequeue(ctx context.Context) ([]*azqueue.DequeuedMessage, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	n := int32(c.cfg.BatchSize)
+	vis := int32(c.cfg.VisibilityTimeout / time.Second)
+	resp, err := c.clients.Queue.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: &n, VisibilityTimeout: &vis})
+	if err != nil {
+		return nil, fmt.Errorf("dequeue from %s: %w", c.cfg.Storage.QueueName, err)
+	}
+	return resp.Messages, nil
+}
+
+// item is one dequeued message on its way through a batch.
+type item struct {
+	id, popReceipt, text string
+	dequeueCount        int64
+	parsed              message.Parsed
+	entity              message.Entity
+}
+
+func newItem(m *azqueue.DequeuedMessage) item {
+	it := item{}
+	if m.MessageID != nil {
+		it.id = *m.MessageID
+	}
+	if m.PopReceipt != nil {
+		it.popReceipt = *m.PopReceipt
+	}
+	if m.MessageText != nil {
+		it.text = *m.MessageText
+	}
+	if m.DequeueCount != nil {
+		it.dequeueCount = *m.DequeueCount
+	}
+	return it
+}
+
+// processBatch handles one dequeued batch: poison messages are moved, valid
+// ones are written to the table (grouped by partition when TableBatch is on)
+// and deleted once their write succeeded. Work stops at the batch's lease
+// deadline: past it the pop receipts are stale and the messages are already
+// visible to other consumers.
+func (c *Consumer) processBatch(ctx context.Context, msgs []*azqueue.DequeuedMessage, dequeuedAt time.Time) {
+	margin := min(c.cfg.VisibilityTimeout/10, 2*time.Second)
+	ctx, cancel := context.WithDeadline(ctx, dequeuedAt.Add(c.cfg.VisibilityTimeout-margin))
+	defer cancel()
+
+	var wg sync.WaitGroup
+	var valid []item
+	for _, m := range msgs {
+		it := newItem(m)
+		parsed, perr := message.Parse(it.text)
+		switch d := message.Decide(it.dequeueCount, c.cfg.MaxDeliveries, perr); d {
+		case message.Process:
+			it.parsed = parsed
+			valid = append(valid, it)
+		default:
+			wg.Go(func() { c.poison(ctx, it, d, perr) })
+		}
+	}
+	for _, group := range c.group(valid) {
+		wg.Go(func() {
+			now := c.now()
+			for i := range group {
+				group[i].entity = message.NewEntity(group[i].id, group[i].dequeueCount, group[i].parsed, now)
+			}
+			if err := c.write(ctx, group); err != nil {
+				c.metrics.Failed.WithLabelValues(stageTable).Add(float64(len(group)))
+				c.log.Warn("table write failed; messages will be delivered again",
+					"messages", len(group), "partition", group[0].entity.PartitionKey, "err", err)
+				return
+			}
+			for _, it := range group {
+				wg.Go(func() {
+					if err := c.delete(ctx, c.clients.Queue, it); err != nil {
+						c.metrics.Failed.WithLabelValues(stageDelete).Inc()
+						c.log.Warn("delete failed after the entity was written; the redelivery will upsert the same entity",
+							"messageId", it.id, "err", err)
+						return
+					}
+					c.metrics.Processed.Inc()
+					c.metrics.Latency.Observe(it.entity.Latency().Seconds())
+				})
+			}
+		})
+	}
+	wg.Wait()
+	c.log.Debug("batch done", "messages", len(msgs), "took", c.now().Sub(dequeuedAt).String())
+}
+
+// group splits valid messages into write units: with TableBatch, the messages
+// sharing a PartitionKey (at most 100 per transaction); otherwise one each.
+func (c *Consumer) group(valid []item) [][]item {
+	if len(valid) == 0 {
+		return nil
+	}
+	if !c.cfg.TableBatch {
+		out := make([][]item, len(valid))
+		for i := range valid {
+			out[i] = valid[i : i+1]
+		}
+		return out
+	}
+	var order []string
+	byPK := map[string][]item{}
+	for _, it := range valid {
+		pk, _ := message.Keys(it.id)
+		if _, ok := byPK[pk]; !ok {
+			order = append(order, pk)
+		}
+		byPK[pk] = append(byPK[pk], it)
+	}
+	var out [][]item
+	for _, pk := range order {
+		g := byPK[pk]
+		for len(g) > maxTransaction {
+			out = append(out, g[:maxTransaction])
+			g = g[maxTransaction:]
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+// acquire takes a request slot; it fails only when ctx ends first.
+func (c *Consumer) acquire(ctx context.Context) error {
+	select {
+	case c.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+func (c *Consumer) release() { <-c.sem }
+
+// call runs op through the retry policy, holding a request slot per attempt
+// (not while backing off).
+func (c *Consumer) call(ctx context.Context, op func(ctx context.Context) error) error {
+	return c.retry.Do(ctx, func(ctx context.Context) error {
+		if err := c.acquire(ctx); err != nil {
+			return err
+		}
+		defer c.release()
+		return op(ctx)
+	})
+}
+
+// write upserts the group's entities: one entity-group transaction for a
+// group of several, a plain upsert for one. Upsert (insert-or-replace) keyed
+// by the message id makes a redelivery overwrite the same entity.
+func (c *Consumer) write(ctx context.Context, group []item) error {
+	if len(group) == 1 {
+		return c.upsert(ctx, group[0])
+	}
+	actions := make([]aztables.TransactionAction, 0, len(group))
+	for _, it := range group {
+		b, err := it.entity.Marshal()
+		if err != nil {
+			return err
+		}
+		actions = append(actions, aztables.TransactionAction{ActionType: aztables.TransactionTypeInsertReplace, Entity: b})
+	}
+	err := c.call(ctx, func(ctx context.Context) error {
+		_, err := c.clients.Table.SubmitTransaction(ctx, actions, nil)
+		return err
+	})
+	if err == nil || ctx.Err() != nil {
+		if err != nil {
+			return fmt.Errorf("table transaction of %d entities: %w", len(group), err)
+		}
+		return nil
+	}
+	// A permanent transaction failure names no entity: write them one by one
+	// so a single bad entity cannot hold back the others.
+	c.log.Warn("table transaction failed; writing entities one by one", "entities", len(group), "err", err)
+	var errs []error
+	for _, it := range group {
+		if err := c.upsert(ctx, it); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Consumer) upsert(ctx context.Context, it item) error {
+	b, err := it.entity.Marshal()
+	if err != nil {
+		return err
+	}
+	err = c.call(ctx, func(ctx context.Context) error {
+		_, err := c.clients.Table.UpsertEntity(ctx, b, &aztables.UpsertEntityOptions{UpdateMode: aztables.UpdateModeReplace})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("upsert entity for message %s: %w", it.id, err)
+	}
+	return nil
+}
+
+func (c *Consumer) delete(ctx context.Context, q *azqueue.QueueClient, it item) error {
+	err := c.call(ctx, func(ctx context.Context) error {
+		_, err := q.DeleteMessage(ctx, it.id, it.popReceipt, nil)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete message %s: %w", it.id, err)
+	}
+	return nil
+}
+
+// poison copies the message text unchanged to the poison queue (never
+// expiring) and then deletes it from the work queue. If the delete fails the
+// message comes back and is moved again: the poison queue may then hold a
+// copy twice, but the message never loops on the work queue.
+func (c *Consumer) poison(ctx context.Context, it item, d message.Decision, cause error) {
+	reason := d.String()
+	ttl := int32(-1)
+	err := c.call(ctx, func(ctx context.Context) error {
+		_, err := c.clients.Poison.EnqueueMessage(ctx, it.text, &azqueue.EnqueueMessageOptions{TimeToLive: &ttl})
+		return err
+	})
+	if err == nil {
+		err = c.delete(ctx, c.clients.Queue, it)
+	} else {
+		err = fmt.Errorf("copy message %s to the poison queue: %w", it.id, err)
+	}
+	if err != nil {
+		c.metrics.Failed.WithLabelValues(stagePoison).Inc()
+		c.log.Warn("moving a message to the poison queue failed; it will be tried again", "messageId", it.id, "reason", reason, "err", err)
+		return
+	}
+	c.metrics.Poisoned.WithLabelValues(reason).Inc()
+	attrs := []any{"messageId", it.id, "reason", reason, "dequeueCount", it.dequeueCount, "poisonQueue", c.cfg.Storage.PoisonQueueName()}
+	if cause != nil {
+		attrs = append(attrs, "cause", cause.Error())
+	}
+	c.log.Info("message moved to the poison queue", attrs...)
+}
