@@ -311,9 +311,9 @@ func (c *Consumer) dequeue(ctx context.Context) ([]*azqueue.DequeuedMessage, err
 // item is one dequeued message on its way through a batch.
 type item struct {
 	id, popReceipt, text string
-	dequeueCount        int64
-	parsed              message.Parsed
-	entity              message.Entity
+	dequeueCount         int64
+	parsed               message.Parsed
+	entity               message.Entity
 }
 
 func newItem(m *azqueue.DequeuedMessage) item {
