@@ -387,7 +387,9 @@ func TestQueueConsumerArgsValidation(t *testing.T) {
 			a.Settings.MinReplicas, a.Settings.MaxReplicas, a.Settings.ScaleMode = 5, 3, "Nope"
 			return a
 		}, []string{"settings:", "maxReplicas (3) must be >= minReplicas (5)", "scaleMode"}},
-		{"everything missing", func(*QueueConsumerArgs) *QueueConsumerArgs { return &QueueConsumerArgs{Settings: DefaultConsumerSettings()} },
+		{"everything missing", func(*QueueConsumerArgs) *QueueConsumerArgs {
+			return &QueueConsumerArgs{Settings: DefaultConsumerSettings()}
+		},
 			[]string{"StorageAccountName", "QueueName", "TableName", "ClientID", "Image", "Cluster", "Provider"}},
 	}
 	for _, tt := range tests {
