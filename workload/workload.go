@@ -1,0 +1,131 @@
+// Package workload is the Kubernetes side of the stack: an explicit Kubernetes provider built
+// from the AKS cluster's kubeconfig, and the queue consumer deployed through it (SPEC §4).
+package workload
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/aks-edw/aks-edw/components"
+)
+
+// ImageRepository is the consumer image's repository in the stack's registry; the image is
+// `<login server>/ImageRepository:<imageTag>` unless the `image` setting overrides it.
+const ImageRepository = "aws2azure/aqs-consumer"
+
+// Args are the inputs of Deploy.
+type Args struct {
+	// Kubeconfig is the cluster's kubeconfig (YAML), from its credentials; treated as a secret
+	// whether or not it already is (required).
+	Kubeconfig pulumi.StringOutput
+	// Cluster is the ManagedCluster; the provider and every object are deleted with it (required).
+	Cluster pulumi.Resource
+	// Settings are the consumer workload's settings (required; validated here).
+	Settings components.ConsumerSettings
+	// StorageAccountName, QueueName and TableName locate the queue and table (required).
+	StorageAccountName, QueueName, TableName pulumi.StringInput
+	// ClientID is the workload identity's client id, not its principal id (required).
+	ClientID pulumi.StringInput
+	// LoginServer is the registry's login server; required unless Settings.Image is set.
+	LoginServer pulumi.StringInput
+}
+
+func (a Args) validate() error {
+	var errs []error
+	if a.Kubeconfig.OutputState == nil {
+		errs = append(errs, errors.New("Kubeconfig is required"))
+	}
+	if a.Cluster == nil {
+		errs = append(errs, errors.New("Cluster is required"))
+	}
+	for _, in := range []struct {
+		name string
+		v    pulumi.StringInput
+	}{
+		{"StorageAccountName", a.StorageAccountName},
+		{"QueueName", a.QueueName},
+		{"TableName", a.TableName},
+		{"ClientID", a.ClientID},
+	} {
+		if in.v == nil {
+			errs = append(errs, fmt.Errorf("%s is required", in.name))
+		}
+	}
+	if a.Settings.Image == "" && a.LoginServer == nil {
+		errs = append(errs, errors.New("LoginServer is required when the image setting is empty"))
+	}
+	if err := a.Settings.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("settings: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// ConsumerImage is the consumer's image: the `image` setting when set, else
+// `<loginServer>/aws2azure/aqs-consumer:<imageTag>`.
+func ConsumerImage(s components.ConsumerSettings, loginServer pulumi.StringInput) pulumi.StringInput {
+	if s.Image != "" {
+		return pulumi.String(s.Image)
+	}
+	return pulumi.Sprintf("%s/%s:%s", loginServer, ImageRepository, s.ImageTag)
+}
+
+// providerArgs is the explicit Kubernetes provider for the cluster.
+func providerArgs(kubeconfig pulumi.StringOutput, clusterIdentifier pulumi.StringInput) (*kubernetes.ProviderArgs, error) {
+	secret, ok := pulumi.ToSecret(kubeconfig).(pulumi.StringOutput)
+	if !ok {
+		return nil, errors.New("marking the kubeconfig secret did not yield a string output")
+	}
+	return &kubernetes.ProviderArgs{
+		Kubeconfig: secret,
+		// Replace the provider (and so every object) only when the cluster itself is replaced,
+		// not when its credentials rotate and the kubeconfig text changes.
+		ClusterIdentifier: clusterIdentifier,
+		// Set explicitly so PULUMI_K8S_* variables on a workstation cannot change behaviour.
+		EnableServerSideApply: pulumi.Bool(true),
+		// If the cluster is gone (deleted outside Pulumi, or a half-finished destroy), drop its
+		// objects from state instead of failing: they cannot outlive the cluster anyway.
+		DeleteUnreachable: pulumi.Bool(true),
+	}, nil
+}
+
+// clusterIdentifier is the cluster's resource id when it has one (a replaced cluster gets a new
+// id, and its objects must be recreated in it), else its URN.
+func clusterIdentifier(cluster pulumi.Resource) pulumi.StringInput {
+	if cr, ok := cluster.(pulumi.CustomResource); ok {
+		return cr.ID().ToStringOutput()
+	}
+	return cluster.URN().ToStringOutput()
+}
+
+// Deploy creates the explicit Kubernetes provider for the cluster and the queue consumer
+// (components.QueueConsumer named name) through it.
+func Deploy(ctx *pulumi.Context, name string, args Args) (*components.QueueConsumer, error) {
+	if err := args.validate(); err != nil {
+		return nil, fmt.Errorf("workload %q: invalid args: %w", name, err)
+	}
+	pargs, err := providerArgs(args.Kubeconfig, clusterIdentifier(args.Cluster))
+	if err != nil {
+		return nil, fmt.Errorf("building Kubernetes provider args for %q: %w", name, err)
+	}
+	provider, err := kubernetes.NewProvider(ctx, name+"-k8s", pargs, pulumi.DeletedWith(args.Cluster))
+	if err != nil {
+		return nil, fmt.Errorf("creating Kubernetes provider %q: %w", name+"-k8s", err)
+	}
+	consumer, err := components.NewQueueConsumer(ctx, name, &components.QueueConsumerArgs{
+		Settings:           args.Settings,
+		StorageAccountName: args.StorageAccountName,
+		QueueName:          args.QueueName,
+		TableName:          args.TableName,
+		ClientID:           args.ClientID,
+		Image:              ConsumerImage(args.Settings, args.LoginServer),
+		Cluster:            args.Cluster,
+		Provider:           provider,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("deploying queue consumer %q: %w", name, err)
+	}
+	return consumer, nil
+}

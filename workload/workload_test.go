@@ -1,0 +1,165 @@
+package workload
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/aks-edw/aks-edw/components"
+	"github.com/aks-edw/aks-edw/internal/pulumitest"
+)
+
+const (
+	typeK8sProvider = "pulumi:providers:kubernetes"
+	typeDeployment  = "kubernetes:apps/v1:Deployment"
+	typeScaledJob   = "kubernetes:keda.sh/v1alpha1:ScaledJob"
+	typeCluster     = "random:index/randomString:RandomString"
+	loginServer     = "acraksdemox7k2p9.azurecr.io"
+)
+
+// deploy runs Deploy under the mocks with a stand-in cluster; edit adjusts the args.
+func deploy(t *testing.T, s components.ConsumerSettings, edit func(*Args)) (*pulumitest.Mocks, error) {
+	t.Helper()
+	m := pulumitest.New("aks-edw", "dev")
+	err := m.Run(map[string]string{}, func(ctx *pulumi.Context) error {
+		cluster, err := random.NewRandomString(ctx, "cluster", &random.RandomStringArgs{Length: pulumi.Int(6), Special: pulumi.Bool(false)})
+		if err != nil {
+			return err
+		}
+		args := Args{
+			// In clear on purpose: Deploy must make it secret itself.
+			Kubeconfig:         pulumi.String(pulumitest.TestKubeconfig).ToStringOutput(),
+			Cluster:            cluster,
+			Settings:           s,
+			StorageAccountName: pulumi.String("storaksdemox7k2p9"),
+			QueueName:          pulumi.String("aws2azmsgs"),
+			TableName:          pulumi.String("aws2azpmts"),
+			ClientID:           pulumi.String("client-id-of-mi-aks-workload-identity-x7k2p9"),
+			LoginServer:        pulumi.String(loginServer).ToStringOutput(),
+		}
+		if edit != nil {
+			edit(&args)
+		}
+		_, err = Deploy(ctx, "consumer", args)
+		return err
+	})
+	return m, err
+}
+
+// boolInput reads a provider input that the SDK may send as a bool or as its JSON string.
+func boolInput(r *pulumitest.Resource, key string) string {
+	return fmt.Sprint(r.Input(key))
+}
+
+func TestDeployProvider(t *testing.T) {
+	for _, name := range []string{"plain kubeconfig", "secret kubeconfig"} {
+		t.Run(name, func(t *testing.T) {
+			m, err := deploy(t, components.DefaultConsumerSettings(), func(a *Args) {
+				if name == "secret kubeconfig" {
+					a.Kubeconfig = pulumi.ToSecret(a.Kubeconfig).(pulumi.StringOutput)
+				}
+			})
+			require.NoError(t, err)
+			p := m.Get(t, typeK8sProvider, "consumer-k8s")
+			cluster := m.Get(t, typeCluster, "cluster")
+
+			assert.True(t, p.InputIsSecret("kubeconfig"), "SPEC §7.7: the kubeconfig reaches the provider only as a secret")
+			kc := p.Inputs["kubeconfig"]
+			require.True(t, kc.IsSecret(), "kubeconfig input")
+			assert.Equal(t, pulumitest.TestKubeconfig, kc.SecretValue().Element.StringValue(), "kubeconfig value")
+			assert.Equal(t, cluster.URN, p.DeletedWith, "provider deletedWith the cluster")
+			assert.Equal(t, cluster.ID, p.Input("clusterIdentifier"), "provider is replaced only with the cluster")
+			assert.Equal(t, "true", boolInput(p, "deleteUnreachable"))
+			assert.Equal(t, "true", boolInput(p, "enableServerSideApply"))
+
+			// Every Kubernetes object goes through this provider and dies with the cluster.
+			n := 0
+			for _, r := range m.Resources() {
+				if !strings.HasPrefix(r.Type, "kubernetes:") {
+					continue
+				}
+				n++
+				assert.Equal(t, p.URN, pulumitest.ProviderURN(r.Provider), "%s %s provider", r.Type, r.Name)
+				assert.Equal(t, cluster.URN, r.DeletedWith, "%s %s deletedWith", r.Type, r.Name)
+			}
+			assert.Equal(t, 7, n, "ScaledObject mode: namespace, SA, deployment, PDB, scaled object, trigger auth, node pool")
+			m.One(t, components.QueueConsumerType)
+		})
+	}
+}
+
+func TestDeployImage(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*components.ConsumerSettings)
+		edit   func(*Args)
+		want   string
+	}{
+		{"default", func(*components.ConsumerSettings) {}, nil, loginServer + "/aws2azure/aqs-consumer:latest"},
+		{"tag", func(s *components.ConsumerSettings) { s.ImageTag = "v1.2.3" }, nil, loginServer + "/aws2azure/aqs-consumer:v1.2.3"},
+		{"override", func(s *components.ConsumerSettings) { s.Image = "ghcr.io/aks-edw/consumer:sha-abc" }, nil, "ghcr.io/aks-edw/consumer:sha-abc"},
+		{"override without registry", func(s *components.ConsumerSettings) { s.Image = "ghcr.io/aks-edw/consumer:1" },
+			func(a *Args) { a.LoginServer = nil }, "ghcr.io/aks-edw/consumer:1"},
+	}
+	for _, tt := range tests {
+		for _, mode := range []string{components.ScaleModeScaledObject, components.ScaleModeScaledJob} {
+			t.Run(tt.name+"/"+mode, func(t *testing.T) {
+				s := components.DefaultConsumerSettings()
+				s.ScaleMode = mode
+				tt.mutate(&s)
+				m, err := deploy(t, s, tt.edit)
+				require.NoError(t, err)
+				var got any
+				if mode == components.ScaleModeScaledObject {
+					got = m.One(t, typeDeployment).Input("spec.template.spec.containers.0.image")
+				} else {
+					got = m.One(t, typeScaledJob).Input("spec.jobTargetRef.template.spec.containers.0.image")
+				}
+				assert.Equal(t, tt.want, got)
+			})
+		}
+	}
+}
+
+func TestDeployValidation(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*components.ConsumerSettings)
+		edit   func(*Args)
+		want   []string
+	}{
+		{"no kubeconfig", nil, func(a *Args) { a.Kubeconfig = pulumi.StringOutput{} }, []string{"Kubeconfig is required"}},
+		{"no cluster", nil, func(a *Args) { a.Cluster = nil }, []string{"Cluster is required"}},
+		{"no client id", nil, func(a *Args) { a.ClientID = nil }, []string{"ClientID is required"}},
+		{"no queue or table", nil, func(a *Args) { a.QueueName, a.TableName = nil, nil }, []string{"QueueName is required", "TableName is required"}},
+		{"no storage account", nil, func(a *Args) { a.StorageAccountName = nil }, []string{"StorageAccountName is required"}},
+		{"no login server", nil, func(a *Args) { a.LoginServer = nil }, []string{"LoginServer is required when the image setting is empty"}},
+		{"bad settings", func(s *components.ConsumerSettings) { s.QueueLength = 0 }, nil, []string{"settings:", "queueLength (0) must be > 0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := components.DefaultConsumerSettings()
+			if tt.mutate != nil {
+				tt.mutate(&s)
+			}
+			m, err := deploy(t, s, tt.edit)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), `workload "consumer": invalid args`)
+			for _, w := range tt.want {
+				assert.Contains(t, err.Error(), w)
+			}
+			assert.Empty(t, m.ByType(typeK8sProvider), "nothing is created on invalid args")
+		})
+	}
+}
+
+func TestConsumerImage(t *testing.T) {
+	s := components.DefaultConsumerSettings()
+	s.Image = "registry.example/consumer:1"
+	assert.Equal(t, pulumi.String("registry.example/consumer:1"), ConsumerImage(s, nil))
+}
