@@ -3,6 +3,7 @@ package components
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
@@ -51,6 +52,10 @@ const (
 	envBatchSize          = "CONSUMER_BATCH_SIZE"
 	envVisibilityTimeout  = "CONSUMER_VISIBILITY_TIMEOUT"
 	envMaxDeliveries      = "CONSUMER_MAX_DELIVERIES"
+	// envHTTPAddr is where the consumer serves /healthz, /readyz and /metrics: the container port.
+	envHTTPAddr = "CONSUMER_HTTP_ADDR"
+	// envDrainTimeout bounds the consumer's drain after SIGTERM; derived from the grace period.
+	envDrainTimeout = "CONSUMER_DRAIN_TIMEOUT"
 	// envExitWhenEmpty makes the consumer drain the queue and exit 0 (ScaledJob mode).
 	envExitWhenEmpty = "CONSUMER_EXIT_WHEN_EMPTY"
 	// envGoMemLimit is the Go runtime's soft memory limit, set below the container limit.
@@ -134,6 +139,8 @@ func consumerEnv(s ConsumerSettings, in consumerInputs, mode string) corev1.EnvV
 		corev1.EnvVarArgs{Name: pulumi.String(envBatchSize), Value: pulumi.String(strconv.Itoa(s.ConsumerBatchSize))},
 		corev1.EnvVarArgs{Name: pulumi.String(envVisibilityTimeout), Value: pulumi.String(s.ConsumerVisibilityTimeout)},
 		corev1.EnvVarArgs{Name: pulumi.String(envMaxDeliveries), Value: pulumi.String(strconv.Itoa(s.ConsumerMaxDeliveries))},
+		corev1.EnvVarArgs{Name: pulumi.String(envHTTPAddr), Value: pulumi.String(fmt.Sprintf(":%d", httpPort))},
+		corev1.EnvVarArgs{Name: pulumi.String(envDrainTimeout), Value: pulumi.String(drainTimeout(s.TerminationGracePeriodSeconds))},
 	}
 	if limit, ok := goMemLimit(s.MemoryLimit); ok {
 		env = append(env, corev1.EnvVarArgs{Name: pulumi.String(envGoMemLimit), Value: pulumi.String(limit)})
@@ -142,6 +149,22 @@ func consumerEnv(s ConsumerSettings, in consumerInputs, mode string) corev1.EnvV
 		env = append(env, corev1.EnvVarArgs{Name: pulumi.String(envExitWhenEmpty), Value: pulumi.String("true")})
 	}
 	return env
+}
+
+// drainTimeout is how long the consumer may finish in-flight messages after SIGTERM: the pod's
+// grace period less a margin for flushing logs and exiting before the kubelet's SIGKILL (10 s, or
+// half of a short grace period), at most the consumer's 10-minute ceiling.
+func drainTimeout(graceSeconds int) string {
+	margin := 10
+	if graceSeconds < 2*margin {
+		margin = graceSeconds / 2
+	}
+	d := time.Duration(graceSeconds-margin) * time.Second
+	if graceSeconds == 1 {
+		d = 500 * time.Millisecond
+	}
+	d = min(d, 10*time.Minute)
+	return d.String()
 }
 
 // goMemLimit is 90% of the container memory limit in MiB, the usual headroom that lets the Go

@@ -72,6 +72,8 @@ func assertConsumerPod(t *testing.T, s ConsumerSettings, tmpl corev1.PodTemplate
 		"CONSUMER_BATCH_SIZE":         strconv.Itoa(s.ConsumerBatchSize),
 		"CONSUMER_VISIBILITY_TIMEOUT": s.ConsumerVisibilityTimeout,
 		"CONSUMER_MAX_DELIVERIES":     strconv.Itoa(s.ConsumerMaxDeliveries),
+		"CONSUMER_HTTP_ADDR":          ":8080",
+		"CONSUMER_DRAIN_TIMEOUT":      drainTimeout(s.TerminationGracePeriodSeconds),
 	}
 	for k, v := range want {
 		assert.Equal(t, v, env[k], "env %s", k)
@@ -219,6 +221,30 @@ func TestDeploymentArgs(t *testing.T) {
 			assert.Equal(t, intstr.FromString("http"), c.ReadinessProbe.HTTPGet.Port)
 			assert.NotContains(t, envMap(c), "CONSUMER_EXIT_WHEN_EMPTY", "a Deployment's consumer runs until stopped")
 			assert.Empty(t, d.Spec.Template.Spec.RestartPolicy, "Deployment pods keep the default restart policy")
+		})
+	}
+}
+
+func TestDrainTimeout(t *testing.T) {
+	tests := []struct {
+		grace int
+		want  string
+	}{
+		{60, "50s"},
+		{120, "1m50s"},
+		{20, "10s"},
+		{10, "5s"},
+		{3, "2s"},
+		{1, "500ms"},
+		{3600, "10m0s"}, // the consumer's ceiling
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Itoa(tt.grace), func(t *testing.T) {
+			got := drainTimeout(tt.grace)
+			assert.Equal(t, tt.want, got)
+			d, err := time.ParseDuration(got)
+			require.NoError(t, err)
+			assert.Less(t, d, time.Duration(tt.grace)*time.Second, "the drain ends before the kubelet's SIGKILL")
 		})
 	}
 }
