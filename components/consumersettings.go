@@ -130,7 +130,8 @@ type ConsumerSettings struct {
 	CPULimit string `json:"cpuLimit"`
 	// MemoryLimit is the consumer container's memory limit (default 128Mi).
 	MemoryLimit string `json:"memoryLimit"`
-	// TerminationGracePeriodSeconds is how long a stopping pod may finish in-flight messages (default 60).
+	// TerminationGracePeriodSeconds is how long a stopping pod may finish in-flight messages; the
+	// consumer's CONSUMER_DRAIN_TIMEOUT is derived from it, 10 s shorter (default 60).
 	TerminationGracePeriodSeconds int `json:"terminationGracePeriodSeconds"`
 	// NodeFailureTolerationSeconds is how long pods stay on an unreachable or not-ready node
 	// before they are evicted (default 30; Kubernetes' own default is 300).
@@ -351,6 +352,8 @@ func (s ConsumerSettings) Validate() error {
 		add("consumerVisibilityTimeout (%q) must be a Go duration such as 60s: %v", s.ConsumerVisibilityTimeout, err)
 	} else if d < time.Second || d > maxVisibilityTimeout {
 		add("consumerVisibilityTimeout (%q) must be between 1s and 168h (Azure's limit)", s.ConsumerVisibilityTimeout)
+	} else if d%time.Second != 0 {
+		add("consumerVisibilityTimeout (%q) must be whole seconds (the queue counts in seconds)", s.ConsumerVisibilityTimeout)
 	}
 	if s.ConsumerMaxDeliveries < 1 {
 		add("consumerMaxDeliveries (%d) must be >= 1", s.ConsumerMaxDeliveries)
