@@ -1,0 +1,215 @@
+package components
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestDefaultConsumerSettings(t *testing.T) {
+	s := DefaultConsumerSettings()
+	require.NoError(t, s.Validate())
+
+	// The names and values the seed script had.
+	assert.Equal(t, "aqs-demo", s.Namespace)
+	assert.Equal(t, "aqs-app-service-account", s.ServiceAccountName)
+	assert.Equal(t, "aqs-app", s.DeploymentName)
+	assert.Equal(t, "aqs-reader", s.AppLabel)
+	assert.Equal(t, "aws2az-queue-scaleobj", s.ScaledObjectName)
+	assert.Equal(t, "keda-az-credentials", s.TriggerAuthenticationName)
+	assert.Equal(t, ScaleModeScaledObject, s.ScaleMode)
+	assert.Equal(t, 0, s.MinReplicas)
+	assert.Equal(t, 30, s.PollingInterval)
+	assert.Equal(t, 10, s.CooldownPeriod)
+	assert.Equal(t, "250m", s.CPURequest)
+	assert.Equal(t, "64Mi", s.MemoryRequest)
+	assert.Equal(t, "500m", s.CPULimit)
+	assert.Equal(t, "128Mi", s.MemoryLimit)
+	assert.Equal(t, "aqs-app-pool", s.NodePoolName)
+	assert.Equal(t, "D", s.NodePoolSKUFamily)
+	assert.Empty(t, s.Image, "the image is derived from the registry by default")
+
+	// The throughput-derived defaults follow their assumptions.
+	assert.Equal(t, assumedMessagesPerSecondPerReplica*backlogSecondsPerReplica, s.QueueLength)
+	assert.GreaterOrEqual(t, s.MaxReplicas*assumedMessagesPerSecondPerReplica, azureQueueMessagesPerSecond,
+		"maxReplicas must reach the queue's ceiling at the assumed per-replica rate")
+	assert.Less(t, (s.MaxReplicas-1)*assumedMessagesPerSecondPerReplica, azureQueueMessagesPerSecond,
+		"maxReplicas must not exceed what the queue's ceiling can feed")
+	assert.Less(t, s.JobQueueLength/assumedMessagesPerSecondPerReplica, s.JobActiveDeadlineSeconds,
+		"a job must finish its batch well within its deadline")
+}
+
+func TestConsumerSettingsValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*ConsumerSettings)
+		want   []string // substrings of the error; each names the key
+	}{
+		{"max below min", func(s *ConsumerSettings) { s.MinReplicas, s.MaxReplicas = 5, 3 }, []string{"maxReplicas (3) must be >= minReplicas (5)"}},
+		{"negative min", func(s *ConsumerSettings) { s.MinReplicas = -1 }, []string{"minReplicas (-1)"}},
+		{"zero max", func(s *ConsumerSettings) { s.MaxReplicas = 0 }, []string{"maxReplicas (0) must be >= 1"}},
+		{"zero queueLength", func(s *ConsumerSettings) { s.QueueLength = 0 }, []string{"queueLength (0) must be > 0"}},
+		{"negative queueLength", func(s *ConsumerSettings) { s.QueueLength = -5 }, []string{"queueLength (-5)"}},
+		{"negative activation", func(s *ConsumerSettings) { s.ActivationQueueLength = -1 }, []string{"activationQueueLength"}},
+		{"zero polling", func(s *ConsumerSettings) { s.PollingInterval = 0 }, []string{"pollingInterval"}},
+		{"negative cooldown", func(s *ConsumerSettings) { s.CooldownPeriod = -1 }, []string{"cooldownPeriod"}},
+		{"unknown scaleMode", func(s *ConsumerSettings) { s.ScaleMode = "Deployment" }, []string{`scaleMode ("Deployment")`}},
+		{"scaleMode case", func(s *ConsumerSettings) { s.ScaleMode = "scaledjob" }, []string{"scaleMode"}},
+		{"bad cpu request", func(s *ConsumerSettings) { s.CPURequest = "250 millicores" }, []string{`cpuRequest ("250 millicores")`}},
+		{"bad memory request", func(s *ConsumerSettings) { s.MemoryRequest = "64MB!" }, []string{"memoryRequest"}},
+		{"empty cpu limit", func(s *ConsumerSettings) { s.CPULimit = "" }, []string{"cpuLimit"}},
+		{"zero memory limit", func(s *ConsumerSettings) { s.MemoryLimit = "0" }, []string{`memoryLimit ("0") must be > 0`}},
+		{"request above limit", func(s *ConsumerSettings) { s.CPURequest, s.CPULimit = "1", "500m" }, []string{"cpuRequest (1) must be <= cpuLimit (500m)"}},
+		{"memory request above limit", func(s *ConsumerSettings) { s.MemoryRequest = "1Gi" }, []string{"memoryRequest (1Gi) must be <= memoryLimit (128Mi)"}},
+		{"empty namespace", func(s *ConsumerSettings) { s.Namespace = "" }, []string{`namespace ("")`}},
+		{"uppercase namespace", func(s *ConsumerSettings) { s.Namespace = "AQS-Demo" }, []string{`namespace ("AQS-Demo") must be a DNS-1123 label`}},
+		{"dotted namespace", func(s *ConsumerSettings) { s.Namespace = "aqs.demo" }, []string{"namespace"}},
+		{"long namespace", func(s *ConsumerSettings) { s.Namespace = strings.Repeat("a", 64) }, []string{"namespace"}},
+		{"empty service account", func(s *ConsumerSettings) { s.ServiceAccountName = "" }, []string{"serviceAccountName"}},
+		{"bad service account", func(s *ConsumerSettings) { s.ServiceAccountName = "aqs_app" }, []string{"serviceAccountName"}},
+		{"bad deployment name", func(s *ConsumerSettings) { s.DeploymentName = "-aqs" }, []string{"deploymentName"}},
+		{"bad scaled object name", func(s *ConsumerSettings) { s.ScaledObjectName = "Scale Obj" }, []string{"scaledObjectName"}},
+		{"bad scaled job name", func(s *ConsumerSettings) { s.ScaledJobName = "" }, []string{"scaledJobName"}},
+		{"bad trigger auth name", func(s *ConsumerSettings) { s.TriggerAuthenticationName = "keda/creds" }, []string{"triggerAuthenticationName"}},
+		{"empty app label", func(s *ConsumerSettings) { s.AppLabel = "" }, []string{"appLabel must not be empty"}},
+		{"bad app label", func(s *ConsumerSettings) { s.AppLabel = "aqs reader" }, []string{"appLabel"}},
+		{"default node pool", func(s *ConsumerSettings) { s.NodePoolName = "default" }, []string{`nodePoolName ("default") is owned by AKS`}},
+		{"system-surge node pool", func(s *ConsumerSettings) { s.NodePoolName = "system-surge" }, []string{"nodePoolName"}},
+		{"empty node pool", func(s *ConsumerSettings) { s.NodePoolName = "" }, []string{"nodePoolName"}},
+		{"bad node pool", func(s *ConsumerSettings) { s.NodePoolName = "App_Pool" }, []string{"nodePoolName"}},
+		{"empty sku family", func(s *ConsumerSettings) { s.NodePoolSKUFamily = "" }, []string{"nodePoolSkuFamily must not be empty"}},
+		{"bad sku family", func(s *ConsumerSettings) { s.NodePoolSKUFamily = "D v5" }, []string{"nodePoolSkuFamily"}},
+		{"bad pool cpu", func(s *ConsumerSettings) { s.NodePoolCPULimit = "lots" }, []string{"nodePoolCpuLimit"}},
+		{"pool cpu below pod", func(s *ConsumerSettings) { s.NodePoolCPULimit = "100m" }, []string{"nodePoolCpuLimit (100m) must be >= cpuRequest (250m)"}},
+		{"bad consolidateAfter", func(s *ConsumerSettings) { s.NodePoolConsolidateAfter = "1.5m" }, []string{"nodePoolConsolidateAfter"}},
+		{"consolidateAfter ms", func(s *ConsumerSettings) { s.NodePoolConsolidateAfter = "500ms" }, []string{"nodePoolConsolidateAfter"}},
+		{"empty image tag", func(s *ConsumerSettings) { s.ImageTag = "" }, []string{"imageTag"}},
+		{"bad image tag", func(s *ConsumerSettings) { s.ImageTag = "v1:2" }, []string{"imageTag"}},
+		{"image with scheme", func(s *ConsumerSettings) { s.Image = "https://acr.azurecr.io/x:1" }, []string{"image ("}},
+		{"image with space", func(s *ConsumerSettings) { s.Image = "acr.azurecr.io/x :1" }, []string{"image ("}},
+		{"zero grace", func(s *ConsumerSettings) { s.TerminationGracePeriodSeconds = 0 }, []string{"terminationGracePeriodSeconds"}},
+		{"negative toleration", func(s *ConsumerSettings) { s.NodeFailureTolerationSeconds = -1 }, []string{"nodeFailureTolerationSeconds"}},
+		{"zero concurrency", func(s *ConsumerSettings) { s.ConsumerConcurrency = 0 }, []string{"consumerConcurrency"}},
+		{"batch too big", func(s *ConsumerSettings) { s.ConsumerBatchSize = 33 }, []string{"consumerBatchSize (33)"}},
+		{"batch zero", func(s *ConsumerSettings) { s.ConsumerBatchSize = 0 }, []string{"consumerBatchSize (0)"}},
+		{"visibility not a duration", func(s *ConsumerSettings) { s.ConsumerVisibilityTimeout = "60" }, []string{`consumerVisibilityTimeout ("60")`}},
+		{"visibility too long", func(s *ConsumerSettings) { s.ConsumerVisibilityTimeout = "200h" }, []string{"consumerVisibilityTimeout"}},
+		{"visibility too short", func(s *ConsumerSettings) { s.ConsumerVisibilityTimeout = "10ms" }, []string{"consumerVisibilityTimeout"}},
+		{"visibility not whole seconds", func(s *ConsumerSettings) { s.ConsumerVisibilityTimeout = "1500ms" }, []string{"consumerVisibilityTimeout (\"1500ms\") must be whole seconds"}},
+		{"zero max deliveries", func(s *ConsumerSettings) { s.ConsumerMaxDeliveries = 0 }, []string{"consumerMaxDeliveries"}},
+		{"zero job queue length", func(s *ConsumerSettings) { s.JobQueueLength = 0 }, []string{"jobQueueLength"}},
+		{"zero job max", func(s *ConsumerSettings) { s.JobMaxReplicas = 0 }, []string{"jobMaxReplicas"}},
+		{"negative job history", func(s *ConsumerSettings) { s.JobSuccessfulHistoryLimit = -1 }, []string{"jobSuccessfulHistoryLimit"}},
+		{"negative failed history", func(s *ConsumerSettings) { s.JobFailedHistoryLimit = -1 }, []string{"jobFailedHistoryLimit"}},
+		{"custom strategy", func(s *ConsumerSettings) { s.JobScalingStrategy = "custom" }, []string{`jobScalingStrategy ("custom")`}},
+		{"zero deadline", func(s *ConsumerSettings) { s.JobActiveDeadlineSeconds = 0 }, []string{"jobActiveDeadlineSeconds"}},
+		{"negative backoff", func(s *ConsumerSettings) { s.JobBackoffLimit = -1 }, []string{"jobBackoffLimit"}},
+		{"every problem at once", func(s *ConsumerSettings) {
+			s.MinReplicas, s.MaxReplicas, s.QueueLength, s.ScaleMode, s.CPURequest = 5, 3, 0, "Nope", "x"
+		}, []string{"maxReplicas (3) must be >= minReplicas (5)", "queueLength (0)", "scaleMode", "cpuRequest"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := DefaultConsumerSettings()
+			tt.mutate(&s)
+			err := s.Validate()
+			require.Error(t, err)
+			for _, w := range tt.want {
+				assert.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}
+
+func TestConsumerSettingsValidAlternatives(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*ConsumerSettings)
+	}{
+		{"scaled job", func(s *ConsumerSettings) { s.ScaleMode = ScaleModeScaledJob }},
+		{"image override with empty tag", func(s *ConsumerSettings) { s.Image, s.ImageTag = "ghcr.io/org/consumer@sha256:abc", "" }},
+		{"min equals max", func(s *ConsumerSettings) { s.MinReplicas, s.MaxReplicas = 3, 3 }},
+		{"never consolidate", func(s *ConsumerSettings) { s.NodePoolConsolidateAfter = "Never" }},
+		{"compound consolidate", func(s *ConsumerSettings) { s.NodePoolConsolidateAfter = "1h30m" }},
+		{"request equals limit", func(s *ConsumerSettings) { s.CPURequest, s.MemoryRequest = "500m", "128Mi" }},
+		{"accurate strategy", func(s *ConsumerSettings) { s.JobScalingStrategy = "accurate" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := DefaultConsumerSettings()
+			tt.mutate(&s)
+			assert.NoError(t, s.Validate())
+		})
+	}
+}
+
+// settingsKeys returns the json keys of ConsumerSettings in declaration order.
+func settingsKeys(t *testing.T) []string {
+	t.Helper()
+	var keys []string
+	typ := reflect.TypeOf(ConsumerSettings{})
+	for i := 0; i < typ.NumField(); i++ {
+		tag := typ.Field(i).Tag.Get("json")
+		require.NotEmpty(t, tag, "field %s has no json tag (its Pulumi config key)", typ.Field(i).Name)
+		keys = append(keys, tag)
+	}
+	return keys
+}
+
+// The json tags are the Pulumi config keys: lowerCamel, unique, and round-trip through JSON
+// (what config.TryObject and structured config produce).
+func TestConsumerSettingsJSONKeys(t *testing.T) {
+	seen := map[string]bool{}
+	lowerCamel := regexp.MustCompile(`^[a-z][A-Za-z0-9]*$`)
+	for _, k := range settingsKeys(t) {
+		assert.Regexp(t, lowerCamel, k, "config key %q", k)
+		assert.False(t, seen[k], "duplicate config key %q", k)
+		seen[k] = true
+	}
+
+	want := DefaultConsumerSettings()
+	data, err := json.Marshal(want)
+	require.NoError(t, err)
+	var got ConsumerSettings
+	require.NoError(t, json.Unmarshal(data, &got))
+	assert.Equal(t, want, got)
+}
+
+// docs/workload.md's settings table lists every key with its type and default, so the other
+// engineer's Pulumi.yaml and the README stay right when a setting is added or a default changes.
+func TestConsumerSettingsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/workload.md")
+	require.NoError(t, err, "docs/workload.md holds the settings table")
+	row := regexp.MustCompile("(?m)^\\| `([A-Za-z0-9]+)` \\| (string|integer) \\| (`[^`]*`|empty) \\| .+ \\|$")
+	documented := map[string][2]string{}
+	for _, m := range row.FindAllStringSubmatch(string(doc), -1) {
+		documented[m[1]] = [2]string{m[2], strings.Trim(m[3], "`")}
+	}
+
+	defaults := map[string]any{}
+	data, err := json.Marshal(DefaultConsumerSettings())
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &defaults))
+	for _, k := range settingsKeys(t) {
+		got, ok := documented[k]
+		if !assert.True(t, ok, "docs/workload.md settings table is missing %q", k) {
+			continue
+		}
+		wantType, wantDefault := "string", fmt.Sprint(defaults[k])
+		if _, isNumber := defaults[k].(float64); isNumber {
+			wantType = "integer"
+		}
+		if wantDefault == "" {
+			wantDefault = "empty"
+		}
+		assert.Equal(t, [2]string{wantType, wantDefault}, got, "docs/workload.md row for %q (type, default)", k)
+	}
+	assert.Len(t, documented, len(settingsKeys(t)), "docs/workload.md documents keys that do not exist")
+}
