@@ -271,17 +271,19 @@ func (c *Consumer) fetch(ctx, workCtx context.Context, batches *sync.WaitGroup) 
 		c.metrics.Dequeued.Add(float64(len(msgs)))
 		c.inflight.Add(int64(len(msgs)))
 		c.metrics.InFlight.Add(float64(len(msgs)))
-		batches.Go(func() {
-			defer func() {
-				c.inflight.Add(-int64(len(msgs)))
-				c.metrics.InFlight.Sub(float64(len(msgs)))
-				select {
-				case c.freed <- struct{}{}:
-				default:
-				}
-			}()
-			c.processBatch(workCtx, msgs, dequeuedAt)
-		})
+		batches.Go(func() { c.processBatch(workCtx, msgs, dequeuedAt) })
+	}
+}
+
+// finish releases k messages' in-flight capacity. It is called as each
+// message ends (not when its whole batch ends), so one slow message does not
+// hold back the next dequeue.
+func (c *Consumer) finish(k int) {
+	c.inflight.Add(-int64(k))
+	c.metrics.InFlight.Sub(float64(k))
+	select {
+	case c.freed <- struct{}{}:
+	default:
 	}
 }
 
@@ -353,7 +355,10 @@ func (c *Consumer) processBatch(ctx context.Context, msgs []*azqueue.DequeuedMes
 			it.parsed = parsed
 			valid = append(valid, it)
 		default:
-			wg.Go(func() { c.poison(ctx, it, d, perr) })
+			wg.Go(func() {
+				defer c.finish(1)
+				c.poison(ctx, it, d, perr)
+			})
 		}
 	}
 	for _, group := range c.group(valid) {
@@ -363,6 +368,7 @@ func (c *Consumer) processBatch(ctx context.Context, msgs []*azqueue.DequeuedMes
 				group[i].entity = message.NewEntity(group[i].id, group[i].dequeueCount, group[i].parsed, now)
 			}
 			if err := c.write(ctx, group); err != nil {
+				c.finish(len(group))
 				c.metrics.Failed.WithLabelValues(stageTable).Add(float64(len(group)))
 				c.log.Warn("table write failed; messages will be delivered again",
 					"messages", len(group), "partition", group[0].entity.PartitionKey, "err", err)
@@ -370,6 +376,7 @@ func (c *Consumer) processBatch(ctx context.Context, msgs []*azqueue.DequeuedMes
 			}
 			for _, it := range group {
 				wg.Go(func() {
+					defer c.finish(1)
 					if err := c.delete(ctx, c.clients.Queue, it); err != nil {
 						c.metrics.Failed.WithLabelValues(stageDelete).Inc()
 						c.log.Warn("delete failed after the entity was written; the redelivery will upsert the same entity",
