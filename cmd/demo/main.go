@@ -282,7 +282,9 @@ func quantile(sorted []float64, q float64) float64 {
 	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
-func ms(v float64) string { return time.Duration(v * float64(time.Millisecond)).Round(time.Millisecond).String() }
+func ms(v float64) string {
+	return time.Duration(v * float64(time.Millisecond)).Round(time.Millisecond).String()
+}
 
 func rateText(r float64) string {
 	if r == 0 {
