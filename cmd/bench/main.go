@@ -66,6 +66,7 @@ type contender struct {
 	times []time.Duration
 	ready []time.Duration
 	rss   int64
+	cpu   time.Duration // consumer process CPU time over the measured rounds
 }
 
 func run(ctx context.Context, o options, out io.Writer) error {
@@ -140,12 +141,14 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			if err := fill(ctx, clients.Queue, o.messages, fmt.Sprintf("%s r%d", c.name, round)); err != nil {
 				return err
 			}
-			var took, ready time.Duration
+			var took, ready, cpu time.Duration
 			var rss int64
 			if c.kind == "consumer" {
-				took, ready, rss, err = runConsumer(ctx, bins.Consumer, c.env, o.messages)
+				took, ready, rss, cpu, err = runConsumer(ctx, bins.Consumer, c.env, o.messages)
 			} else {
+				before := selfCPU()
 				took, err = runReference(ctx, az.ConnectionString(), queue, table, o, o.messages)
+				cpu = selfCPU() - before
 			}
 			if err != nil {
 				return fmt.Errorf("round %d %s: %w", round, c.name, err)
@@ -162,6 +165,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 					c.ready = append(c.ready, ready)
 					c.rss = max(c.rss, rss)
 				}
+				c.cpu += cpu
 			}
 			extra := ""
 			if c.kind == "consumer" {
@@ -206,11 +210,24 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	fmt.Fprintf(out, "consumer peak RSS (VmHWM): %.1f MiB (target: within 64 MiB)\n", mib(allRSS))
 	fmt.Fprintf(out, "consumer time to ready (process start to /readyz 200): median %s, max %s over %d starts (target: within 1 s)\n",
 		readies[len(readies)/2].Round(time.Millisecond), readies[len(readies)-1].Round(time.Millisecond), len(readies))
+	cpuPerK := cons.cpu * 1000 / time.Duration(o.messages*len(cons.times))
+	refPerK := ref.cpu * 1000 / time.Duration(o.messages*len(ref.times))
+	fmt.Fprintf(out, "CPU per 1,000 messages: consumer %s (whole process: start, probes, drain included), reference %s -> consumer CPU-bound ceiling at a 500m limit: ~%.0f msg/s\n",
+		cpuPerK.Round(time.Millisecond), refPerK.Round(time.Millisecond), 0.5*1000/cpuPerK.Seconds())
 	perReplica := rate(cons)
 	fmt.Fprintf(out, "consumer per-replica throughput on Azurite here: %.0f msg/s; replicas for Azure's ~2,000 msg/s per-queue ceiling at this rate: %d\n",
 		perReplica, int((2000+perReplica-1)/perReplica))
 	fmt.Fprintf(out, "consumer/reference throughput ratio: %.2f\n", rate(cons)/rate(ref))
 	return nil
+}
+
+// selfCPU returns this process's user+system CPU time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
@@ -242,12 +259,12 @@ func fill(ctx context.Context, q *azqueue.QueueClient, n int, tag string) error 
 
 // runConsumer starts the consumer process, measures from /readyz 200 until it
 // has processed n messages, reads its VmHWM and stops it with SIGTERM.
-func runConsumer(ctx context.Context, bin string, env []string, n int) (took, ready time.Duration, rss int64, err error) {
+func runConsumer(ctx context.Context, bin string, env []string, n int) (took, ready time.Duration, rss int64, cpu time.Duration, err error) {
 	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	c, err := procs.StartConsumer(sctx, bin, env)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	defer func() {
 		select {
@@ -258,7 +275,7 @@ func runConsumer(ctx context.Context, bin string, env []string, n int) (took, re
 	}()
 	ready, err = c.WaitReady(ctx, 10*time.Second)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	start := time.Now()
 	deadline := start.Add(2 * time.Minute)
@@ -268,23 +285,27 @@ func runConsumer(ctx context.Context, bin string, env []string, n int) (took, re
 			break
 		}
 		if time.Now().After(deadline) {
-			return 0, 0, 0, fmt.Errorf("consumer did not process %d messages in 2 minutes: %v\n%s", n, m, c.Stdout())
+			return 0, 0, 0, 0, fmt.Errorf("consumer did not process %d messages in 2 minutes: %v\n%s", n, m, c.Stdout())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	took = time.Since(start)
 	rss, err = procs.PeakRSS(c.Cmd.Process.Pid)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
+	}
+	cpu, err = procs.CPUTime(c.Cmd.Process.Pid)
+	if err != nil {
+		return 0, 0, 0, 0, err
 	}
 	if err := c.Signal(syscall.SIGTERM); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	code, err := c.Wait(30 * time.Second)
 	if err != nil || code != 0 {
-		return 0, 0, 0, fmt.Errorf("consumer exit %d after SIGTERM: %v", code, err)
+		return 0, 0, 0, 0, fmt.Errorf("consumer exit %d after SIGTERM: %v", code, err)
 	}
-	return took, ready, rss, nil
+	return took, ready, rss, cpu, nil
 }
 
 // runReference is the minimal client: one loop dequeues batches into a

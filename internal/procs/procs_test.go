@@ -40,3 +40,14 @@ func TestEnvIsMinimal(t *testing.T) {
 		assert.NotContains(t, kv, "leak")
 	}
 }
+
+func TestCPUTimeOfThisProcess(t *testing.T) {
+	x := 0
+	for i := range 50_000_000 {
+		x += i
+	}
+	_ = x
+	d, err := CPUTime(os.Getpid())
+	require.NoError(t, err)
+	assert.Positive(t, d)
+}
