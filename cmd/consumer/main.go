@@ -67,7 +67,8 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("consumer starting", "httpAddr", ln.Addr().String(), "queue", cfg.Storage.QueueName, "table", cfg.Storage.TableName,
 		"concurrency", cfg.Concurrency, "batchSize", cfg.BatchSize, "visibilityTimeout", cfg.VisibilityTimeout.String(),
-		"maxDeliveries", cfg.MaxDeliveries, "drainTimeout", cfg.DrainTimeout.String(), "tableBatch", cfg.TableBatch)
+		"maxDeliveries", cfg.MaxDeliveries, "drainTimeout", cfg.DrainTimeout.String(), "tableBatch", cfg.TableBatch,
+		"exitWhenEmpty", cfg.ExitWhenEmpty)
 
 	runErr := c.Run(ctx)
 

@@ -328,6 +328,21 @@ func TestWaitsForStorageInsteadOfCrashing(t *testing.T) {
 	assert.Equal(t, 0, code)
 }
 
+func TestExitWhenEmptyDrainsTheQueueAndExitsZero(t *testing.T) {
+	q, tbl := suite.Names(t)
+	c := suite.Clients(t, q, tbl)
+	const n = 150
+	suite.Produce(t, q, "-count", fmt.Sprint(n), "-concurrency", "8", "-msg", "job")
+	cons := suite.StartConsumer(t, suite.ConsumerEnv(q, tbl, "CONSUMER_EXIT_WHEN_EMPTY=true"))
+	code, err := cons.Wait(60 * time.Second)
+	require.NoError(t, err, "exits by itself once the queue is empty (KEDA ScaledJob mode)")
+	assert.Equal(t, 0, code)
+	storedOnce(t, c, n)
+	assert.Equal(t, 0, depth(t, c.Queue))
+	_, ok := cons.FindLog("queue empty and nothing in flight: stopping")
+	assert.True(t, ok)
+}
+
 func TestInvalidSettingsFailFast(t *testing.T) {
 	cases := []struct {
 		name string

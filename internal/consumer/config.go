@@ -22,6 +22,7 @@ const (
 	EnvDrainTimeout      = "CONSUMER_DRAIN_TIMEOUT"
 	EnvMaxPollInterval   = "CONSUMER_MAX_POLL_INTERVAL"
 	EnvTableBatch        = "CONSUMER_TABLE_BATCH"
+	EnvExitWhenEmpty     = "CONSUMER_EXIT_WHEN_EMPTY"
 	EnvLogLevel          = "LOG_LEVEL"
 )
 
@@ -52,6 +53,9 @@ type Config struct {
 	// TableBatch writes the entities of one dequeued batch that share a
 	// partition as one entity-group transaction instead of one upsert each.
 	TableBatch bool
+	// ExitWhenEmpty makes the consumer stop (and exit 0) once the queue is
+	// empty and nothing is in flight: one-shot runs such as KEDA ScaledJobs.
+	ExitWhenEmpty bool
 	// LogLevel is the minimum level logged.
 	LogLevel slog.Level
 }
@@ -135,14 +139,20 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			c.HTTPAddr = v
 		}
 	}
-	if v := strings.TrimSpace(getenv(EnvTableBatch)); v != "" {
+	boolean := func(name string, dst *bool) {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return
+		}
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: not a boolean (true/false): %w", EnvTableBatch, v, err))
-		} else {
-			c.TableBatch = b
+			errs = append(errs, fmt.Errorf("%s=%q: not a boolean (true/false): %w", name, v, err))
+			return
 		}
+		*dst = b
 	}
+	boolean(EnvTableBatch, &c.TableBatch)
+	boolean(EnvExitWhenEmpty, &c.ExitWhenEmpty)
 	if v := strings.TrimSpace(getenv(EnvLogLevel)); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: must be debug, info, warn or error: %w", EnvLogLevel, v, err))

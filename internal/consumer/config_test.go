@@ -38,6 +38,7 @@ func TestLoadConfigOverrides(t *testing.T) {
 		"CONSUMER_VISIBILITY_TIMEOUT": "2m", "CONSUMER_CONCURRENCY": "64", "CONSUMER_BATCH_SIZE": "10",
 		"CONSUMER_MAX_DELIVERIES": "3", "CONSUMER_HTTP_ADDR": "127.0.0.1:0", "CONSUMER_DRAIN_TIMEOUT": "5s",
 		"CONSUMER_MAX_POLL_INTERVAL": "250ms", "CONSUMER_TABLE_BATCH": "false", "LOG_LEVEL": "debug",
+		"CONSUMER_EXIT_WHEN_EMPTY": "true",
 	}))
 	require.NoError(t, err)
 	assert.Equal(t, 2*time.Minute, c.VisibilityTimeout)
@@ -48,6 +49,7 @@ func TestLoadConfigOverrides(t *testing.T) {
 	assert.Equal(t, 5*time.Second, c.DrainTimeout)
 	assert.Equal(t, 250*time.Millisecond, c.MaxPollInterval)
 	assert.False(t, c.TableBatch)
+	assert.True(t, c.ExitWhenEmpty)
 	assert.Equal(t, slog.LevelDebug, c.LogLevel)
 	assert.Equal(t, "connection-string", c.Storage.Auth())
 	assert.Empty(t, c.Storage.AccountName, "no account needed with a connection string")
@@ -73,6 +75,7 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 		{"addr bad port", map[string]string{"CONSUMER_HTTP_ADDR": ":99999"}, []string{`CONSUMER_HTTP_ADDR=":99999": port must be 0-65535`}},
 		{"drain negative", map[string]string{"CONSUMER_DRAIN_TIMEOUT": "-1s"}, []string{`CONSUMER_DRAIN_TIMEOUT="-1s"`}},
 		{"table batch", map[string]string{"CONSUMER_TABLE_BATCH": "sometimes"}, []string{`CONSUMER_TABLE_BATCH="sometimes"`}},
+		{"exit when empty", map[string]string{"CONSUMER_EXIT_WHEN_EMPTY": "yes"}, []string{`CONSUMER_EXIT_WHEN_EMPTY="yes": not a boolean`}},
 		{"log level", map[string]string{"LOG_LEVEL": "chatty"}, []string{`LOG_LEVEL="chatty"`}},
 		{"queue name", map[string]string{"AZURE_QUEUE_NAME": "Work_Queue"}, []string{`AZURE_QUEUE_NAME="Work_Queue"`}},
 		{"queue name leaves no room for -poison", map[string]string{"AZURE_QUEUE_NAME": "a234567890123456789012345678901234567890123456789012345678"}, []string{`-poison" also fits 63`}},

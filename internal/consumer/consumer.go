@@ -115,8 +115,8 @@ func (c *Consumer) Handler(gatherer prometheus.Gatherer) http.Handler {
 }
 
 // Run checks that the queue, poison queue and table are reachable (retrying
-// until they are; the consumer is ready then), consumes until ctx is done,
-// then drains: it takes no new messages and lets in-flight ones finish for
+// until they are; the consumer is ready then), consumes until ctx is done
+// (or, with ExitWhenEmpty, until the queue is empty), then drains: it takes no new messages and lets in-flight ones finish for
 // at most DrainTimeout. Whatever is unfinished then reappears on the queue
 // after its visibility timeout. Run returns nil after a drain; it does not
 // fail on storage errors, which are retried.
@@ -226,12 +226,13 @@ func (c *Consumer) maxInFlight() int64 {
 	return int64(max(c.cfg.Concurrency, c.cfg.BatchSize) + c.cfg.BatchSize)
 }
 
-// fetch dequeues batches until ctx is done and starts a goroutine per batch.
+// fetch dequeues batches until ctx is done (or, with ExitWhenEmpty, until the
+// queue is empty) and starts a goroutine per batch.
 // Dequeue requests use workCtx, so a request already sent when ctx ends
 // completes and its messages are processed rather than left invisible.
 func (c *Consumer) fetch(ctx, workCtx context.Context, batches *sync.WaitGroup) {
 	poll := minPoll
-	failures := 0
+	failures, empties := 0, 0
 	for {
 		for c.inflight.Load()+int64(c.cfg.BatchSize) > c.maxInFlight() {
 			select {
@@ -261,6 +262,13 @@ func (c *Consumer) fetch(ctx, workCtx context.Context, batches *sync.WaitGroup) 
 		}
 		failures = 0
 		if len(msgs) == 0 {
+			if c.cfg.ExitWhenEmpty && c.inflight.Load() == 0 {
+				// Two empty answers in a row with nothing in flight: done.
+				if empties++; empties >= 2 {
+					c.log.Info("queue empty and nothing in flight: stopping", "setting", EnvExitWhenEmpty)
+					return
+				}
+			}
 			if !sleep(ctx, poll) {
 				return
 			}
@@ -268,6 +276,7 @@ func (c *Consumer) fetch(ctx, workCtx context.Context, batches *sync.WaitGroup) 
 			continue
 		}
 		poll = minPoll
+		empties = 0
 		c.metrics.Dequeued.Add(float64(len(msgs)))
 		c.inflight.Add(int64(len(msgs)))
 		c.metrics.InFlight.Add(float64(len(msgs)))
