@@ -263,8 +263,12 @@ func finish(ctx context.Context, out io.Writer, o options, cons *procs.Consumer,
 	fmt.Fprintf(out, "  stored            %d entities (%d of the sent messages missing)\n", len(ents), missing)
 	fmt.Fprintf(out, "  duplicates        %d\n", len(ents)-len(texts))
 	fmt.Fprintf(out, "  poisoned          %d (in %s)\n", poisoned, o.queue+storage.PoisonSuffix)
-	fmt.Fprintf(out, "  throughput        %.0f msg/s overall (%d in %s); %.0f msg/s while busy\n",
-		float64(len(ents))/wall.Seconds(), len(ents), wall.Round(100*time.Millisecond), float64(len(ents))/math.Max(busy.Seconds(), 0.001))
+	bound := ""
+	if o.rate > 0 {
+		bound = fmt.Sprintf(" (paced by the producer's %s; -rate 0 for full speed)", rateText(o.rate))
+	}
+	fmt.Fprintf(out, "  throughput        %.0f msg/s while busy%s; %d in %s overall\n",
+		float64(len(ents))/math.Max(busy.Seconds(), 0.001), bound, len(ents), wall.Round(100*time.Millisecond))
 	fmt.Fprintf(out, "  e2e latency       p50 %s  p99 %s  max %s (srcStamp to processing; includes time waiting in the queue)\n",
 		ms(quantile(lat, 0.50)), ms(quantile(lat, 0.99)), ms(quantile(lat, 1)))
 	fmt.Fprintf(out, "  consumer          exit %d after SIGTERM, peak RSS %.1f MiB\n", code, float64(rss)/(1<<20))
