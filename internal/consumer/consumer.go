@@ -44,7 +44,9 @@ type Consumer struct {
 	log     *slog.Logger
 	metrics *Metrics
 	retry   retry.Policy
-	now     func() time.Time
+	// probeRetry paces the start-up probes: 100 ms doubling up to 2 s.
+	probeRetry retry.Policy
+	now        func() time.Time
 
 	sem      chan struct{} // bounds storage requests in flight
 	freed    chan struct{} // signalled when a batch finishes
@@ -64,14 +66,15 @@ func New(cfg Config, clients *storage.Clients, log *slog.Logger, reg prometheus.
 		return nil, err
 	}
 	c := &Consumer{
-		cfg:     cfg,
-		clients: clients,
-		log:     log,
-		metrics: m,
-		retry:   retry.Default(),
-		now:     time.Now,
-		sem:     make(chan struct{}, cfg.Concurrency),
-		freed:   make(chan struct{}, 1),
+		cfg:        cfg,
+		clients:    clients,
+		log:        log,
+		metrics:    m,
+		retry:      retry.Default(),
+		probeRetry: retry.Policy{Base: 100 * time.Millisecond, Max: 2 * time.Second},
+		now:        time.Now,
+		sem:        make(chan struct{}, cfg.Concurrency),
+		freed:      make(chan struct{}, 1),
 	}
 	c.retry.OnRetry = func(attempt int, err error, delay time.Duration) {
 		lvl := slog.LevelDebug
@@ -173,8 +176,9 @@ func (c *Consumer) probe(ctx context.Context) error {
 		}
 		// Permanent errors (missing queue or table, bad credentials) are
 		// retried too: restarting would not fix them faster, and a pod that
-		// crash-loops backs off far longer.
-		delay := c.retry.Backoff(attempt)
+		// crash-loops backs off far longer. The backoff is capped low so the
+		// consumer turns ready soon after a role assignment has propagated.
+		delay := c.probeRetry.Backoff(attempt)
 		c.log.Warn("storage not reachable yet", "attempt", attempt, "retryIn", delay.String(),
 			"status", retry.StatusCode(err), "code", retry.ErrorCode(err), "err", err)
 		t := time.NewTimer(delay)
