@@ -30,6 +30,7 @@ import (
 type faultProxy struct {
 	until    time.Time // every request fails with 403 before this
 	requests atomic.Int64
+	writes   atomic.Int64 // table writes after the 403 window
 	injected sync.Map // kind -> *atomic.Int64
 }
 
@@ -62,19 +63,19 @@ func (f *faultProxy) handler(target string) http.Handler {
 		case time.Now().Before(f.until):
 			f.count("403")
 			storageError(w, http.StatusForbidden, "AuthorizationPermissionMismatch")
-		case n%11 == 0:
-			f.count("429")
-			storageError(w, http.StatusTooManyRequests, "TooManyRequests")
-		case n%13 == 0:
-			f.count("503")
-			storageError(w, http.StatusServiceUnavailable, "ServerBusy")
-		case n%17 == 0 && isTableWrite(r):
+		case isTableWrite(r) && f.writes.Add(1)%4 == 1:
 			// The write happens, the answer is lost: the retry upserts the
 			// same entity again.
 			rec := &discard{header: http.Header{}}
 			rp.ServeHTTP(rec, r)
 			f.count("500 after write")
 			storageError(w, http.StatusInternalServerError, "InternalError")
+		case n%11 == 0:
+			f.count("429")
+			storageError(w, http.StatusTooManyRequests, "TooManyRequests")
+		case n%13 == 0:
+			f.count("503")
+			storageError(w, http.StatusServiceUnavailable, "ServerBusy")
 		default:
 			rp.ServeHTTP(w, r)
 		}
@@ -104,17 +105,18 @@ func serveProxy(t *testing.T, h http.Handler) int {
 }
 
 func TestTransientErrorsAreRetriedWithoutLossOrDuplicates(t *testing.T) {
+	e := suite.NewEnv(t)
 	q, tbl := suite.Names(t)
-	c := suite.Clients(t, q, tbl)
+	c := e.Clients(t, q, tbl)
 	const n = 400
-	suite.Produce(t, q, "-count", fmt.Sprint(n), "-concurrency", "8", "-msg", "faults")
+	e.Produce(t, q, "-count", fmt.Sprint(n), "-concurrency", "8", "-msg", "faults")
 
 	f := &faultProxy{until: time.Now().Add(1500 * time.Millisecond)}
-	qp := serveProxy(t, f.handler(fmt.Sprintf("http://127.0.0.1:%d", suite.Azurite.QueuePort)))
-	tp := serveProxy(t, f.handler(fmt.Sprintf("http://127.0.0.1:%d", suite.Azurite.TablePort)))
+	qp := serveProxy(t, f.handler(fmt.Sprintf("http://127.0.0.1:%d", e.Azurite.QueuePort)))
+	tp := serveProxy(t, f.handler(fmt.Sprintf("http://127.0.0.1:%d", e.Azurite.TablePort)))
 	conn := fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;QueueEndpoint=http://127.0.0.1:%d/%s;TableEndpoint=http://127.0.0.1:%d/%s",
 		azurite.AccountName, azurite.AccountKey, qp, azurite.AccountName, tp, azurite.AccountName)
-	cons := suite.StartConsumer(t, procs.Env(
+	cons := e.StartConsumer(t, procs.Env(
 		storage.EnvConnectionString+"="+conn, storage.EnvQueueName+"="+q, storage.EnvTableName+"="+tbl,
 		"CONSUMER_VISIBILITY_TIMEOUT=10s", "LOG_LEVEL=debug",
 	))

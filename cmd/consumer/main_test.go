@@ -21,8 +21,9 @@ import (
 	"github.com/aks-edw/aks-edw/internal/storage"
 )
 
-// suite is shared by the tests of this binary: one Azurite, binaries built
-// once. TestMain fails the run (never skips) if it cannot be set up.
+// suite is shared by the tests of this binary: binaries built once; each
+// test starts its own Azurite with suite.NewEnv. TestMain fails the run
+// (never skips) if Azurite cannot start or the binaries do not build.
 var suite *itest.Suite
 
 func TestMain(m *testing.M) {
@@ -79,13 +80,14 @@ func depth(t *testing.T, q *azqueue.QueueClient) int {
 }
 
 func TestStoresEveryValidMessageOnce(t *testing.T) {
+	e := suite.NewEnv(t)
 	q, tbl := suite.Names(t)
-	c := suite.Clients(t, q, tbl)
+	c := e.Clients(t, q, tbl)
 	const n = 300
-	out := suite.Produce(t, q, "-count", fmt.Sprint(n), "-concurrency", "8", "-msg", "stored-once")
+	out := e.Produce(t, q, "-count", fmt.Sprint(n), "-concurrency", "8", "-msg", "stored-once")
 	require.Contains(t, out, fmt.Sprintf("sent=%d failed=0", n))
 
-	cons := suite.StartConsumer(t, suite.ConsumerEnv(q, tbl))
+	cons := e.StartConsumer(t, e.ConsumerEnv(q, tbl))
 	ready, err := cons.WaitReady(itest.Ctx(t, 10*time.Second), 5*time.Second)
 	require.NoError(t, err)
 	t.Logf("ready %s after process start", ready)
@@ -112,13 +114,14 @@ func TestStoresEveryValidMessageOnce(t *testing.T) {
 }
 
 func TestRedeliveryAfterSIGKILLLosesAndDuplicatesNothing(t *testing.T) {
+	e := suite.NewEnv(t)
 	q, tbl := suite.Names(t)
-	c := suite.Clients(t, q, tbl)
+	c := e.Clients(t, q, tbl)
 	const n = 600
-	suite.Produce(t, q, "-count", fmt.Sprint(n), "-concurrency", "8", "-msg", "crash")
-	env := suite.ConsumerEnv(q, tbl, "CONSUMER_VISIBILITY_TIMEOUT=2s")
+	e.Produce(t, q, "-count", fmt.Sprint(n), "-concurrency", "8", "-msg", "crash")
+	env := e.ConsumerEnv(q, tbl, "CONSUMER_VISIBILITY_TIMEOUT=2s")
 
-	first := suite.StartConsumer(t, env)
+	first := e.StartConsumer(t, env)
 	_, err := first.WaitMetric(itest.Ctx(t, 60*time.Second), processed, 50*time.Second, func(v float64) bool { return v >= 100 })
 	require.NoError(t, err)
 	m, err := first.Metrics(itest.Ctx(t, 5*time.Second))
@@ -127,15 +130,15 @@ func TestRedeliveryAfterSIGKILLLosesAndDuplicatesNothing(t *testing.T) {
 	t.Logf("killed with %v messages in flight, %v processed", m["consumer_messages_in_flight"], m[processed])
 	require.Positive(t, depth(t, c.Queue), "messages left when the consumer died")
 
-	second := suite.StartConsumer(t, env)
+	second := e.StartConsumer(t, env)
 	itest.Eventually(t, 60*time.Second, func() (bool, string) {
 		d, err := storage.Depth(context.Background(), c.Queue)
 		return err == nil && d == 0, fmt.Sprintf("queue depth %d (%v)", d, err)
 	})
 	ents := storedOnce(t, c, n)
 	redelivered := 0
-	for _, e := range ents {
-		if e.DequeueCount > 1 {
+	for _, ent := range ents {
+		if ent.DequeueCount > 1 {
 			redelivered++
 		}
 	}
@@ -166,8 +169,9 @@ func deliverAgain(t *testing.T, q *azqueue.QueueClient, times int) {
 func ptr[T any](v T) *T { return &v }
 
 func TestPoisonMessagesMovedAndNeverLoop(t *testing.T) {
+	e := suite.NewEnv(t)
 	q, tbl := suite.Names(t)
-	c := suite.Clients(t, q, tbl)
+	c := e.Clients(t, q, tbl)
 	ctx := itest.Ctx(t, 60*time.Second)
 	enqueue := func(text string) {
 		_, err := c.Queue.EnqueueMessage(ctx, text, nil)
@@ -201,7 +205,7 @@ func TestPoisonMessagesMovedAndNeverLoop(t *testing.T) {
 	// The SDKs' base64 message encoding is understood too.
 	enqueue(base64.StdEncoding.EncodeToString([]byte(valid("good base64"))))
 
-	cons := suite.StartConsumer(t, suite.ConsumerEnv(q, tbl, "CONSUMER_MAX_DELIVERIES=2", "CONSUMER_VISIBILITY_TIMEOUT=1s"))
+	cons := e.StartConsumer(t, e.ConsumerEnv(q, tbl, "CONSUMER_MAX_DELIVERIES=2", "CONSUMER_VISIBILITY_TIMEOUT=1s"))
 	_, err := cons.WaitMetric(ctx, poisonedM, 20*time.Second, func(v float64) bool { return v >= float64(len(malformed)) })
 	require.NoError(t, err)
 	_, err = cons.WaitMetric(ctx, poisonedO, 20*time.Second, func(v float64) bool { return v >= 1 })
@@ -231,11 +235,12 @@ func TestPoisonMessagesMovedAndNeverLoop(t *testing.T) {
 }
 
 func TestSIGTERMDrainsInFlightAndExitsZero(t *testing.T) {
+	e := suite.NewEnv(t)
 	q, tbl := suite.Names(t)
-	c := suite.Clients(t, q, tbl)
+	c := e.Clients(t, q, tbl)
 	const n = 600
-	suite.Produce(t, q, "-count", fmt.Sprint(n), "-concurrency", "8", "-msg", "drain")
-	cons := suite.StartConsumer(t, suite.ConsumerEnv(q, tbl, "CONSUMER_VISIBILITY_TIMEOUT=30s", "CONSUMER_DRAIN_TIMEOUT=15s"))
+	e.Produce(t, q, "-count", fmt.Sprint(n), "-concurrency", "8", "-msg", "drain")
+	cons := e.StartConsumer(t, e.ConsumerEnv(q, tbl, "CONSUMER_VISIBILITY_TIMEOUT=30s", "CONSUMER_DRAIN_TIMEOUT=15s"))
 	_, err := cons.WaitMetric(itest.Ctx(t, 60*time.Second), processed, 50*time.Second, func(v float64) bool { return v >= 100 })
 	require.NoError(t, err)
 
@@ -267,15 +272,16 @@ func TestSIGTERMDrainsInFlightAndExitsZero(t *testing.T) {
 }
 
 func TestSIGTERMBoundedWhenStorageHangs(t *testing.T) {
+	e := suite.NewEnv(t)
 	q, tbl := suite.Names(t)
-	suite.Clients(t, q, tbl)
-	suite.Produce(t, q, "-count", "200", "-concurrency", "8", "-msg", "hang")
-	cons := suite.StartConsumer(t, suite.ConsumerEnv(q, tbl, "CONSUMER_DRAIN_TIMEOUT=1s", "CONSUMER_VISIBILITY_TIMEOUT=5s"))
+	e.Clients(t, q, tbl)
+	e.Produce(t, q, "-count", "200", "-concurrency", "8", "-msg", "hang")
+	cons := e.StartConsumer(t, e.ConsumerEnv(q, tbl, "CONSUMER_DRAIN_TIMEOUT=1s", "CONSUMER_VISIBILITY_TIMEOUT=5s"))
 	_, err := cons.WaitMetric(itest.Ctx(t, 30*time.Second), processed, 20*time.Second, func(v float64) bool { return v >= 1 })
 	require.NoError(t, err)
 
 	// Freeze Azurite: requests in flight now hang until the drain deadline.
-	pid := suite.Azurite.Pid()
+	pid := e.Azurite.Pid()
 	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
 	resumed := false
 	resume := func() {
@@ -299,9 +305,10 @@ func TestSIGTERMBoundedWhenStorageHangs(t *testing.T) {
 }
 
 func TestWaitsForStorageInsteadOfCrashing(t *testing.T) {
+	e := suite.NewEnv(t)
 	q, tbl := suite.Names(t)
-	c := suite.Clients(t, q, "") // the table does not exist yet
-	cons := suite.StartConsumer(t, suite.ConsumerEnv(q, tbl))
+	c := e.Clients(t, q, "") // the table does not exist yet
+	cons := e.StartConsumer(t, e.ConsumerEnv(q, tbl))
 	ctx := itest.Ctx(t, 30*time.Second)
 
 	// Not ready while the table is missing, but alive and not exiting.
@@ -316,12 +323,13 @@ func TestWaitsForStorageInsteadOfCrashing(t *testing.T) {
 	default:
 	}
 
-	tc, err := storage.NewClients(storage.Settings{QueueName: q, TableName: tbl, ConnectionString: suite.Azurite.ConnectionString()}, storage.NewHTTPClient(4))
+	tc, err := storage.NewClients(storage.Settings{QueueName: q, TableName: tbl, ConnectionString: e.Azurite.ConnectionString()}, storage.NewHTTPClient(4))
 	require.NoError(t, err)
 	require.NoError(t, storage.EnsureTable(ctx, tc.Table))
+	t.Cleanup(func() { _, _ = tc.Table.Delete(context.Background(), nil) })
 	_, err = cons.WaitReady(ctx, 20*time.Second)
 	require.NoError(t, err, "ready once the table exists")
-	_ = c
+	assert.Equal(t, 0, depth(t, c.Queue))
 	require.NoError(t, cons.Signal(syscall.SIGTERM))
 	code, err := cons.Wait(10 * time.Second)
 	require.NoError(t, err)
@@ -329,11 +337,12 @@ func TestWaitsForStorageInsteadOfCrashing(t *testing.T) {
 }
 
 func TestExitWhenEmptyDrainsTheQueueAndExitsZero(t *testing.T) {
+	e := suite.NewEnv(t)
 	q, tbl := suite.Names(t)
-	c := suite.Clients(t, q, tbl)
+	c := e.Clients(t, q, tbl)
 	const n = 150
-	suite.Produce(t, q, "-count", fmt.Sprint(n), "-concurrency", "8", "-msg", "job")
-	cons := suite.StartConsumer(t, suite.ConsumerEnv(q, tbl, "CONSUMER_EXIT_WHEN_EMPTY=true"))
+	e.Produce(t, q, "-count", fmt.Sprint(n), "-concurrency", "8", "-msg", "job")
+	cons := e.StartConsumer(t, e.ConsumerEnv(q, tbl, "CONSUMER_EXIT_WHEN_EMPTY=true"))
 	code, err := cons.Wait(60 * time.Second)
 	require.NoError(t, err, "exits by itself once the queue is empty (KEDA ScaledJob mode)")
 	assert.Equal(t, 0, code)

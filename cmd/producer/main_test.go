@@ -55,8 +55,9 @@ func runProducer(t *testing.T, env []string, args ...string) (stdout, stderr str
 }
 
 func TestSendsTheOriginalFormatWithProgressAndSummary(t *testing.T) {
+	e := suite.NewEnv(t)
 	q, _ := suite.Names(t)
-	env := procs.Env(storage.EnvConnectionString+"="+suite.Azurite.ConnectionString(), storage.EnvQueueName+"="+q)
+	env := procs.Env(storage.EnvConnectionString+"="+e.Azurite.ConnectionString(), storage.EnvQueueName+"="+q)
 	start := time.Now()
 	// 60 messages at 40/s take about 1.5 s: the rate is honoured, progress is
 	// printed every 300 ms.
@@ -76,7 +77,7 @@ func TestSendsTheOriginalFormatWithProgressAndSummary(t *testing.T) {
 	assert.InDelta(t, 40, sum.Rate, 6)
 	assert.GreaterOrEqual(t, strings.Count(errOut, "producer: sent="), 3, "periodic progress on stderr:\n%s", errOut)
 
-	c := suite.Clients(t, q, "")
+	c := e.Clients(t, q, "")
 	d, err := storage.Depth(itest.Ctx(t, 5*time.Second), c.Queue)
 	require.NoError(t, err)
 	assert.Equal(t, 60, d)
@@ -97,9 +98,10 @@ func TestSendsTheOriginalFormatWithProgressAndSummary(t *testing.T) {
 }
 
 func TestDurationBoundRun(t *testing.T) {
+	e := suite.NewEnv(t)
 	q, _ := suite.Names(t)
-	suite.Clients(t, q, "")
-	env := procs.Env(storage.EnvConnectionString+"="+suite.Azurite.ConnectionString(), storage.EnvQueueName+"="+q,
+	e.Clients(t, q, "")
+	env := procs.Env(storage.EnvConnectionString+"="+e.Azurite.ConnectionString(), storage.EnvQueueName+"="+q,
 		"PRODUCER_COUNT=0", "PRODUCER_DURATION=700ms", "PRODUCER_RATE=50")
 	start := time.Now()
 	out, errOut, code := runProducer(t, env)

@@ -1,6 +1,12 @@
-// Package itest is the fixture of the integration tests: one Azurite per
-// test binary, the real consumer and producer binaries built once, unique
-// queue and table names per test, and polling helpers with deadlines.
+// Package itest is the fixture of the integration tests: the real consumer
+// and producer binaries built once per test binary, a private Azurite per
+// test, unique queue and table names, and polling helpers with deadlines.
+//
+// Why an Azurite per test: Azurite 3.37.0's queue garbage collector runs
+// every 60 s and, once thousands of messages have been deleted, blocks its
+// single thread for tens of seconds (it removes extents one by one from an
+// in-memory index). A fresh instance per test (about 1.5 s to start) never
+// lives long enough to hit that, and no test sees another's leftovers.
 package itest
 
 import (
@@ -21,8 +27,6 @@ import (
 
 // Suite is the shared fixture of one test binary.
 type Suite struct {
-	// Azurite is the emulator all tests of the binary share.
-	Azurite *azurite.Instance
 	// Bins are the freshly built programs.
 	Bins procs.Binaries
 	// Root is the repository root.
@@ -32,8 +36,9 @@ type Suite struct {
 	seq atomic.Int64
 }
 
-// Setup starts Azurite and builds the binaries. Call it from TestMain and
-// fail the whole run (never skip) when it returns an error.
+// Setup installs Azurite if needed (npm ci), checks that it starts, and
+// builds the binaries. Call it from TestMain and fail the whole run (never
+// skip) when it returns an error.
 func Setup(ctx context.Context) (*Suite, error) {
 	root, err := azurite.RepoRoot()
 	if err != nil {
@@ -55,26 +60,42 @@ func Setup(ctx context.Context) (*Suite, error) {
 	}()
 	az, azErr := azurite.Start(ctx, azurite.Options{Root: root, Log: os.Stderr})
 	b := <-ch
+	if az != nil {
+		az.Stop()
+	}
 	if azErr != nil || b.err != nil {
-		if az != nil {
-			az.Stop()
-		}
 		_ = os.RemoveAll(dir)
 		if azErr != nil {
 			return nil, fmt.Errorf("azurite could not start (the integration tests need it; run `npm ci` in %s, Node.js 20+): %w", root, azErr)
 		}
 		return nil, b.err
 	}
-	s.Azurite, s.Bins = az, b.b
+	s.Bins = b.b
 	return s, nil
 }
 
-// Close stops Azurite and removes the binaries.
-func (s *Suite) Close() {
-	if s.Azurite != nil {
-		s.Azurite.Stop()
+// Close removes the binaries.
+func (s *Suite) Close() { _ = os.RemoveAll(s.dir) }
+
+// Env is one test's private Azurite plus the suite's binaries.
+type Env struct {
+	*Suite
+	// Azurite is this test's emulator, stopped when the test ends.
+	Azurite *azurite.Instance
+}
+
+// NewEnv starts a private Azurite for t; the test fails (never skips) if it
+// cannot start.
+func (s *Suite) NewEnv(t testing.TB) *Env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	az, err := azurite.Start(ctx, azurite.Options{Root: s.Root, Log: os.Stderr})
+	if err != nil {
+		t.Fatalf("azurite could not start (the integration tests need it; run `npm ci` in %s, Node.js 20+): %v", s.Root, err)
 	}
-	_ = os.RemoveAll(s.dir)
+	t.Cleanup(az.Stop)
+	return &Env{Suite: s, Azurite: az}
 }
 
 var nonAlnum = regexp.MustCompile(`[^a-z0-9]+`)
@@ -90,7 +111,7 @@ func (s *Suite) Names(t testing.TB) (queue, table string) {
 }
 
 // Clients returns SDK clients for queue and table and creates both.
-func (s *Suite) Clients(t testing.TB, queue, table string) *storage.Clients {
+func (s *Env) Clients(t testing.TB, queue, table string) *storage.Clients {
 	t.Helper()
 	c, err := storage.NewClients(storage.Settings{QueueName: queue, TableName: table, ConnectionString: s.Azurite.ConnectionString()}, storage.NewHTTPClient(16))
 	if err != nil {
@@ -111,7 +132,7 @@ func (s *Suite) Clients(t testing.TB, queue, table string) *storage.Clients {
 
 // ConsumerEnv returns the environment for a consumer on queue and table,
 // followed by extra KEY=VALUE settings.
-func (s *Suite) ConsumerEnv(queue, table string, extra ...string) []string {
+func (s *Env) ConsumerEnv(queue, table string, extra ...string) []string {
 	kv := []string{
 		storage.EnvConnectionString + "=" + s.Azurite.ConnectionString(),
 		storage.EnvQueueName + "=" + queue,
@@ -122,7 +143,7 @@ func (s *Suite) ConsumerEnv(queue, table string, extra ...string) []string {
 
 // StartConsumer starts the consumer binary and registers its cleanup (a kill
 // if the test left it running).
-func (s *Suite) StartConsumer(t testing.TB, env []string) *procs.Consumer {
+func (s *Env) StartConsumer(t testing.TB, env []string) *procs.Consumer {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -145,7 +166,7 @@ func (s *Suite) StartConsumer(t testing.TB, env []string) *procs.Consumer {
 
 // Produce runs the producer binary on queue with args and returns its
 // stdout; the test fails if it exits non-zero.
-func (s *Suite) Produce(t testing.TB, queue string, args ...string) string {
+func (s *Env) Produce(t testing.TB, queue string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
