@@ -31,7 +31,7 @@ type faultProxy struct {
 	until    time.Time // every request fails with 403 before this
 	requests atomic.Int64
 	writes   atomic.Int64 // table writes after the 403 window
-	injected sync.Map // kind -> *atomic.Int64
+	injected sync.Map     // kind -> *atomic.Int64
 }
 
 func (f *faultProxy) count(kind string) {
