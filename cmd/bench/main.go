@@ -91,6 +91,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { bins, buildErr = procs.Build(ctx, root, dir) })
 	az, err := azurite.Start(ctx, azurite.Options{Root: root, Log: os.Stderr})
+	azStart := time.Now()
 	wg.Wait()
 	if err != nil {
 		return err
@@ -214,6 +215,10 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	refPerK := ref.cpu * 1000 / time.Duration(o.messages*len(ref.times))
 	fmt.Fprintf(out, "CPU per 1,000 messages: consumer %s (whole process: start, probes, drain included), reference %s -> consumer CPU-bound ceiling at a 500m limit: ~%.0f msg/s\n",
 		cpuPerK.Round(time.Millisecond), refPerK.Round(time.Millisecond), 0.5*1000/cpuPerK.Seconds())
+	if since := time.Since(azStart); since > 55*time.Second {
+		fmt.Fprintf(out, "note: this run took %s; Azurite's queue garbage collector runs every 60 s and can stall it for seconds once thousands of messages were deleted, so one contender's round may have been slowed: prefer runs under a minute\n",
+			since.Round(time.Second))
+	}
 	perReplica := rate(cons)
 	fmt.Fprintf(out, "consumer per-replica throughput on Azurite here: %.0f msg/s; replicas for Azure's ~2,000 msg/s per-queue ceiling at this rate: %d\n",
 		perReplica, int((2000+perReplica-1)/perReplica))
