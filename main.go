@@ -7,6 +7,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/aks-edw/aks-edw/infra"
+	"github.com/aks-edw/aks-edw/workload"
 )
 
 func main() { pulumi.Run(program) }
@@ -26,6 +27,18 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 	}
 	stack, err := infra.Deploy(ctx, cfg)
 	if err != nil {
+		return nil, err
+	}
+	if _, err := workload.Deploy(ctx, "consumer", workload.Args{
+		Kubeconfig:         stack.Cluster.Kubeconfig,
+		Cluster:            stack.Cluster.ManagedCluster,
+		Settings:           cfg.Consumer,
+		StorageAccountName: stack.Storage.AccountName,
+		QueueName:          stack.Storage.QueueName,
+		TableName:          stack.Storage.TableName,
+		ClientID:           stack.WorkloadIdentity.ClientID,
+		LoginServer:        stack.Registry.LoginServer,
+	}); err != nil {
 		return nil, err
 	}
 	outputs := stack.Outputs()

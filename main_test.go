@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -60,7 +63,7 @@ func TestStacks(t *testing.T) {
 			assert.Equal(t, "federated-credential-"+sfx, m.Get(t, tFIC, "workload-identity-sa-credential").Input("federatedIdentityCredentialResourceName"))
 			assert.Equal(t, "fed-cred-aksdemo-kedasvc-"+sfx, m.Get(t, tFIC, "workload-identity-keda-credential").Input("federatedIdentityCredentialResourceName"))
 			assert.Equal(t, "MC_rg-aksdemo-"+sfx+"_aks-aksdemo-"+sfx+"_westus3", m.One(t, tCluster).Input("nodeResourceGroup"))
-			assert.Equal(t, "aws2azmsgs", m.One(t, tQueue).Input("queueName"))
+			assert.Equal(t, "aws2azmsgs", m.Get(t, tQueue, "storage-queue").Input("queueName"))
 			assert.Equal(t, "aws2azpmts", m.One(t, tTable).Input("tableName"))
 
 			// Every Azure resource that takes tags carries owner and environment.
@@ -227,7 +230,14 @@ func TestPitfallRoleAssignments(t *testing.T) {
 	q := m.Get(t, tRole, "workload-identity-queue-data-contributor")
 	assert.Equal(t, wi.Output("principalId"), q.Input("principalId"))
 	assert.Equal(t, roleID(components.RoleStorageQueueDataContributor), q.Input("roleDefinitionId"))
-	assert.Equal(t, m.One(t, tQueue).ID, q.Input("scope"), "queue role is scoped to the queue, not the account")
+	mainQueue := m.Get(t, tQueue, "storage-queue")
+	poisonQueue := m.Get(t, tQueue, "storage-poison-queue")
+	assert.Equal(t, "aws2azmsgs-poison", poisonQueue.Input("queueName"))
+	assert.Equal(t, mainQueue.ID, q.Input("scope"), "queue role is scoped to the queue, not the account")
+	pq := m.Get(t, tRole, "workload-identity-poison-queue-data-contributor")
+	assert.Equal(t, wi.Output("principalId"), pq.Input("principalId"))
+	assert.Equal(t, roleID(components.RoleStorageQueueDataContributor), pq.Input("roleDefinitionId"))
+	assert.Equal(t, poisonQueue.ID, pq.Input("scope"), "the consumer must be able to write the poison queue")
 	tb := m.Get(t, tRole, "workload-identity-table-data-contributor")
 	assert.Equal(t, wi.Output("principalId"), tb.Input("principalId"))
 	assert.Equal(t, roleID(components.RoleStorageTableDataContributor), tb.Input("roleDefinitionId"))
@@ -237,7 +247,7 @@ func TestPitfallRoleAssignments(t *testing.T) {
 	dep := m.Get(t, tRole, "deployer-queue-data-contributor")
 	assert.Equal(t, pulumitest.DeployerObjectID, dep.Input("principalId"))
 	assert.Equal(t, "User", dep.Input("principalType"))
-	assert.Equal(t, m.One(t, tQueue).ID, dep.Input("scope"))
+	assert.Equal(t, mainQueue.ID, dep.Input("scope"))
 
 	for _, r := range m.ByType(tRole) {
 		if r.Name == "deployer-queue-data-contributor" {
@@ -436,4 +446,102 @@ func lookupMap(v any, key string) any {
 		return mm[key]
 	}
 	return nil
+}
+
+// Every config key of the typed struct is declared in Pulumi.yaml with the same default as the
+// Go code, and Pulumi.yaml declares nothing the program does not read.
+func TestPulumiYamlDeclaresEveryKey(t *testing.T) {
+	proj, err := workspace.LoadProject("Pulumi.yaml")
+	require.NoError(t, err)
+	keys := infra.ConfigKeys()
+	// The program run with no stack values at all must see exactly the Go defaults.
+	m := pulumitest.New(infra.Project, "defaults")
+	cfg := map[string]string{}
+	for _, k := range keys {
+		decl, ok := proj.Config[k]
+		require.True(t, ok, "config key %q is read by the program but not declared in Pulumi.yaml", k)
+		assert.NotEmpty(t, decl.Description, "config key %q has no description", k)
+		require.NotNil(t, decl.Default, "config key %q has no default", k)
+		v, err := json.Marshal(decl.Default)
+		require.NoError(t, err)
+		if s, ok := decl.Default.(string); ok {
+			cfg[infra.Project+":"+k] = s
+		} else {
+			cfg[infra.Project+":"+k] = string(v)
+		}
+	}
+	assert.Len(t, proj.Config, len(keys), "Pulumi.yaml declares keys the program does not read")
+	var loaded infra.Config
+	require.NoError(t, m.Run(cfg, func(ctx *pulumi.Context) error {
+		var err error
+		loaded, err = infra.LoadConfig(ctx)
+		return err
+	}))
+	want := infra.DefaultConfig()
+	want.Tags = want.EffectiveTags("defaults")
+	assert.Equal(t, want, loaded, "Pulumi.yaml defaults differ from infra.DefaultConfig()")
+}
+
+// Issue 3: the workload on the cluster is wired to the Azure side it needs (SPEC §7 items 6, 8, 10).
+func TestWorkloadWiring(t *testing.T) {
+	for _, mode := range []string{"ScaledObject", "ScaledJob"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			cfg := withConfig(loadStackConfig(t, "dev"), "scaleMode", mode)
+			run := runStack(t, "dev", cfg)
+			m := run.mocks
+			settings := components.DefaultConsumerSettings()
+			wi := m.Get(t, tIdentity, "workload-identity-identity")
+			clientID, principalID := wi.Output("clientId"), wi.Output("principalId")
+			acct := m.One(t, tAccount)
+			mc := m.One(t, tCluster)
+
+			sa := m.One(t, "kubernetes:core/v1:ServiceAccount")
+			assert.Equal(t, clientID, sa.Input("metadata.annotations.azure\\.workload\\.identity/client-id"), "SA annotation")
+			// The FIC subject is built from the same config values the ServiceAccount uses.
+			assert.Equal(t, "system:serviceaccount:"+sa.Input("metadata.namespace").(string)+":"+sa.Input("metadata.name").(string),
+				m.Get(t, tFIC, "workload-identity-sa-credential").Input("subject"))
+
+			ta := m.One(t, "kubernetes:keda.sh/v1alpha1:TriggerAuthentication")
+			assert.Equal(t, "azure-workload", ta.Input("spec.podIdentity.provider"))
+			assert.Equal(t, clientID, ta.Input("spec.podIdentity.identityId"), "identityId must be the client id")
+			assert.NotEqual(t, principalID, ta.Input("spec.podIdentity.identityId"), "identityId must not be the principal id")
+
+			var scaler *pulumitest.Resource
+			var podSpec string
+			if mode == "ScaledObject" {
+				scaler = m.One(t, "kubernetes:keda.sh/v1alpha1:ScaledObject")
+				podSpec = "spec.template.spec"
+				dep := m.One(t, "kubernetes:apps/v1:Deployment")
+				assert.Equal(t, settings.ServiceAccountName, dep.Input(podSpec+".serviceAccountName"), "pod service account")
+				assert.Equal(t, "true", dep.Input("spec.template.metadata.labels.azure\\.workload\\.identity/use"), "workload identity pod label")
+				assert.Equal(t, "acraksdemo"+pulumitest.RandomResult+".azurecr.io/aws2azure/aqs-consumer:"+settings.ImageTag, dep.Input(podSpec+".containers.0.image"))
+			} else {
+				scaler = m.One(t, "kubernetes:keda.sh/v1alpha1:ScaledJob")
+				podSpec = "spec.jobTargetRef.template.spec"
+				assert.Equal(t, settings.ServiceAccountName, scaler.Input(podSpec+".serviceAccountName"), "job pod service account")
+				assert.Equal(t, "true", scaler.Input("spec.jobTargetRef.template.metadata.labels.azure\\.workload\\.identity/use"))
+				assert.Empty(t, m.ByType("kubernetes:apps/v1:Deployment"))
+			}
+			assert.Equal(t, "azure-queue", scaler.Input("spec.triggers.0.type"))
+			assert.Equal(t, acct.Output("name"), scaler.Input("spec.triggers.0.metadata.accountName"), "trigger accountName")
+			assert.Equal(t, m.Get(t, tQueue, "storage-queue").Output("name"), scaler.Input("spec.triggers.0.metadata.queueName"))
+			assert.Equal(t, ta.Input("metadata.name"), scaler.Input("spec.triggers.0.authenticationRef.name"))
+
+			// Every Kubernetes object uses the explicit provider and is deleted with the cluster.
+			provider := m.One(t, "pulumi:providers:kubernetes")
+			assert.True(t, provider.InputIsSecret("kubeconfig"), "provider kubeconfig must be secret")
+			assert.Equal(t, mc.URN, provider.DeletedWith)
+			n := 0
+			for _, r := range m.Resources() {
+				if !strings.HasPrefix(r.Type, "kubernetes:") {
+					continue
+				}
+				n++
+				assert.Equal(t, provider.URN, pulumitest.ProviderURN(r.Provider), "%s %s must use the explicit provider", r.Type, r.Name)
+				assert.Equal(t, mc.URN, r.DeletedWith, "%s %s must be deleted with the cluster", r.Type, r.Name)
+			}
+			assert.GreaterOrEqual(t, n, 5)
+		})
+	}
 }

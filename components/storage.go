@@ -47,6 +47,10 @@ type Storage struct {
 	QueueName pulumi.StringOutput
 	// QueueID is the queue's resource id (role assignment scope).
 	QueueID pulumi.StringOutput
+	// PoisonQueueName is <queue>-poison, where the consumer moves messages it cannot process.
+	PoisonQueueName pulumi.StringOutput
+	// PoisonQueueID is the poison queue's resource id (role assignment scope).
+	PoisonQueueID pulumi.StringOutput
 	// TableName is the table's name.
 	TableName pulumi.StringOutput
 	// TableID is the table's resource id (role assignment scope).
@@ -118,6 +122,9 @@ func networkRuleSetArgs(a *StorageArgs) *storage.NetworkRuleSetArgs {
 	}
 }
 
+// PoisonQueueName is the name of a queue's poison queue (the consumer's convention).
+func PoisonQueueName(queue string) string { return queue + "-poison" }
+
 // NewStorage creates the account, the queue and the table.
 func NewStorage(ctx *pulumi.Context, name string, args *StorageArgs, opts ...pulumi.ResourceOption) (*Storage, error) {
 	if args == nil {
@@ -143,6 +150,16 @@ func NewStorage(ctx *pulumi.Context, name string, args *StorageArgs, opts ...pul
 	if err != nil {
 		return nil, fmt.Errorf("creating storage queue %q: %w", args.QueueName, err)
 	}
+	// The consumer moves malformed and over-delivered messages here; with identity-only access
+	// and queue-scoped roles it cannot create the queue itself.
+	poison, err := storage.NewQueue(ctx, name+"-poison-queue", &storage.QueueArgs{
+		ResourceGroupName: args.ResourceGroupName,
+		AccountName:       account.Name,
+		QueueName:         pulumi.String(PoisonQueueName(args.QueueName)),
+	}, pulumi.Parent(s))
+	if err != nil {
+		return nil, fmt.Errorf("creating poison queue %q: %w", PoisonQueueName(args.QueueName), err)
+	}
 	table, err := storage.NewTable(ctx, name+"-table", &storage.TableArgs{
 		ResourceGroupName: args.ResourceGroupName,
 		AccountName:       account.Name,
@@ -155,11 +172,14 @@ func NewStorage(ctx *pulumi.Context, name string, args *StorageArgs, opts ...pul
 	s.AccountID = account.ID().ToStringOutput()
 	s.QueueName = queue.Name
 	s.QueueID = queue.ID().ToStringOutput()
+	s.PoisonQueueName = poison.Name
+	s.PoisonQueueID = poison.ID().ToStringOutput()
 	s.TableName = table.Name
 	s.TableID = table.ID().ToStringOutput()
 	if err := ctx.RegisterResourceOutputs(s, pulumi.Map{
 		"accountName": s.AccountName, "accountId": s.AccountID,
 		"queueName": s.QueueName, "queueId": s.QueueID,
+		"poisonQueueName": s.PoisonQueueName, "poisonQueueId": s.PoisonQueueID,
 		"tableName": s.TableName, "tableId": s.TableID,
 	}); err != nil {
 		return nil, fmt.Errorf("registering storage %q outputs: %w", name, err)

@@ -31,6 +31,9 @@ type WorkloadIdentityArgs struct {
 	SubscriptionID pulumi.StringInput
 	// QueueID is required: Storage Queue Data Contributor is scoped to this queue only.
 	QueueID pulumi.StringInput
+	// PoisonQueueID is required: the same role on the poison queue, where the consumer moves
+	// messages it cannot process.
+	PoisonQueueID pulumi.StringInput
 	// TableID is required: Storage Table Data Contributor is scoped to this table only.
 	TableID pulumi.StringInput
 	// IssuerURL is required: the cluster's OIDC issuer URL output, used verbatim.
@@ -66,8 +69,8 @@ type WorkloadIdentity struct {
 
 func (a *WorkloadIdentityArgs) validate() error {
 	if a.ResourceGroupName == nil || a.Location == nil || a.IdentityName == nil || a.SubscriptionID == nil ||
-		a.QueueID == nil || a.TableID == nil || a.IssuerURL == nil || a.CredentialName == nil || a.KedaCredentialName == nil {
-		return errors.New("ResourceGroupName, Location, IdentityName, SubscriptionID, QueueID, TableID, IssuerURL, CredentialName and KedaCredentialName are required")
+		a.QueueID == nil || a.PoisonQueueID == nil || a.TableID == nil || a.IssuerURL == nil || a.CredentialName == nil || a.KedaCredentialName == nil {
+		return errors.New("ResourceGroupName, Location, IdentityName, SubscriptionID, QueueID, PoisonQueueID, TableID, IssuerURL, CredentialName and KedaCredentialName are required")
 	}
 	if a.Namespace == "" || a.ServiceAccountName == "" {
 		return errors.New("Namespace and ServiceAccountName are required")
@@ -114,6 +117,7 @@ func NewWorkloadIdentity(ctx *pulumi.Context, name string, args *WorkloadIdentit
 		scope        pulumi.StringInput
 	}{
 		{"-queue-data-contributor", RoleStorageQueueDataContributor, args.QueueID},
+		{"-poison-queue-data-contributor", RoleStorageQueueDataContributor, args.PoisonQueueID},
 		{"-table-data-contributor", RoleStorageTableDataContributor, args.TableID},
 	} {
 		if _, err := newRoleAssignment(ctx, name+ra.suffix, roleAssignment{

@@ -121,6 +121,7 @@ func Deploy(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 		IdentityName:       names.WorkloadIdentity,
 		SubscriptionID:     subscriptionID,
 		QueueID:            store.QueueID,
+		PoisonQueueID:      store.PoisonQueueID,
 		TableID:            store.TableID,
 		IssuerURL:          cluster.OIDCIssuerURL,
 		Namespace:          cfg.Consumer.Namespace,
@@ -179,7 +180,7 @@ func (s *Stack) Outputs() pulumi.Map {
 		"federatedIdentityCredentialName":  s.WorkloadIdentity.CredentialName,
 		"kedaServiceAccountCredentialName": s.WorkloadIdentity.KedaCredentialName,
 		"oidcIssuerUrl":                    s.Cluster.OIDCIssuerURL,
-		"kubeconfig":                       pulumi.ToSecret(s.Cluster.Kubeconfig),
+		"kubeconfig":                       s.Cluster.Kubeconfig, // secret from the cluster component
 		"deployState":                      s.DeployState(),
 	}
 }

@@ -47,7 +47,8 @@ type Resource struct {
 	IgnoreChanges       []string
 }
 
-// Input returns the input at a dotted path ("properties.networkAcls.defaultAction") as a plain
+// Input returns the input at a dotted path ("networkRuleSet.defaultAction", "a.0.b", with `\.`
+// for a dot inside a key) as a plain
 // Go value (string, float64, bool, []any, map[string]any), or nil when absent.
 func (r *Resource) Input(path string) any {
 	return lookup(r.Inputs.Mappable(), path)
@@ -68,7 +69,9 @@ func lookup(v any, path string) any {
 	if path == "" {
 		return v
 	}
-	for _, part := range strings.Split(path, ".") {
+	// `\.` escapes a dot inside a key (annotation and label names).
+	for _, part := range strings.Split(strings.ReplaceAll(path, `\.`, "\x00"), ".") {
+		part = strings.ReplaceAll(part, "\x00", ".")
 		switch node := v.(type) {
 		case map[string]any:
 			v = node[part]
