@@ -1,0 +1,97 @@
+package infra
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestDefaultConfigIsValid(t *testing.T) {
+	require.NoError(t, DefaultConfig().Validate())
+}
+
+// Each bad value yields an error that names its key; all problems are reported at once.
+func TestValidateNamesEveryKey(t *testing.T) {
+	cases := []struct {
+		key    string
+		mutate func(*Config)
+	}{
+		{"storageAccountName", func(c *Config) { c.StorageAccountName = "thisstorageaccountnameistoolong" }},
+		{"prefix", func(c *Config) { c.Prefix = "aprefixthatistoolong" }},
+		{"prefix", func(c *Config) { c.Prefix = "Bad-Prefix" }},
+		{"storageSku", func(c *Config) { c.StorageSku = "Premium_XYZ" }},
+		{"registrySku", func(c *Config) { c.RegistrySku = "Gold" }},
+		{"maxReplicas", func(c *Config) { c.Consumer.MinReplicas, c.Consumer.MaxReplicas = 5, 2 }},
+		{"vnetAddressSpace", func(c *Config) { c.VnetAddressSpace = "10.0.0.0/33" }},
+		{"aksSubnetPrefix", func(c *Config) { c.AksSubnetPrefix = "192.168.0.0/24" }},
+		{"podCidr", func(c *Config) { c.PodCidr = "10.225.0.0/16" }},
+		{"serviceCidr", func(c *Config) { c.ServiceCidr = "10.244.0.0/16" }},
+		{"dnsServiceIp", func(c *Config) { c.DNSServiceIP = "10.1.0.10" }},
+		{"systemNodeVmSize", func(c *Config) { c.SystemNodeVMSize = "" }},
+		{"systemNodeCount", func(c *Config) { c.SystemNodeCount = 0 }},
+		{"systemNodeZones", func(c *Config) { c.SystemNodeZones = []string{"4"} }},
+		{"kubernetesVersion", func(c *Config) { c.KubernetesVersion = "latest" }},
+		{"upgradeChannel", func(c *Config) { c.UpgradeChannel = "weekly" }},
+		{"queueName", func(c *Config) { c.QueueName = "Bad_Queue" }},
+		{"tableName", func(c *Config) { c.TableName = "1table" }},
+		{"operatorIpRanges", func(c *Config) { c.OperatorIPRanges = []string{"0.0.0.0/0"} }},
+		{"operatorIpRanges", func(c *Config) { c.OperatorIPRanges = []string{"10.0.0.0/8"} }},
+		{"operatorIpRanges", func(c *Config) { c.OperatorIPRanges = []string{"203.0.113.7/32"} }},
+		{"apiServerAuthorizedIpRanges", func(c *Config) { c.APIServerAuthorizedIPRanges = []string{"not-an-ip"} }},
+		{"logRetentionDays", func(c *Config) { c.LogRetentionDays = 7 }},
+		{"clusterTier", func(c *Config) { c.ClusterTier = "Gold" }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.key, func(t *testing.T) {
+			c := DefaultConfig()
+			tc.mutate(&c)
+			err := c.Validate()
+			require.Error(t, err)
+			assert.Regexp(t, `aks-edw:`+tc.key+`[: ]`, err.Error())
+		})
+	}
+
+	// Independent problems are all reported in one error. (The subnet, pod, service and DNS
+	// checks are relative to a valid VNet/service range, so they are left out here.)
+	dependent := map[string]bool{"aksSubnetPrefix": true, "podCidr": true, "serviceCidr": true, "dnsServiceIp": true}
+	all := DefaultConfig()
+	for _, tc := range cases {
+		if !dependent[tc.key] {
+			tc.mutate(&all)
+		}
+	}
+	err := all.Validate()
+	require.Error(t, err)
+	for _, tc := range cases {
+		if !dependent[tc.key] {
+			assert.Regexp(t, `aks-edw:`+tc.key+`[: ]`, err.Error(), "all problems are reported at once")
+		}
+	}
+}
+
+func TestLoadFieldsParsesLikeTheCLI(t *testing.T) {
+	c := DefaultConfig()
+	vals := map[string]string{
+		"systemNodeCount": "5", "protect": "true", "systemNodeZones": `["1","3"]`,
+		"tags": `{"team":"edw"}`, "minReplicas": "1",
+	}
+	get := func(k string) (string, bool) { v, ok := vals[k]; return v, ok }
+	require.Empty(t, loadFields(&c, get))
+	require.Empty(t, loadFields(&c.Consumer, get))
+	assert.Equal(t, 5, c.SystemNodeCount)
+	assert.True(t, c.Protect)
+	assert.Equal(t, []string{"1", "3"}, c.SystemNodeZones)
+	assert.Equal(t, map[string]string{"team": "edw"}, c.Tags)
+	assert.Equal(t, 1, c.Consumer.MinReplicas)
+	assert.Equal(t, map[string]string{"team": "edw", "owner": "aksdemo", "environment": "prod"}, c.EffectiveTags("prod"))
+
+	bad := map[string]string{"systemNodeCount": "three", "protect": "yes please", "systemNodeZones": "1,2"}
+	errs := loadFields(&c, func(k string) (string, bool) { v, ok := bad[k]; return v, ok })
+	require.Len(t, errs, 3)
+	joined := joinConfigErrors(errs).Error()
+	for k := range bad {
+		assert.True(t, strings.Contains(joined, "aks-edw:"+k+":"), "error names %s: %s", k, joined)
+	}
+}
