@@ -86,20 +86,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	defer os.RemoveAll(dir)
 
 	fmt.Fprintln(out, "bench: starting Azurite and building the consumer ...")
-	var bins procs.Binaries
-	var buildErr error
-	var wg sync.WaitGroup
-	wg.Go(func() { bins, buildErr = procs.Build(ctx, root, dir) })
-	az, err := azurite.Start(ctx, azurite.Options{Root: root, Log: os.Stderr})
+	bins, az, err := procs.BuildWithAzurite(ctx, root, dir, os.Stderr)
 	azStart := time.Now()
-	wg.Wait()
 	if err != nil {
 		return err
 	}
 	defer az.Stop()
-	if buildErr != nil {
-		return buildErr
-	}
 
 	const queue, table = "benchq", "benchtable"
 	clients, err := storage.NewClients(storage.Settings{QueueName: queue, TableName: table, ConnectionString: az.ConnectionString()}, storage.NewHTTPClient(o.concurrency))

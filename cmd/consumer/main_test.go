@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -26,19 +25,7 @@ import (
 // (never skips) if Azurite cannot start or the binaries do not build.
 var suite *itest.Suite
 
-func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	s, err := itest.Setup(ctx)
-	cancel()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "FAIL: integration fixture: %v\n", err)
-		os.Exit(1)
-	}
-	suite = s
-	code := m.Run()
-	s.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { itest.Main(m, &suite) }
 
 const (
 	processed = "consumer_messages_processed_total"

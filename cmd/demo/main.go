@@ -79,12 +79,7 @@ func run(parent context.Context, o options, out io.Writer) error {
 
 	fmt.Fprintln(out, "demo: starting Azurite (in memory, free ports) and building the consumer and the producer ...")
 	t0 := time.Now()
-	var bins procs.Binaries
-	var buildErr error
-	var wg sync.WaitGroup
-	wg.Go(func() { bins, buildErr = procs.Build(ctx, root, dir) })
-	az, err := azurite.Start(ctx, azurite.Options{Root: root, Log: out})
-	wg.Wait()
+	bins, az, err := procs.BuildWithAzurite(ctx, root, dir, out)
 	if err != nil {
 		return err
 	}
@@ -92,9 +87,6 @@ func run(parent context.Context, o options, out io.Writer) error {
 		az.Stop()
 		fmt.Fprintln(out, "demo: Azurite stopped; nothing left running")
 	}()
-	if buildErr != nil {
-		return buildErr
-	}
 	fmt.Fprintf(out, "demo: Azurite queue :%d table :%d, binaries built (%s)\n", az.QueuePort, az.TablePort, time.Since(t0).Round(100*time.Millisecond))
 
 	clients, err := storage.NewClients(storage.Settings{QueueName: o.queue, TableName: o.table, ConnectionString: az.ConnectionString()}, storage.NewHTTPClient(8))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -22,19 +21,7 @@ import (
 
 var suite *itest.Suite
 
-func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	s, err := itest.Setup(ctx)
-	cancel()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "FAIL: integration fixture: %v\n", err)
-		os.Exit(1)
-	}
-	suite = s
-	code := m.Run()
-	s.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { itest.Main(m, &suite) }
 
 func runProducer(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()

@@ -212,3 +212,20 @@ func tailLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// Main is a test binary's TestMain body: it sets up the shared fixture into *suite, runs the
+// tests and cleans up. It fails the run (never skips) if Azurite cannot start or the binaries do
+// not build.
+func Main(m *testing.M, suite **Suite) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	s, err := Setup(ctx)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: integration fixture: %v\n", err)
+		os.Exit(1)
+	}
+	*suite = s
+	code := m.Run()
+	s.Close()
+	os.Exit(code)
+}

@@ -21,6 +21,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/aks-edw/aks-edw/internal/azurite"
 )
 
 // Binaries are the paths of the built programs.
@@ -359,4 +361,23 @@ func CPUTime(pid int) (time.Duration, error) {
 		return 0, fmt.Errorf("parse /proc stat: %w", err)
 	}
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// BuildWithAzurite builds the binaries into dir while a fresh Azurite starts (the two take
+// seconds each, so they overlap). On any failure nothing is left running.
+func BuildWithAzurite(ctx context.Context, root, dir string, log io.Writer) (Binaries, *azurite.Instance, error) {
+	var bins Binaries
+	var buildErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { bins, buildErr = Build(ctx, root, dir) })
+	az, err := azurite.Start(ctx, azurite.Options{Root: root, Log: log})
+	wg.Wait()
+	if err != nil {
+		return Binaries{}, nil, err
+	}
+	if buildErr != nil {
+		az.Stop()
+		return Binaries{}, nil, buildErr
+	}
+	return bins, az, nil
 }
