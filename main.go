@@ -6,44 +6,17 @@ package main
 import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/aks-edw/aks-edw/infra"
-	"github.com/aks-edw/aks-edw/workload"
+	"github.com/aks-edw/aks-edw/internal/edw"
 )
 
 func main() { pulumi.Run(program) }
 
-// program is the whole stack; tests run this same function under mocks.
+// program is the whole stack: infra and workload composed by edw.Deploy, which the tests and the
+// offline plan (cmd/plan) run under mocks. Tests also run this function itself.
 func program(ctx *pulumi.Context) error {
 	_, err := deploy(ctx)
 	return err
 }
 
-// deploy loads and validates the configuration once, composes the Azure side and the workload,
-// and exports the stack outputs, which it also returns for tests.
-func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
-	cfg, err := infra.LoadConfig(ctx)
-	if err != nil {
-		return nil, err
-	}
-	stack, err := infra.Deploy(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := workload.Deploy(ctx, "consumer", workload.Args{
-		Kubeconfig:         stack.Cluster.Kubeconfig,
-		Cluster:            stack.Cluster.ManagedCluster,
-		Settings:           cfg.Consumer,
-		StorageAccountName: stack.Storage.AccountName,
-		QueueName:          stack.Storage.QueueName,
-		TableName:          stack.Storage.TableName,
-		ClientID:           stack.WorkloadIdentity.ClientID,
-		LoginServer:        stack.Registry.LoginServer,
-	}); err != nil {
-		return nil, err
-	}
-	outputs := stack.Outputs()
-	for _, k := range infra.OutputKeys {
-		ctx.Export(k, outputs[k])
-	}
-	return outputs, nil
-}
+// deploy is the composition, returning the stack outputs it exports.
+var deploy = edw.Deploy

@@ -63,9 +63,6 @@ var reservedNodePoolNames = map[string]bool{"default": true, "system-surge": tru
 // consolidateAfterPattern is Karpenter's CRD pattern for disruption.consolidateAfter.
 var consolidateAfterPattern = regexp.MustCompile(`^(([0-9]+(s|m|h))+|Never)$`)
 
-// imageTagPattern is the OCI distribution grammar for a tag.
-var imageTagPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-
 // ConsumerSettings are the consumer workload's settings, known at preview time. The json tag of
 // each field is its Pulumi config key (project namespace aks-edw), e.g. `json:"minReplicas"`.
 // Start from DefaultConsumerSettings and override what the stack sets; call Validate.
@@ -80,11 +77,10 @@ type ConsumerSettings struct {
 	// AppLabel is the value of the pods' `app` label and the Deployment selector (default aqs-reader).
 	AppLabel string `json:"appLabel"`
 
-	// Image is the full consumer image reference; empty means
-	// `<registry login server>/aws2azure/aqs-consumer:<imageTag>` (default empty).
+	// Image is a prebuilt consumer image reference (registry/repository:tag or @digest); empty
+	// means the stack builds the image in its registry with an ACR task run from the git source
+	// (imageSource* keys) (default empty).
 	Image string `json:"image"`
-	// ImageTag is the tag used when Image is empty (default latest).
-	ImageTag string `json:"imageTag"`
 
 	// ScaleMode is ScaledObject (Deployment scaled by KEDA) or ScaledJob (one Job per batch)
 	// (default ScaledObject).
@@ -169,8 +165,7 @@ func DefaultConsumerSettings() ConsumerSettings {
 		DeploymentName:     "aqs-app",
 		AppLabel:           "aqs-reader",
 
-		Image:    "",
-		ImageTag: "latest",
+		Image: "",
 
 		ScaleMode:                 ScaleModeScaledObject,
 		ScaledObjectName:          "aws2az-queue-scaleobj",
@@ -255,8 +250,6 @@ func (s ConsumerSettings) Validate() error {
 		if strings.ContainsAny(s.Image, " \t\n") || strings.Contains(s.Image, "://") {
 			add("image (%q) must be an image reference like registry/repository:tag, without scheme or spaces", s.Image)
 		}
-	} else if !imageTagPattern.MatchString(s.ImageTag) {
-		add("imageTag (%q) must be a valid image tag (letters, digits, _ . -, at most 128, not starting with . or -) when image is empty", s.ImageTag)
 	}
 
 	// Scaling.

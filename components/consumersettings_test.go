@@ -90,8 +90,6 @@ func TestConsumerSettingsValidate(t *testing.T) {
 		{"pool cpu below pod", func(s *ConsumerSettings) { s.NodePoolCPULimit = "100m" }, []string{"nodePoolCpuLimit (100m) must be >= cpuRequest (250m)"}},
 		{"bad consolidateAfter", func(s *ConsumerSettings) { s.NodePoolConsolidateAfter = "1.5m" }, []string{"nodePoolConsolidateAfter"}},
 		{"consolidateAfter ms", func(s *ConsumerSettings) { s.NodePoolConsolidateAfter = "500ms" }, []string{"nodePoolConsolidateAfter"}},
-		{"empty image tag", func(s *ConsumerSettings) { s.ImageTag = "" }, []string{"imageTag"}},
-		{"bad image tag", func(s *ConsumerSettings) { s.ImageTag = "v1:2" }, []string{"imageTag"}},
 		{"image with scheme", func(s *ConsumerSettings) { s.Image = "https://acr.azurecr.io/x:1" }, []string{"image ("}},
 		{"image with space", func(s *ConsumerSettings) { s.Image = "acr.azurecr.io/x :1" }, []string{"image ("}},
 		{"zero grace", func(s *ConsumerSettings) { s.TerminationGracePeriodSeconds = 0 }, []string{"terminationGracePeriodSeconds"}},
@@ -134,7 +132,7 @@ func TestConsumerSettingsValidAlternatives(t *testing.T) {
 		mutate func(*ConsumerSettings)
 	}{
 		{"scaled job", func(s *ConsumerSettings) { s.ScaleMode = ScaleModeScaledJob }},
-		{"image override with empty tag", func(s *ConsumerSettings) { s.Image, s.ImageTag = "ghcr.io/org/consumer@sha256:abc", "" }},
+		{"prebuilt image by digest", func(s *ConsumerSettings) { s.Image = "ghcr.io/org/consumer@sha256:abc" }},
 		{"min equals max", func(s *ConsumerSettings) { s.MinReplicas, s.MaxReplicas = 3, 3 }},
 		{"never consolidate", func(s *ConsumerSettings) { s.NodePoolConsolidateAfter = "Never" }},
 		{"compound consolidate", func(s *ConsumerSettings) { s.NodePoolConsolidateAfter = "1h30m" }},

@@ -28,6 +28,9 @@ type QueueConsumerArgs struct {
 	ClientID pulumi.StringInput
 	// Image is the full consumer image reference (required).
 	Image pulumi.StringInput
+	// ImageDependsOn are resources that must finish before pods may pull Image, e.g. the ACR
+	// task run that builds it; the Deployment (or ScaledJob) depends on them (optional).
+	ImageDependsOn []pulumi.Resource
 	// Cluster is the AKS cluster; every Kubernetes object is deleted with it (required).
 	Cluster pulumi.Resource
 	// Provider is the explicit Kubernetes provider for that cluster (required).
@@ -137,17 +140,20 @@ func NewQueueConsumer(ctx *pulumi.Context, name string, args *QueueConsumerArgs,
 		TriggerAuthenticationName: auth.Metadata.Name().Elem(),
 	}
 
+	// The objects whose pods run the image wait for it to exist (the build, when there is one).
+	runsImage := append(append([]pulumi.ResourceOption{}, child...), pulumi.DependsOn(args.ImageDependsOn))
+
 	var deploymentName, scalerName pulumi.StringOutput
 	switch s.ScaleMode {
 	case ScaleModeScaledJob:
-		job, err := apiextensions.NewCustomResource(ctx, name+"-scaled-job", scaledJobArgs(s, in), child...)
+		job, err := apiextensions.NewCustomResource(ctx, name+"-scaled-job", scaledJobArgs(s, in), runsImage...)
 		if err != nil {
 			return nil, fmt.Errorf("creating KEDA ScaledJob %q: %w", s.ScaledJobName, err)
 		}
 		deploymentName = pulumi.String("").ToStringOutput()
 		scalerName = job.Metadata.Name().Elem()
 	default: // ScaleModeScaledObject; Validate rejected anything else.
-		dep, err := appsv1.NewDeployment(ctx, name+"-deployment", deploymentArgs(s, in), child...)
+		dep, err := appsv1.NewDeployment(ctx, name+"-deployment", deploymentArgs(s, in), runsImage...)
 		if err != nil {
 			return nil, fmt.Errorf("creating deployment %q: %w", s.DeploymentName, err)
 		}

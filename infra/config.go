@@ -18,6 +18,12 @@ import (
 // Project is the Pulumi project name; config keys live in its namespace ("aks-edw:prefix").
 const Project = "aks-edw"
 
+// DefaultImageSourceRepository is this repository, whose Dockerfile builds the consumer.
+const DefaultImageSourceRepository = "https://github.com/aks-edw/aks-edw.git"
+
+// ConsumerImageRepository is the consumer image's repository in the stack's registry.
+const ConsumerImageRepository = "aws2azure/aqs-consumer"
+
 // Config is the whole stack's configuration, loaded once by LoadConfig. The json tag of every
 // field is its config key; Pulumi.yaml declares each with its type, description and default.
 type Config struct {
@@ -82,6 +88,19 @@ type Config struct {
 	// ClusterTier is the AKS pricing tier (Free, or Standard for the uptime SLA).
 	ClusterTier string `json:"clusterTier"`
 
+	// ImageSourceRepository is the git repository (https) the consumer image is built from when
+	// the image key is empty.
+	ImageSourceRepository string `json:"imageSourceRepository"`
+	// ImageSourceRef is the commit (full SHA), branch or tag to build; the image tag derives
+	// from it, so CI sets it to the commit being deployed.
+	ImageSourceRef string `json:"imageSourceRef"`
+	// ImageSourceFolder is the build context folder inside the repository (empty: the root).
+	ImageSourceFolder string `json:"imageSourceFolder"`
+	// ImageDockerfile is the Dockerfile path relative to the build context.
+	ImageDockerfile string `json:"imageDockerfile"`
+	// ImageBuildTimeoutSeconds bounds the ACR build run.
+	ImageBuildTimeoutSeconds int `json:"imageBuildTimeoutSeconds"`
+
 	// Consumer holds the Kubernetes workload's settings; each field is a top-level config key.
 	Consumer components.ConsumerSettings `json:"-"`
 }
@@ -111,6 +130,11 @@ func DefaultConfig() Config {
 		NodeOSUpgradeChannel:        "NodeImage",
 		LogRetentionDays:            30,
 		ClusterTier:                 "Free",
+		ImageSourceRepository:       DefaultImageSourceRepository,
+		ImageSourceRef:              "main",
+		ImageSourceFolder:           "",
+		ImageDockerfile:             "Dockerfile",
+		ImageBuildTimeoutSeconds:    components.DefaultImageBuildTimeoutSeconds,
 		Consumer:                    components.DefaultConsumerSettings(),
 	}
 }
@@ -134,6 +158,19 @@ func LoadConfig(ctx *pulumi.Context) (Config, error) {
 	}
 	return cfg, nil
 }
+
+// ImageSource is the git context the consumer image is built from.
+func (c Config) ImageSource() components.ImageSource {
+	return components.ImageSource{
+		Repository: c.ImageSourceRepository,
+		Ref:        c.ImageSourceRef,
+		Folder:     c.ImageSourceFolder,
+		Dockerfile: c.ImageDockerfile,
+	}
+}
+
+// BuildsImage reports whether the stack builds the consumer image (no prebuilt image is set).
+func (c Config) BuildsImage() bool { return c.Consumer.Image == "" }
 
 // EffectiveTags returns the configured tags plus owner=<prefix> (unless set) and environment=<stack>.
 func (c Config) EffectiveTags(stack string) map[string]string {

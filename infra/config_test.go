@@ -42,6 +42,12 @@ func TestValidateNamesEveryKey(t *testing.T) {
 		{"apiServerAuthorizedIpRanges", func(c *Config) { c.APIServerAuthorizedIPRanges = []string{"not-an-ip"} }},
 		{"logRetentionDays", func(c *Config) { c.LogRetentionDays = 7 }},
 		{"clusterTier", func(c *Config) { c.ClusterTier = "Gold" }},
+		{"imageSourceRepository", func(c *Config) { c.ImageSourceRepository = "git@github.com:org/repo.git" }},
+		{"imageSourceRef", func(c *Config) { c.ImageSourceRef = "abc1234" }},
+		{"imageSourceFolder", func(c *Config) { c.ImageSourceFolder = "../outside" }},
+		{"imageDockerfile", func(c *Config) { c.ImageDockerfile = "/Dockerfile" }},
+		{"imageBuildTimeoutSeconds", func(c *Config) { c.ImageBuildTimeoutSeconds = 10 }},
+		{"image", func(c *Config) { c.Consumer.Image = "https://registry.example/app:1" }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.key, func(t *testing.T) {
@@ -54,8 +60,9 @@ func TestValidateNamesEveryKey(t *testing.T) {
 	}
 
 	// Independent problems are all reported in one error. (The subnet, pod, service and DNS
-	// checks are relative to a valid VNet/service range, so they are left out here.)
-	dependent := map[string]bool{"aksSubnetPrefix": true, "podCidr": true, "serviceCidr": true, "dnsServiceIp": true}
+	// checks are relative to a valid VNet/service range, and any image turns the build and its
+	// imageSource* checks off, so they are left out here.)
+	dependent := map[string]bool{"aksSubnetPrefix": true, "podCidr": true, "serviceCidr": true, "dnsServiceIp": true, "image": true}
 	all := DefaultConfig()
 	for _, tc := range cases {
 		if !dependent[tc.key] {
@@ -69,6 +76,25 @@ func TestValidateNamesEveryKey(t *testing.T) {
 			assert.Regexp(t, `aks-edw:`+tc.key+`[: ]`, err.Error(), "all problems are reported at once")
 		}
 	}
+}
+
+// With a prebuilt image nothing is built, so the build's keys are not checked; without one
+// they are, and a branch ref is allowed (the program warns) while an abbreviated commit is not.
+func TestImageBuildKeysOnlyMatterWhenBuilding(t *testing.T) {
+	c := DefaultConfig()
+	c.ImageSourceRef, c.ImageBuildTimeoutSeconds = "abc1234", 0
+	require.Error(t, c.Validate())
+	assert.True(t, c.BuildsImage())
+	c.Consumer.Image = "ghcr.io/org/consumer:1.0"
+	assert.False(t, c.BuildsImage())
+	assert.NoError(t, c.Validate())
+
+	c = DefaultConfig()
+	c.ImageSourceRef = "release/1.0"
+	assert.NoError(t, c.Validate())
+	assert.False(t, c.ImageSource().IsCommit())
+	c.ImageSourceRef = "0123456789abcdef0123456789abcdef01234567"
+	assert.True(t, c.ImageSource().IsCommit())
 }
 
 func TestLoadFieldsParsesLikeTheCLI(t *testing.T) {

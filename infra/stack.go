@@ -21,6 +21,10 @@ type Stack struct {
 	Registry         *components.Registry
 	Cluster          *components.Cluster
 	WorkloadIdentity *components.WorkloadIdentity
+	// ImageBuild is the ACR task run building the consumer image; nil when a prebuilt image is set.
+	ImageBuild *components.ImageBuild
+	// ConsumerImage is the image the consumer runs: the prebuilt image, or the built one.
+	ConsumerImage pulumi.StringOutput
 }
 
 // Deploy composes the Azure components for one stack.
@@ -82,6 +86,32 @@ func Deploy(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+
+	image := pulumi.String(cfg.Consumer.Image).ToStringOutput()
+	var build *components.ImageBuild
+	if cfg.BuildsImage() {
+		src := cfg.ImageSource()
+		build, err = components.NewImageBuild(ctx, "consumer-image", &components.ImageBuildArgs{
+			ResourceGroupName: rg.Name,
+			RegistryName:      registry.Name,
+			LoginServer:       registry.LoginServer,
+			Location:          location,
+			Repository:        ConsumerImageRepository,
+			Source:            src,
+			TimeoutSeconds:    cfg.ImageBuildTimeoutSeconds,
+		})
+		if err != nil {
+			return nil, err
+		}
+		image = build.Image
+		if !src.IsCommit() {
+			if err := ctx.Log.Warn(fmt.Sprintf("%s:imageSourceRef %q is a branch or tag, not a commit: the image tag %q will not change when it moves, "+
+				"so a later `pulumi up` neither rebuilds nor rolls out; set it to the commit to deploy (CI passes the commit SHA)",
+				Project, src.Ref, components.ImageTag(src.Ref)), nil); err != nil {
+				return nil, fmt.Errorf("logging the image source warning: %w", err)
+			}
+		}
 	}
 
 	cluster, err := components.NewCluster(ctx, "cluster", &components.ClusterArgs{
@@ -149,6 +179,7 @@ func Deploy(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 	return &Stack{
 		Config: cfg, Names: names, ResourceGroup: rg, Network: net, Storage: store,
 		Registry: registry, Cluster: cluster, WorkloadIdentity: wi,
+		ImageBuild: build, ConsumerImage: image,
 	}, nil
 }
 
@@ -158,7 +189,7 @@ var OutputKeys = []string{
 	"containerRegistryName", "containerRegistryLoginServer", "aksManagedIdentityName",
 	"aksClusterName", "workloadManagedIdentityName", "workloadManagedIdentityClientId",
 	"serviceAccount", "federatedIdentityCredentialName", "kedaServiceAccountCredentialName",
-	"oidcIssuerUrl", "kubeconfig", "deployState",
+	"oidcIssuerUrl", "kubeconfig", "deployState", "consumerImage",
 }
 
 // Outputs are the stack outputs of SPEC §6; the kubeconfig is a secret.
@@ -182,6 +213,7 @@ func (s *Stack) Outputs() pulumi.Map {
 		"oidcIssuerUrl":                    s.Cluster.OIDCIssuerURL,
 		"kubeconfig":                       s.Cluster.Kubeconfig, // secret from the cluster component
 		"deployState":                      s.DeployState(),
+		"consumerImage":                    s.ConsumerImage,
 	}
 }
 

@@ -168,6 +168,18 @@ func (c Config) Validate() error {
 		}
 	}
 
+	// Image build: checked only when the stack builds the image (no prebuilt image set).
+	if c.BuildsImage() {
+		if err := c.ImageSource().Validate(); err != nil {
+			for _, e := range unwrapAll(err) {
+				errs = append(errs, fmt.Errorf("%s:%w", Project, e))
+			}
+		}
+		if t := c.ImageBuildTimeoutSeconds; t < 300 || t > 28800 {
+			bad("imageBuildTimeoutSeconds", "%d must be between 300 and 28800 (ACR's limits for a run)", t)
+		}
+	}
+
 	// Workload.
 	if err := c.Consumer.Validate(); err != nil {
 		for _, e := range unwrapAll(err) {

@@ -12,10 +12,6 @@ import (
 	"github.com/aks-edw/aks-edw/components"
 )
 
-// ImageRepository is the consumer image's repository in the stack's registry; the image is
-// `<login server>/ImageRepository:<imageTag>` unless the `image` setting overrides it.
-const ImageRepository = "aws2azure/aqs-consumer"
-
 // Args are the inputs of Deploy.
 type Args struct {
 	// Kubeconfig is the cluster's kubeconfig (YAML), from its credentials; treated as a secret
@@ -29,8 +25,12 @@ type Args struct {
 	StorageAccountName, QueueName, TableName pulumi.StringInput
 	// ClientID is the workload identity's client id, not its principal id (required).
 	ClientID pulumi.StringInput
-	// LoginServer is the registry's login server; required unless Settings.Image is set.
-	LoginServer pulumi.StringInput
+	// Image is the consumer image reference: the prebuilt `image` setting or the one the stack
+	// builds (required).
+	Image pulumi.StringInput
+	// ImageBuild is the resource that builds Image (the ACR task run); the pods' Deployment or
+	// ScaledJob waits for it. Optional: nil for a prebuilt image.
+	ImageBuild pulumi.Resource
 }
 
 func (a Args) validate() error {
@@ -49,13 +49,11 @@ func (a Args) validate() error {
 		{"QueueName", a.QueueName},
 		{"TableName", a.TableName},
 		{"ClientID", a.ClientID},
+		{"Image", a.Image},
 	} {
 		if in.v == nil {
 			errs = append(errs, fmt.Errorf("%s is required", in.name))
 		}
-	}
-	if a.Settings.Image == "" && a.LoginServer == nil {
-		errs = append(errs, errors.New("LoginServer is required when the image setting is empty"))
 	}
 	if err := a.Settings.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("settings: %w", err))
@@ -63,13 +61,11 @@ func (a Args) validate() error {
 	return errors.Join(errs...)
 }
 
-// ConsumerImage is the consumer's image: the `image` setting when set, else
-// `<loginServer>/aws2azure/aqs-consumer:<imageTag>`.
-func ConsumerImage(s components.ConsumerSettings, loginServer pulumi.StringInput) pulumi.StringInput {
-	if s.Image != "" {
-		return pulumi.String(s.Image)
+func imageDependsOn(build pulumi.Resource) []pulumi.Resource {
+	if build == nil {
+		return nil
 	}
-	return pulumi.Sprintf("%s/%s:%s", loginServer, ImageRepository, s.ImageTag)
+	return []pulumi.Resource{build}
 }
 
 // providerArgs is the explicit Kubernetes provider for the cluster.
@@ -120,7 +116,8 @@ func Deploy(ctx *pulumi.Context, name string, args Args) (*components.QueueConsu
 		QueueName:          args.QueueName,
 		TableName:          args.TableName,
 		ClientID:           args.ClientID,
-		Image:              ConsumerImage(args.Settings, args.LoginServer),
+		Image:              args.Image,
+		ImageDependsOn:     imageDependsOn(args.ImageBuild),
 		Cluster:            args.Cluster,
 		Provider:           provider,
 	})

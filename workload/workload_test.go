@@ -19,7 +19,7 @@ const (
 	typeDeployment  = "kubernetes:apps/v1:Deployment"
 	typeScaledJob   = "kubernetes:keda.sh/v1alpha1:ScaledJob"
 	typeCluster     = "random:index/randomString:RandomString"
-	loginServer     = "acraksdemox7k2p9.azurecr.io"
+	builtImage      = "acraksdemox7k2p9.azurecr.io/aws2azure/aqs-consumer:sha-0123456789ab"
 )
 
 // deploy runs Deploy under the mocks with a stand-in cluster; edit adjusts the args.
@@ -40,7 +40,7 @@ func deploy(t *testing.T, s components.ConsumerSettings, edit func(*Args)) (*pul
 			QueueName:          pulumi.String("aws2azmsgs"),
 			TableName:          pulumi.String("aws2azpmts"),
 			ClientID:           pulumi.String("client-id-of-mi-aks-workload-identity-x7k2p9"),
-			LoginServer:        pulumi.String(loginServer).ToStringOutput(),
+			Image:              pulumi.String(builtImage).ToStringOutput(),
 		}
 		if edit != nil {
 			edit(&args)
@@ -93,34 +93,60 @@ func TestDeployProvider(t *testing.T) {
 	}
 }
 
+// The pods run the image they are given, and wait for the build that produces it when there
+// is one (the ACR task run); a prebuilt image adds no dependency.
 func TestDeployImage(t *testing.T) {
-	tests := []struct {
-		name   string
-		mutate func(*components.ConsumerSettings)
-		edit   func(*Args)
-		want   string
-	}{
-		{"default", func(*components.ConsumerSettings) {}, nil, loginServer + "/aws2azure/aqs-consumer:latest"},
-		{"tag", func(s *components.ConsumerSettings) { s.ImageTag = "v1.2.3" }, nil, loginServer + "/aws2azure/aqs-consumer:v1.2.3"},
-		{"override", func(s *components.ConsumerSettings) { s.Image = "ghcr.io/aks-edw/consumer:sha-abc" }, nil, "ghcr.io/aks-edw/consumer:sha-abc"},
-		{"override without registry", func(s *components.ConsumerSettings) { s.Image = "ghcr.io/aks-edw/consumer:1" },
-			func(a *Args) { a.LoginServer = nil }, "ghcr.io/aks-edw/consumer:1"},
-	}
-	for _, tt := range tests {
+	const prebuilt = "ghcr.io/aks-edw/consumer@sha256:0123"
+	for _, build := range []bool{true, false} {
 		for _, mode := range []string{components.ScaleModeScaledObject, components.ScaleModeScaledJob} {
-			t.Run(tt.name+"/"+mode, func(t *testing.T) {
+			t.Run(fmt.Sprintf("build=%v/%s", build, mode), func(t *testing.T) {
 				s := components.DefaultConsumerSettings()
 				s.ScaleMode = mode
-				tt.mutate(&s)
-				m, err := deploy(t, s, tt.edit)
+				want := builtImage
+				if !build {
+					s.Image = prebuilt
+					want = prebuilt
+				}
+				m := pulumitest.New("aks-edw", "dev")
+				err := m.Run(map[string]string{}, func(ctx *pulumi.Context) error {
+					cluster, err := random.NewRandomString(ctx, "cluster", &random.RandomStringArgs{Length: pulumi.Int(6)})
+					if err != nil {
+						return err
+					}
+					args := Args{
+						Kubeconfig: pulumi.String(pulumitest.TestKubeconfig).ToStringOutput(), Cluster: cluster, Settings: s,
+						StorageAccountName: pulumi.String("storaksdemox7k2p9"), QueueName: pulumi.String("aws2azmsgs"),
+						TableName: pulumi.String("aws2azpmts"), ClientID: pulumi.String("client-id"),
+						Image: pulumi.String(want),
+					}
+					if build {
+						// Stands in for the ACR task run.
+						if args.ImageBuild, err = random.NewRandomString(ctx, "image-build", &random.RandomStringArgs{Length: pulumi.Int(6)}); err != nil {
+							return err
+						}
+					}
+					_, err = Deploy(ctx, "consumer", args)
+					return err
+				})
 				require.NoError(t, err)
+
+				var runner *pulumitest.Resource
 				var got any
 				if mode == components.ScaleModeScaledObject {
-					got = m.One(t, typeDeployment).Input("spec.template.spec.containers.0.image")
+					runner = m.One(t, typeDeployment)
+					got = runner.Input("spec.template.spec.containers.0.image")
 				} else {
-					got = m.One(t, typeScaledJob).Input("spec.jobTargetRef.template.spec.containers.0.image")
+					runner = m.One(t, typeScaledJob)
+					got = runner.Input("spec.jobTargetRef.template.spec.containers.0.image")
 				}
-				assert.Equal(t, tt.want, got)
+				assert.Equal(t, want, got, "%s image", runner.Name)
+				for _, r := range m.Resources() {
+					if !strings.HasPrefix(r.Type, "kubernetes:") {
+						continue
+					}
+					dependsOnBuild := build && r.DependsOn(m.Get(t, typeCluster, "image-build"))
+					assert.Equal(t, build && r == runner, dependsOnBuild, "%s %s depends on the image build", r.Type, r.Name)
+				}
 			})
 		}
 	}
@@ -138,7 +164,7 @@ func TestDeployValidation(t *testing.T) {
 		{"no client id", nil, func(a *Args) { a.ClientID = nil }, []string{"ClientID is required"}},
 		{"no queue or table", nil, func(a *Args) { a.QueueName, a.TableName = nil, nil }, []string{"QueueName is required", "TableName is required"}},
 		{"no storage account", nil, func(a *Args) { a.StorageAccountName = nil }, []string{"StorageAccountName is required"}},
-		{"no login server", nil, func(a *Args) { a.LoginServer = nil }, []string{"LoginServer is required when the image setting is empty"}},
+		{"no image", nil, func(a *Args) { a.Image = nil }, []string{"Image is required"}},
 		{"bad settings", func(s *components.ConsumerSettings) { s.QueueLength = 0 }, nil, []string{"settings:", "queueLength (0) must be > 0"}},
 	}
 	for _, tt := range tests {
@@ -156,10 +182,4 @@ func TestDeployValidation(t *testing.T) {
 			assert.Empty(t, m.ByType(typeK8sProvider), "nothing is created on invalid args")
 		})
 	}
-}
-
-func TestConsumerImage(t *testing.T) {
-	s := components.DefaultConsumerSettings()
-	s.Image = "registry.example/consumer:1"
-	assert.Equal(t, pulumi.String("registry.example/consumer:1"), ConsumerImage(s, nil))
 }
