@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 STACK ?= dev
 
-.PHONY: help deps demo test lint bench preview up destroy golden
+.PHONY: help deps demo test lint bench preview up destroy golden plan
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ bench: deps ## Consumer vs reference client on one Azurite; last line is the thr
 
 golden: ## Regenerate the golden resource inventories after reviewing a change
 	go test . -run TestStacks -update
+
+plan: ## Offline plan (no Azure): resource tree, key settings, Kubernetes YAML for STACK
+	go run ./cmd/plan -stack $(STACK)
 
 preview: ## pulumi preview for STACK (default dev)
 	pulumi preview --stack $(STACK)

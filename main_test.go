@@ -5,11 +5,9 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
-	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/stretchr/testify/assert"
@@ -364,82 +362,9 @@ func checkGolden(t *testing.T, stack string, m *pulumitest.Mocks) {
 }
 
 // inventory renders every resource (type, logical name, options, inputs) sorted by type and name.
-func inventory(m *pulumitest.Mocks) string {
-	rs := m.Resources()
-	sort.Slice(rs, func(i, j int) bool {
-		if rs[i].Type != rs[j].Type {
-			return rs[i].Type < rs[j].Type
-		}
-		return rs[i].Name < rs[j].Name
-	})
-	name := func(urn string) string {
-		if r := m.ByURN(urn); r != nil {
-			return r.Name
-		}
-		return pulumitest.URNName(urn)
-	}
-	var b strings.Builder
-	for _, r := range rs {
-		b.WriteString(r.Type + " " + r.Name + "\n")
-		var opts []string
-		if r.Parent != "" && resource.URN(r.Parent).Type() != resource.RootStackType {
-			opts = append(opts, "parent="+name(r.Parent))
-		}
-		if r.Protect {
-			opts = append(opts, "protect")
-		}
-		if r.DeleteBeforeReplace {
-			opts = append(opts, "deleteBeforeReplace")
-		}
-		if r.DeletedWith != "" {
-			opts = append(opts, "deletedWith="+name(r.DeletedWith))
-		}
-		if r.Provider != "" && !strings.Contains(r.Provider, "::default") {
-			opts = append(opts, "provider="+name(pulumitest.ProviderURN(r.Provider)))
-		}
-		var deps []string
-		for _, d := range r.Dependencies {
-			deps = append(deps, name(d))
-		}
-		sort.Strings(deps)
-		if len(deps) > 0 {
-			opts = append(opts, "dependsOn=["+strings.Join(deps, ",")+"]")
-		}
-		if len(opts) > 0 {
-			b.WriteString("  # " + strings.Join(opts, " ") + "\n")
-		}
-		var lines []string
-		flatten("", resource.NewObjectProperty(r.Inputs), &lines)
-		sort.Strings(lines)
-		for _, l := range lines {
-			b.WriteString("  " + l + "\n")
-		}
-	}
-	return b.String()
-}
+func inventory(m *pulumitest.Mocks) string { return pulumitest.Inventory(m) }
 
-func lineDiff(want, got string) string {
-	w := map[string]bool{}
-	for _, l := range strings.Split(want, "\n") {
-		w[l] = true
-	}
-	g := map[string]bool{}
-	for _, l := range strings.Split(got, "\n") {
-		g[l] = true
-	}
-	var b strings.Builder
-	for _, l := range strings.Split(want, "\n") {
-		if !g[l] {
-			b.WriteString("- " + l + "\n")
-		}
-	}
-	for _, l := range strings.Split(got, "\n") {
-		if !w[l] {
-			b.WriteString("+ " + l + "\n")
-		}
-	}
-	return b.String()
-}
+func lineDiff(want, got string) string { return pulumitest.LineDiff(want, got) }
 
 func lookupMap(v any, key string) any {
 	if mm, ok := v.(map[string]any); ok {

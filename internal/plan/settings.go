@@ -1,0 +1,209 @@
+package plan
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/aks-edw/aks-edw/internal/pulumitest"
+)
+
+// Setting is one key setting: a label and its value as the resources' inputs carry it.
+type Setting struct {
+	Name, Value string
+}
+
+// Type tokens the key settings read.
+const (
+	typeResourceGroup  = "azure-native:resources:ResourceGroup"
+	typeCluster        = "azure-native:containerservice:ManagedCluster"
+	typeAgentPool      = "azure-native:containerservice:AgentPool"
+	typeStorageAccount = "azure-native:storage:StorageAccount"
+	typeRegistry       = "azure-native:containerregistry:Registry"
+	typeTaskRun        = "azure-native:containerregistry:TaskRun"
+	typeDeployment     = "kubernetes:apps/v1:Deployment"
+	typeScaledObject   = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+	typeScaledJob      = "kubernetes:keda.sh/v1alpha1:ScaledJob"
+)
+
+// notRegistered is shown when the resource a setting comes from was not registered.
+const notRegistered = "(no such resource)"
+
+// reader reads inputs of the first resource of a type, tolerating absent resources and keys,
+// so the plan renders whatever shape the program takes.
+type reader struct{ m *pulumitest.Mocks }
+
+func (r reader) first(typ string) *pulumitest.Resource {
+	if rs := r.m.ByType(typ); len(rs) > 0 {
+		return rs[0]
+	}
+	return nil
+}
+
+// get returns the input at path of the first resource of typ as text ("" when absent).
+func (r reader) get(typ, path string) string {
+	if res := r.first(typ); res != nil {
+		return text(res.Input(path))
+	}
+	return ""
+}
+
+func onOff(v string) string {
+	switch v {
+	case "true":
+		return "on"
+	case "false", "":
+		return "off"
+	}
+	return v
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// keySettings reads the settings a reviewer checks first from the recorded inputs (what would
+// be sent), and the image source from the loaded config.
+func keySettings(m *pulumitest.Mocks, cfg map[string]string, project string) []Setting {
+	r := reader{m}
+	var out []Setting
+	add := func(name, value string) { out = append(out, Setting{name, value}) }
+
+	add("location", orDefault(r.get(typeResourceGroup, "location"), notRegistered))
+
+	if r.first(typeCluster) == nil {
+		add("cluster", notRegistered)
+	} else {
+		c := func(p string) string { return r.get(typeCluster, p) }
+		add("kubernetes version", orDefault(c("kubernetesVersion"), "(not set: the AKS default at creation)"))
+		add("cluster tier", c("sku.tier"))
+		add("upgrade channels", fmt.Sprintf("cluster %s, node OS %s",
+			orDefault(c("autoUpgradeProfile.upgradeChannel"), "(not set)"),
+			orDefault(c("autoUpgradeProfile.nodeOSUpgradeChannel"), "(not set)")))
+		pools := 0
+		if ps, ok := r.first(typeCluster).Input("agentPoolProfiles").([]any); ok {
+			pools = len(ps)
+		}
+		for i := 0; i < pools; i++ {
+			p := func(k string) string { return c(fmt.Sprintf("agentPoolProfiles.%d.%s", i, k)) }
+			add("node pool "+p("name"), fmt.Sprintf("%s, %s x %s, zones %s, autoscaler %s, taints %s",
+				p("mode"), p("count"), p("vmSize"), orDefault(p("availabilityZones"), "none"),
+				onOff(p("enableAutoScaling")), orDefault(p("nodeTaints"), "none")))
+		}
+		for _, ap := range m.ByType(typeAgentPool) {
+			add("node pool "+text(ap.Input("agentPoolName")), fmt.Sprintf("AgentPool %s, %s x %s", ap.Name,
+				text(ap.Input("count")), text(ap.Input("vmSize"))))
+		}
+		add("network", fmt.Sprintf("plugin %s, mode %s, dataplane %s, policy %s, %s",
+			c("networkProfile.networkPlugin"), c("networkProfile.networkPluginMode"),
+			c("networkProfile.networkDataplane"), c("networkProfile.networkPolicy"),
+			orDefault(c("networkProfile.ipFamilies"), "ip families not set")))
+		add("node provisioning", orDefault(c("nodeProvisioningProfile.mode"), "(not set: Manual)"))
+		add("KEDA add-on", onOff(c("workloadAutoScalerProfile.keda.enabled")))
+		add("workload identity", fmt.Sprintf("%s (OIDC issuer %s)",
+			onOff(c("securityProfile.workloadIdentity.enabled")), onOff(c("oidcIssuerProfile.enabled"))))
+	}
+
+	if acct := r.first(typeStorageAccount); acct == nil {
+		add("storage", notRegistered)
+	} else {
+		s := func(p string) string { return text(acct.Input(p)) }
+		rules, _ := acct.Input("networkRuleSet.ipRules").([]any)
+		add("storage", fmt.Sprintf("%s %s %s", s("accountName"), s("kind"), s("sku.name")))
+		add("storage access", fmt.Sprintf("publicNetworkAccess %s, firewall default %s, %d operator IP rule(s), shared keys %s",
+			s("publicNetworkAccess"), s("networkRuleSet.defaultAction"), len(rules), onOff(s("allowSharedKeyAccess"))))
+	}
+
+	if reg := r.first(typeRegistry); reg == nil {
+		add("registry", notRegistered)
+	} else {
+		add("registry", fmt.Sprintf("%s %s, admin user %s", text(reg.Input("registryName")), text(reg.Input("sku.name")),
+			onOff(text(reg.Input("adminUserEnabled")))))
+	}
+
+	add("consumer image", consumerImage(r))
+	out = append(out, imageSource(m, cfg, project)...)
+
+	switch {
+	case r.first(typeScaledObject) != nil:
+		so := func(p string) string { return r.get(typeScaledObject, p) }
+		add("scale mode", fmt.Sprintf("ScaledObject %s -> %s %s", so("metadata.name"),
+			so("spec.scaleTargetRef.kind"), so("spec.scaleTargetRef.name")))
+		add("queueLength", fmt.Sprintf("%s per replica (activation %s)", so("spec.triggers.0.metadata.queueLength"),
+			orDefault(so("spec.triggers.0.metadata.activationQueueLength"), "not set")))
+		add("replicas", fmt.Sprintf("min %s, max %s", so("spec.minReplicaCount"), so("spec.maxReplicaCount")))
+	case r.first(typeScaledJob) != nil:
+		sj := func(p string) string { return r.get(typeScaledJob, p) }
+		add("scale mode", "ScaledJob "+sj("metadata.name"))
+		add("queueLength", fmt.Sprintf("%s per job (activation %s)", sj("spec.triggers.0.metadata.queueLength"),
+			orDefault(sj("spec.triggers.0.metadata.activationQueueLength"), "not set")))
+		add("replicas", fmt.Sprintf("min %s, max %s", orDefault(sj("spec.minReplicaCount"), "0"), sj("spec.maxReplicaCount")))
+	default:
+		add("scale mode", "(no KEDA ScaledObject or ScaledJob)")
+	}
+
+	var protected []string
+	for _, res := range m.Resources() {
+		if res.Protect {
+			protected = append(protected, res.Name)
+		}
+	}
+	sort.Strings(protected)
+	add("protect", orDefault(strings.Join(protected, ", "), "off (nothing protected)"))
+	return out
+}
+
+// consumerImage is the image the consumer's pods run, from the Deployment or ScaledJob.
+func consumerImage(r reader) string {
+	if img := r.get(typeDeployment, "spec.template.spec.containers.0.image"); img != "" {
+		return img
+	}
+	if img := r.get(typeScaledJob, "spec.jobTargetRef.template.spec.containers.0.image"); img != "" {
+		return img
+	}
+	return "(no consumer Deployment or ScaledJob)"
+}
+
+// imageSource describes how the image is produced: the ACR task run's inputs when the stack
+// builds it, and the imageSource* config keys, read generically so keys show up as they are
+// added.
+func imageSource(m *pulumitest.Mocks, cfg map[string]string, project string) []Setting {
+	runs := m.ByType(typeTaskRun)
+	if len(runs) == 0 {
+		return []Setting{{"image build", "none (no ACR task run): the pods pull a prebuilt image"}}
+	}
+	var out []Setting
+	for _, run := range runs {
+		out = append(out,
+			Setting{"image build", fmt.Sprintf("ACR task run %s -> %s", run.Name, text(run.Input("runRequest.imageNames")))},
+			Setting{"  source", text(run.Input("runRequest.sourceLocation"))})
+	}
+	var keys []string
+	for k := range cfg {
+		if strings.HasPrefix(k, project+":imageSource") && cfg[k] != "" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		out = append(out, Setting{"  " + strings.TrimPrefix(k, project+":"), cfg[k]})
+	}
+	return out
+}
+
+// renderSettings writes the settings as an aligned two-column list.
+func renderSettings(b *bytes.Buffer, ss []Setting) {
+	w := 0
+	for _, s := range ss {
+		if len(s.Name) > w {
+			w = len(s.Name)
+		}
+	}
+	for _, s := range ss {
+		fmt.Fprintf(b, "  %-*s  %s\n", w, s.Name, s.Value)
+	}
+}
