@@ -440,7 +440,7 @@ func TestWorkloadWiring(t *testing.T) {
 				dep := m.One(t, "kubernetes:apps/v1:Deployment")
 				assert.Equal(t, settings.ServiceAccountName, dep.Input(podSpec+".serviceAccountName"), "pod service account")
 				assert.Equal(t, "true", dep.Input("spec.template.metadata.labels.azure\\.workload\\.identity/use"), "workload identity pod label")
-				assert.Equal(t, "acraksdemo"+pulumitest.RandomResult+".azurecr.io/aws2azure/aqs-consumer:"+settings.ImageTag, dep.Input(podSpec+".containers.0.image"))
+				assert.Equal(t, "acraksdemo"+pulumitest.RandomResult+".azurecr.io/aws2azure/aqs-consumer:main", dep.Input(podSpec+".containers.0.image"), "dev builds imageSourceRef main")
 			} else {
 				scaler = m.One(t, "kubernetes:keda.sh/v1alpha1:ScaledJob")
 				podSpec = "spec.jobTargetRef.template.spec"
