@@ -2,7 +2,7 @@
 // the resource tree, the Kubernetes manifests as YAML), computed by running the program under
 // the test mocks. It needs no Azure credentials and no Pulumi CLI.
 //
-//	go run ./cmd/plan -stack dev [-dir .] [-o file] [-markdown]
+//	go run ./cmd/plan -stack dev [-dir .] [-o file] [-markdown] [-config key=value ...]
 //
 // Exit status: 0 on success, 1 when the program fails for the stack's config, 2 on usage errors
 // (including a stack with no Pulumi.<stack>.yaml).
@@ -30,8 +30,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("dir", ".", "the project directory, holding Pulumi.yaml and the stack files")
 	outPath := fs.String("o", "", "write the plan to this file instead of standard output")
 	markdown := fs.Bool("markdown", false, "write the Markdown page committed as docs/plan.<stack>.md")
+	overrides := configFlag{}
+	fs.Var(overrides, "config", "set a config key (declared in Pulumi.yaml, without the aks-edw: prefix) on top of the stack file, "+
+		"e.g. -config imageSourceRef=<commit>; repeatable")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: go run ./cmd/plan -stack <stack> [-dir .] [-o file] [-markdown]\n\n"+
+		fmt.Fprintf(stderr, "usage: go run ./cmd/plan -stack <stack> [-dir .] [-o file] [-markdown] [-config key=value ...]\n\n"+
 			"Prints what `pulumi up` would create for the stack, computed offline under mocks.\n\n")
 		fs.PrintDefaults()
 	}
@@ -59,7 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	p, err := plan.Run(*dir, *stack)
+	p, err := plan.RunWithConfig(*dir, *stack, overrides)
 	if err != nil {
 		fmt.Fprintf(stderr, "plan: %v\n", err)
 		return 1
@@ -87,4 +90,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "plan: wrote the %s plan to %s\n", *stack, *outPath)
 	return 0
+}
+
+// configFlag collects repeated -config key=value flags.
+type configFlag map[string]string
+
+func (c configFlag) String() string {
+	var kv []string
+	for k, v := range c {
+		kv = append(kv, k+"="+v)
+	}
+	slices.Sort(kv)
+	return strings.Join(kv, ",")
+}
+
+func (c configFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	k = strings.TrimPrefix(strings.TrimSpace(k), "aks-edw:")
+	if !ok || k == "" {
+		return fmt.Errorf("%q is not key=value", s)
+	}
+	c[k] = v
+	return nil
 }

@@ -36,3 +36,26 @@ func TestWritesPlanToFile(t *testing.T) {
 	assert.Contains(t, string(b), "pulumi:pulumi:Stack  aks-edw-dev")
 	assert.Empty(t, out.String(), "nothing on stdout when writing a file")
 }
+
+// -config sets keys on top of the stack file, as `pulumi preview --config` would: the fork-PR
+// plan shows the image built from the commit under review.
+func TestConfigOverrides(t *testing.T) {
+	const commit = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+	var out, errb bytes.Buffer
+	require.Equal(t, 0, run([]string{"-stack", "dev", "-dir", "../..", "-config", "aks-edw:imageSourceRef=" + commit}, &out, &errb), errb.String())
+	assert.Contains(t, out.String(), "aqs-consumer:sha-4b825dc642cb")
+	assert.NotContains(t, out.String(), "aqs-consumer:main")
+
+	out.Reset()
+	errb.Reset()
+	assert.Equal(t, 1, run([]string{"-stack", "dev", "-dir", "../..", "-config", "imageSourceReff=x"}, &out, &errb))
+	assert.Contains(t, errb.String(), "config imageSourceReff: not declared in Pulumi.yaml")
+
+	errb.Reset()
+	assert.Equal(t, 2, run([]string{"-stack", "dev", "-dir", "../..", "-config", "noequals"}, &out, &errb))
+	assert.Contains(t, errb.String(), `"noequals" is not key=value`)
+
+	errb.Reset()
+	assert.Equal(t, 1, run([]string{"-stack", "dev", "-dir", "../..", "-config", "imageSourceRef=abc1234"}, &out, &errb))
+	assert.Contains(t, errb.String(), "abbreviated commit", "the program's own validation still applies")
+}

@@ -9,10 +9,12 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/aks-edw/aks-edw/infra"
@@ -40,10 +42,33 @@ type Plan struct {
 
 // Run loads dir/Pulumi.yaml and dir/Pulumi.<stack>.yaml, runs edw.Deploy under the mocks and
 // returns the plan. A config the program rejects is an error, as `pulumi preview` would fail.
-func Run(dir, stack string) (*Plan, error) {
+func Run(dir, stack string) (*Plan, error) { return RunWithConfig(dir, stack, nil) }
+
+// RunWithConfig is Run with config values set on top of the stack file's, as `pulumi preview
+// --config key=value` would (e.g. imageSourceRef = the commit under review). Keys are in the
+// project namespace without the prefix ("imageSourceRef"); each must be declared in Pulumi.yaml.
+func RunWithConfig(dir, stack string, overrides map[string]string) (*Plan, error) {
 	cfg, err := pulumitest.LoadStackConfig(dir, stack)
 	if err != nil {
 		return nil, err
+	}
+	if len(overrides) > 0 {
+		proj, err := workspace.LoadProject(filepath.Join(dir, "Pulumi.yaml"))
+		if err != nil {
+			return nil, fmt.Errorf("loading Pulumi.yaml: %w", err)
+		}
+		var undeclared []string
+		for k, v := range overrides {
+			if _, ok := proj.Config[k]; !ok {
+				undeclared = append(undeclared, k)
+				continue
+			}
+			cfg[infra.Project+":"+k] = v
+		}
+		if len(undeclared) > 0 {
+			sort.Strings(undeclared)
+			return nil, fmt.Errorf("config %s: not declared in Pulumi.yaml", strings.Join(undeclared, ", "))
+		}
 	}
 	m := pulumitest.New(infra.Project, stack)
 	rec := &logRecorder{}
