@@ -14,23 +14,22 @@ deps: ## Install Azurite (pinned in package-lock.json) and download Go modules
 demo: deps ## Run producer + consumer locally against a fresh Azurite, with progress and a summary
 	go run ./cmd/demo
 
-test: deps ## Run the full test suite (mock stack tests, builders, programs against Azurite)
-	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
-	go vet ./...
+test: deps lint ## Lint, then run the full test suite (mock stack tests, builders, programs against Azurite)
 	go test -count=1 -timeout 20m ./...
 
-lint: ## gofmt and go vet
-	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
+lint: ## gofmt check, go vet, staticcheck (pinned in go.mod, checks in staticcheck.conf)
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet ./...
+	go tool staticcheck ./...
 
 bench: deps ## Consumer vs reference client on one Azurite; last line is the throughput ratio
 	go run ./cmd/bench
 
-golden: ## Regenerate the golden resource inventories after reviewing a change
-	go test . -run TestStacks -update
+golden: ## Regenerate the golden inventories and docs/plan.dev.md after reviewing a change
+	go test . -run '^(TestStacks|TestPlan)$$' -update
 
-plan: ## Offline plan (no Azure): resource tree, key settings, Kubernetes YAML for STACK
-	go run ./cmd/plan -stack $(STACK)
+plan: ## Offline plan (no Azure): key settings, resource tree, Kubernetes YAML for STACK [PLAN_CONFIG="k=v ..."]
+	go run ./cmd/plan -stack $(STACK) $(foreach kv,$(PLAN_CONFIG),-config $(kv))
 
 preview: ## pulumi preview for STACK (default dev)
 	pulumi preview --stack $(STACK)
