@@ -22,7 +22,7 @@ func TestReadmeDocumentsEveryKeyAndOutput(t *testing.T) {
 
 	// Table rows: the first cell names one or more keys (`a`, `b`). Config rows go on with the
 	// key's type; output rows with a description.
-	typeCell := regexp.MustCompile("^(string|integer|boolean|array|object) \\| ")
+	typeCell := regexp.MustCompile(`^(string|integer|boolean|array|object) \| `)
 	configRows, outputRows := map[string]string{}, map[string]bool{}
 	for _, m := range regexp.MustCompile("(?m)^\\| ((?:`[A-Za-z0-9]+`(?:, )?)+) \\| (.*)$").FindAllStringSubmatch(string(readme), -1) {
 		for _, k := range regexp.MustCompile("`([A-Za-z0-9]+)`").FindAllStringSubmatch(m[1], -1) {

@@ -169,7 +169,7 @@ func (a *ImageBuildArgs) validate() error {
 		}
 	}
 	if !repositoryRe.MatchString(a.Repository) {
-		errs = append(errs, fmt.Errorf("Repository (%q) must be a lowercase image repository path like team/app", a.Repository))
+		errs = append(errs, fmt.Errorf("image repository (%q) must be a lowercase path like team/app", a.Repository))
 	}
 	if t := a.TimeoutSeconds; t != 0 && (t < 300 || t > 28800) {
 		errs = append(errs, fmt.Errorf("imageBuildTimeoutSeconds (%d) must be between 300 and 28800 (ACR's limits)", t))

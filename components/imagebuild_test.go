@@ -183,7 +183,7 @@ func TestImageBuildValidation(t *testing.T) {
 		want []string
 	}{
 		{"no registry", func(a *ImageBuildArgs) { a.RegistryName, a.LoginServer = nil, nil }, []string{"RegistryName is required", "LoginServer is required"}},
-		{"bad repository", func(a *ImageBuildArgs) { a.Repository = "Team/App" }, []string{"Repository (\"Team/App\")"}},
+		{"bad repository", func(a *ImageBuildArgs) { a.Repository = "Team/App" }, []string{"image repository (\"Team/App\")"}},
 		{"timeout", func(a *ImageBuildArgs) { a.TimeoutSeconds = 60 }, []string{"imageBuildTimeoutSeconds (60)"}},
 		{"bad source", func(a *ImageBuildArgs) { a.Source.Ref = "abc1234" }, []string{"abbreviated commit"}},
 	}

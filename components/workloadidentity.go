@@ -73,7 +73,7 @@ func (a *WorkloadIdentityArgs) validate() error {
 		return errors.New("ResourceGroupName, Location, IdentityName, SubscriptionID, QueueID, PoisonQueueID, TableID, IssuerURL, CredentialName and KedaCredentialName are required")
 	}
 	if a.Namespace == "" || a.ServiceAccountName == "" {
-		return errors.New("Namespace and ServiceAccountName are required")
+		return errors.New("the Namespace and ServiceAccountName args are required")
 	}
 	return nil
 }

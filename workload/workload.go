@@ -36,10 +36,10 @@ type Args struct {
 func (a Args) validate() error {
 	var errs []error
 	if a.Kubeconfig.OutputState == nil {
-		errs = append(errs, errors.New("Kubeconfig is required"))
+		errs = append(errs, errors.New("args.Kubeconfig is required"))
 	}
 	if a.Cluster == nil {
-		errs = append(errs, errors.New("Cluster is required"))
+		errs = append(errs, errors.New("args.Cluster is required"))
 	}
 	for _, in := range []struct {
 		name string
@@ -52,7 +52,7 @@ func (a Args) validate() error {
 		{"Image", a.Image},
 	} {
 		if in.v == nil {
-			errs = append(errs, fmt.Errorf("%s is required", in.name))
+			errs = append(errs, fmt.Errorf("args.%s is required", in.name))
 		}
 	}
 	if err := a.Settings.Validate(); err != nil {
