@@ -484,30 +484,57 @@ func wfRunsMake(j *wfJob, target string) bool {
 	return false
 }
 
-// wfPulumiStep is a pulumi/actions step with where it is.
-type wfPulumiStep struct {
+// wfStepRef is one step of one job, with where it is.
+type wfStepRef struct {
 	File  *wfFile
 	JobID string
 	Job   *wfJob
-	Label string
+	Index int // 0-based position in Job.Steps
 	Step  wfStep
 }
 
-func (p wfPulumiStep) where() string {
-	return fmt.Sprintf("%s: job %q %s", p.File.Path, p.JobID, p.Label)
+// where names the step for failure messages: `<path>: job "<id>" <step label>`.
+func (r wfStepRef) where() string {
+	return fmt.Sprintf("%s: job %q %s", r.File.Path, r.JobID, wfStepLabel(r.Index, r.Step))
 }
 
-func wfPulumiSteps(files []wfFile) []wfPulumiStep {
-	var out []wfPulumiStep
+// wfJobSteps returns the steps of one job of f, in order; none for an empty (null) job.
+func wfJobSteps(f *wfFile, jobID string) []wfStepRef {
+	j := f.WF.Jobs[jobID]
+	if j == nil {
+		return nil
+	}
+	out := make([]wfStepRef, 0, len(j.Steps))
+	for i, s := range j.Steps {
+		out = append(out, wfStepRef{File: f, JobID: jobID, Job: j, Index: i, Step: s})
+	}
+	return out
+}
+
+// wfFileSteps returns every step of f, job by job in wfJobNames order.
+func wfFileSteps(f *wfFile) []wfStepRef {
+	var out []wfStepRef
+	for _, jn := range wfJobNames(f.WF) {
+		out = append(out, wfJobSteps(f, jn)...)
+	}
+	return out
+}
+
+// wfAllSteps returns every step of every file, file by file.
+func wfAllSteps(files []wfFile) []wfStepRef {
+	var out []wfStepRef
 	for fi := range files {
-		f := &files[fi]
-		for _, jn := range wfJobNames(f.WF) {
-			j := f.WF.Jobs[jn]
-			for i, s := range j.Steps {
-				if wfUsesAction(s, "pulumi/actions") {
-					out = append(out, wfPulumiStep{File: f, JobID: jn, Job: j, Label: wfStepLabel(i, s), Step: s})
-				}
-			}
+		out = append(out, wfFileSteps(&files[fi])...)
+	}
+	return out
+}
+
+// wfPulumiSteps returns the pulumi/actions steps of every file.
+func wfPulumiSteps(files []wfFile) []wfStepRef {
+	var out []wfStepRef
+	for _, r := range wfAllSteps(files) {
+		if wfUsesAction(r.Step, "pulumi/actions") {
+			out = append(out, r)
 		}
 	}
 	return out
@@ -547,9 +574,9 @@ func wfCheckStructure(files []wfFile, _ wfRepo) []string {
 			if len(j.Steps) == 0 {
 				problems = append(problems, fmt.Sprintf("%s: job %q has no steps", f.Path, jn))
 			}
-			for i, s := range j.Steps {
-				if (s.Uses == "") == (s.Run == "") {
-					problems = append(problems, fmt.Sprintf("%s: job %q %s must have exactly one of uses or run", f.Path, jn, wfStepLabel(i, s)))
+			for _, r := range wfJobSteps(&f, jn) {
+				if (r.Step.Uses == "") == (r.Step.Run == "") {
+					problems = append(problems, fmt.Sprintf("%s must have exactly one of uses or run", r.where()))
 				}
 			}
 		}
@@ -647,9 +674,9 @@ func wfCheckPins(files []wfFile, _ wfRepo) []string {
 			if j.Uses != "" {
 				uses = append(uses, struct{ label, uses string }{"(reusable workflow)", j.Uses})
 			}
-			for i, s := range j.Steps {
-				if s.Uses != "" {
-					uses = append(uses, struct{ label, uses string }{wfStepLabel(i, s), s.Uses})
+			for _, r := range wfJobSteps(&f, jn) {
+				if r.Step.Uses != "" {
+					uses = append(uses, struct{ label, uses string }{wfStepLabel(r.Index, r.Step), r.Step.Uses})
 				}
 			}
 			for _, u := range uses {
@@ -715,26 +742,18 @@ func wfSortedKeys[V any](m map[string]V) []string {
 // existing directory.
 func wfCheckCommands(files []wfFile, repo wfRepo) []string {
 	var problems []string
-	for _, f := range files {
-		for _, jn := range wfJobNames(f.WF) {
-			j := f.WF.Jobs[jn]
-			if j == nil {
-				continue
+	for _, r := range wfAllSteps(files) {
+		for _, c := range wfMakeCalls(r.Step.Run) {
+			for _, target := range c.Targets {
+				if !repo.MakeTargets[target] {
+					problems = append(problems, fmt.Sprintf("%s: make target %q is not defined in the Makefile", r.where(), target))
+				}
 			}
-			for i, s := range j.Steps {
-				for _, c := range wfMakeCalls(s.Run) {
-					for _, target := range c.Targets {
-						if !repo.MakeTargets[target] {
-							problems = append(problems, fmt.Sprintf("%s: job %q %s: make target %q is not defined in the Makefile", f.Path, jn, wfStepLabel(i, s), target))
-						}
-					}
-				}
-				for _, p := range wfGoRunPaths(s.Run) {
-					dir := strings.TrimSuffix(strings.TrimSuffix(p, "/..."), "/")
-					if st, err := os.Stat(filepath.Join(repo.Root, filepath.FromSlash(dir))); err != nil || !st.IsDir() {
-						problems = append(problems, fmt.Sprintf("%s: job %q %s: go run %s: no such directory", f.Path, jn, wfStepLabel(i, s), p))
-					}
-				}
+		}
+		for _, p := range wfGoRunPaths(r.Step.Run) {
+			dir := strings.TrimSuffix(strings.TrimSuffix(p, "/..."), "/")
+			if st, err := os.Stat(filepath.Join(repo.Root, filepath.FromSlash(dir))); err != nil || !st.IsDir() {
+				problems = append(problems, fmt.Sprintf("%s: go run %s: no such directory", r.where(), p))
 			}
 		}
 	}
@@ -763,22 +782,17 @@ func wfCheckStacks(files []wfFile, repo wfRepo) []string {
 			literal(p.where(), stack)
 		}
 	}
-	for _, f := range files {
-		for _, jn := range wfJobNames(f.WF) {
-			j := f.WF.Jobs[jn]
-			if j == nil {
-				continue
-			}
-			for i, s := range j.Steps {
-				for _, c := range wfMakeCalls(s.Run) {
-					if v, ok := c.Vars["STACK"]; ok {
-						where := fmt.Sprintf("%s: job %q %s: STACK=%s", f.Path, jn, wfStepLabel(i, s), v)
-						if strings.Contains(v, "$") {
-							problems = append(problems, where+": cannot tell the stack; use a literal")
-							continue
-						}
-						literal(where, v)
+	for fi := range files {
+		f := &files[fi]
+		for _, r := range wfFileSteps(f) {
+			for _, c := range wfMakeCalls(r.Step.Run) {
+				if v, ok := c.Vars["STACK"]; ok {
+					where := fmt.Sprintf("%s: STACK=%s", r.where(), v)
+					if strings.Contains(v, "$") {
+						problems = append(problems, where+": cannot tell the stack; use a literal")
+						continue
 					}
+					literal(where, v)
 				}
 			}
 		}
@@ -907,7 +921,8 @@ func wfCheckPipelines(files []wfFile, _ wfRepo) []string {
 					prPlan = true
 				}
 			}
-			for i, s := range j.Steps {
+			for _, r := range wfJobSteps(f, jn) {
+				s := r.Step
 				if !wfUsesAction(s, "pulumi/actions") {
 					continue
 				}
@@ -915,7 +930,7 @@ func wfCheckPipelines(files []wfFile, _ wfRepo) []string {
 				cmd := s.With["command"]
 				if onPR && cmd == "preview" {
 					if !strings.Contains(strings.Join(strings.Fields(j.If), " "), wfForkGuard) {
-						problems = append(problems, fmt.Sprintf("%s: job %q %s must skip fork pull requests (if: %s): forks get no OIDC token", f.Path, jn, wfStepLabel(i, s), wfForkGuard))
+						problems = append(problems, fmt.Sprintf("%s must skip fork pull requests (if: %s): forks get no OIDC token", r.where(), wfForkGuard))
 					}
 					if stack == "dev" && wfIsTrue(s.With["comment-on-pr"]) {
 						prPreview = true
