@@ -154,20 +154,12 @@ func (a *ImageBuildArgs) validate() error {
 	if a == nil {
 		return errors.New("args are required")
 	}
-	var errs []error
-	for _, in := range []struct {
-		name string
-		set  bool
-	}{
-		{"ResourceGroupName", a.ResourceGroupName != nil},
-		{"RegistryName", a.RegistryName != nil},
-		{"LoginServer", a.LoginServer != nil},
-		{"Location", a.Location != nil},
-	} {
-		if !in.set {
-			errs = append(errs, fmt.Errorf("%s is required", in.name))
-		}
-	}
+	errs := missing(
+		arg{"ResourceGroupName", a.ResourceGroupName != nil},
+		arg{"RegistryName", a.RegistryName != nil},
+		arg{"LoginServer", a.LoginServer != nil},
+		arg{"Location", a.Location != nil},
+	)
 	if !repositoryRe.MatchString(a.Repository) {
 		errs = append(errs, fmt.Errorf("image repository (%q) must be a lowercase path like team/app", a.Repository))
 	}

@@ -65,23 +65,15 @@ func (a *QueueConsumerArgs) validate() error {
 	if a == nil {
 		return errors.New("args are required")
 	}
-	var errs []error
-	for _, in := range []struct {
-		name string
-		set  bool
-	}{
-		{"StorageAccountName", a.StorageAccountName != nil},
-		{"QueueName", a.QueueName != nil},
-		{"TableName", a.TableName != nil},
-		{"ClientID", a.ClientID != nil},
-		{"Image", a.Image != nil},
-		{"Cluster", a.Cluster != nil},
-		{"Provider", a.Provider != nil},
-	} {
-		if !in.set {
-			errs = append(errs, fmt.Errorf("%s is required", in.name))
-		}
-	}
+	errs := missing(
+		arg{"StorageAccountName", a.StorageAccountName != nil},
+		arg{"QueueName", a.QueueName != nil},
+		arg{"TableName", a.TableName != nil},
+		arg{"ClientID", a.ClientID != nil},
+		arg{"Image", a.Image != nil},
+		arg{"Cluster", a.Cluster != nil},
+		arg{"Provider", a.Provider != nil},
+	)
 	if err := a.Settings.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("settings: %w", err))
 	}

@@ -1,9 +1,9 @@
 package components
 
 import (
+	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 
 	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
@@ -11,6 +11,7 @@ import (
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
@@ -57,7 +58,6 @@ const (
 func runConsumer(t *testing.T, s ConsumerSettings) consumerRun {
 	t.Helper()
 	run := consumerRun{m: pulumitest.New("aks-edw", "dev"), outputs: map[string]string{}}
-	var mu sync.Mutex
 	err := run.m.Run(map[string]string{}, func(ctx *pulumi.Context) error {
 		cluster, err := random.NewRandomString(ctx, "cluster", &random.RandomStringArgs{Length: pulumi.Int(6), Special: pulumi.Bool(false)})
 		if err != nil {
@@ -92,13 +92,14 @@ func runConsumer(t *testing.T, s ConsumerSettings) consumerRun {
 			"scalerKind": c.ScalerKind, "scalerName": c.ScalerName,
 			"triggerAuthenticationName": c.TriggerAuthenticationName, "nodePoolName": c.NodePoolName,
 		} {
-			key := key
-			o.ApplyT(func(v string) string {
-				mu.Lock()
-				defer mu.Unlock()
-				run.outputs[key] = v
-				return v
-			})
+			// Await each output: an ApplyT on an output built without the context
+			// (pulumi.String(...).ToStringOutput()) is not waited for by the run.
+			res, err := internals.UnsafeAwaitOutput(ctx.Context(), o)
+			if err != nil {
+				return fmt.Errorf("resolving output %s: %w", key, err)
+			}
+			v, _ := res.Value.(string)
+			run.outputs[key] = v
 		}
 		return nil
 	})
