@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/aks-edw/aks-edw/internal/pulumitest"
 )
 
 // Issue 5: `pulumi destroy` leaves nothing behind by design. Every Azure resource lives in the
@@ -41,14 +43,9 @@ func TestDestroyIsCleanByDesign(t *testing.T) {
 			assert.Equal(t, "MC_"+rg.(string)+"_"+mc.Input("resourceName").(string)+"_"+mc.Input("location").(string), mc.Input("nodeResourceGroup"),
 				"the node resource group is named for the cluster and deleted by AKS with it")
 
-			n := 0
-			for _, r := range m.Resources() {
-				if strings.HasPrefix(r.Type, "kubernetes:") || r.Type == "pulumi:providers:kubernetes" {
-					n++
-					assert.Equal(t, mc.URN, r.DeletedWith, "%s %s must be DeletedWith the cluster", r.Type, r.Name)
-				}
-			}
-			assert.Greater(t, n, 1, "no Kubernetes objects found")
+			provider := m.One(t, "pulumi:providers:kubernetes")
+			assert.Equal(t, mc.URN, provider.DeletedWith, "the Kubernetes provider must be DeletedWith the cluster")
+			assert.Greater(t, pulumitest.CheckKubernetesObjects(t, m, provider, mc), 1, "no Kubernetes objects found")
 		})
 	}
 }

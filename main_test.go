@@ -457,16 +457,7 @@ func TestWorkloadWiring(t *testing.T) {
 			provider := m.One(t, "pulumi:providers:kubernetes")
 			assert.True(t, provider.InputIsSecret("kubeconfig"), "provider kubeconfig must be secret")
 			assert.Equal(t, mc.URN, provider.DeletedWith)
-			n := 0
-			for _, r := range m.Resources() {
-				if !strings.HasPrefix(r.Type, "kubernetes:") {
-					continue
-				}
-				n++
-				assert.Equal(t, provider.URN, pulumitest.ProviderURN(r.Provider), "%s %s must use the explicit provider", r.Type, r.Name)
-				assert.Equal(t, mc.URN, r.DeletedWith, "%s %s must be deleted with the cluster", r.Type, r.Name)
-			}
-			assert.GreaterOrEqual(t, n, 5)
+			assert.GreaterOrEqual(t, pulumitest.CheckKubernetesObjects(t, m, provider, mc), 5)
 		})
 	}
 }

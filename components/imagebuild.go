@@ -132,6 +132,15 @@ func hasDotDot(p string) bool {
 	return false
 }
 
+// ValidateBuildTimeout checks a build run's time limit against ACR's limits; the message names
+// the config key imageBuildTimeoutSeconds.
+func ValidateBuildTimeout(seconds int) error {
+	if seconds < 300 || seconds > 28800 {
+		return fmt.Errorf("imageBuildTimeoutSeconds (%d) must be between 300 and 28800 (ACR's limits for a run)", seconds)
+	}
+	return nil
+}
+
 // ImageBuildArgs configures the image build.
 type ImageBuildArgs struct {
 	// ResourceGroupName is the registry's resource group (required).
@@ -163,8 +172,10 @@ func (a *ImageBuildArgs) validate() error {
 	if !repositoryRe.MatchString(a.Repository) {
 		errs = append(errs, fmt.Errorf("image repository (%q) must be a lowercase path like team/app", a.Repository))
 	}
-	if t := a.TimeoutSeconds; t != 0 && (t < 300 || t > 28800) {
-		errs = append(errs, fmt.Errorf("imageBuildTimeoutSeconds (%d) must be between 300 and 28800 (ACR's limits)", t))
+	if a.TimeoutSeconds != 0 {
+		if err := ValidateBuildTimeout(a.TimeoutSeconds); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := a.Source.Validate(); err != nil {
 		errs = append(errs, err)

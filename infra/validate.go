@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/aks-edw/aks-edw/components"
 )
 
 // SuffixLength is the length of the random per-stack suffix in every resource name.
@@ -170,13 +172,10 @@ func (c Config) Validate() error {
 
 	// Image build: checked only when the stack builds the image (no prebuilt image set).
 	if c.BuildsImage() {
-		if err := c.ImageSource().Validate(); err != nil {
+		if err := errors.Join(c.ImageSource().Validate(), components.ValidateBuildTimeout(c.ImageBuildTimeoutSeconds)); err != nil {
 			for _, e := range unwrapAll(err) {
 				errs = append(errs, fmt.Errorf("%s:%w", Project, e))
 			}
-		}
-		if t := c.ImageBuildTimeoutSeconds; t < 300 || t > 28800 {
-			bad("imageBuildTimeoutSeconds", "%d must be between 300 and 28800 (ACR's limits for a run)", t)
 		}
 	}
 

@@ -2,7 +2,6 @@ package workload
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
@@ -78,15 +77,7 @@ func TestDeployProvider(t *testing.T) {
 			assert.Equal(t, "true", boolInput(p, "enableServerSideApply"))
 
 			// Every Kubernetes object goes through this provider and dies with the cluster.
-			n := 0
-			for _, r := range m.Resources() {
-				if !strings.HasPrefix(r.Type, "kubernetes:") {
-					continue
-				}
-				n++
-				assert.Equal(t, p.URN, pulumitest.ProviderURN(r.Provider), "%s %s provider", r.Type, r.Name)
-				assert.Equal(t, cluster.URN, r.DeletedWith, "%s %s deletedWith", r.Type, r.Name)
-			}
+			n := pulumitest.CheckKubernetesObjects(t, m, p, cluster)
 			assert.Equal(t, 7, n, "ScaledObject mode: namespace, SA, deployment, PDB, scaled object, trigger auth, node pool")
 			m.One(t, components.QueueConsumerType)
 		})
@@ -140,10 +131,7 @@ func TestDeployImage(t *testing.T) {
 					got = runner.Input("spec.jobTargetRef.template.spec.containers.0.image")
 				}
 				assert.Equal(t, want, got, "%s image", runner.Name)
-				for _, r := range m.Resources() {
-					if !strings.HasPrefix(r.Type, "kubernetes:") {
-						continue
-					}
+				for _, r := range m.KubernetesObjects() {
 					dependsOnBuild := build && r.DependsOn(m.Get(t, typeCluster, "image-build"))
 					assert.Equal(t, build && r == runner, dependsOnBuild, "%s %s depends on the image build", r.Type, r.Name)
 				}
