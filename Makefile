@@ -28,8 +28,12 @@ bench: deps ## Consumer vs reference client on one Azurite; last line is the thr
 golden: ## Regenerate the golden inventories and docs/plan.dev.md after reviewing a change
 	go test . -run '^(TestStacks|TestPlan)$$' -update
 
-plan: ## Offline plan (no Azure): key settings, resource tree, Kubernetes YAML for STACK [PLAN_CONFIG="k=v ..."]
-	go run ./cmd/plan -stack $(STACK) $(foreach kv,$(PLAN_CONFIG),-config $(kv))
+# imageSourceRepository has no default (only you know where your copy of this project lives); the
+# offline plan shows a placeholder unless you pass yours.
+PLAN_IMAGE_REPO ?= https://git.example.com/your-org/aks-edw.git
+
+plan: ## Offline plan (no Azure): key settings, resource tree, Kubernetes YAML for STACK [PLAN_CONFIG="k=v ..."] [PLAN_IMAGE_REPO=url]
+	go run ./cmd/plan -stack $(STACK) -config imageSourceRepository=$(PLAN_IMAGE_REPO) $(foreach kv,$(PLAN_CONFIG),-config $(kv))
 
 preview: ## pulumi preview for STACK (default dev)
 	pulumi preview --stack $(STACK)

@@ -29,6 +29,8 @@ func TestDestroyIsCleanByDesign(t *testing.T) {
 					continue
 				case r.Type == tRole:
 					assert.Contains(t, r.Input("scope"), rgScope, "%s %s must be scoped inside the stack's resource group", r.Type, r.Name)
+				case r.Type == tDCRA: // an extension resource of the cluster, deleted with it
+					assert.Contains(t, r.Input("resourceUri"), rgScope, "%s %s must be scoped inside the stack's resource group", r.Type, r.Name)
 				default:
 					assert.Equal(t, rg, r.Input("resourceGroupName"), "%s %s must live in the stack's resource group", r.Type, r.Name)
 				}

@@ -49,7 +49,7 @@ func TestImageBuildWiring(t *testing.T) {
 			assert.Equal(t, "rg-aksdemo-"+sfx, tr.Input("resourceGroupName"))
 			assert.Equal(t, "westus3", tr.Input("location"))
 			assert.True(t, tr.DependsOn(registry), "task run waits for the registry")
-			assert.Equal(t, infra.DefaultImageSourceRepository+"#"+revisionA+":app", tr.Input("runRequest.sourceLocation"))
+			assert.Equal(t, pulumitest.ImageSourceRepository+"#"+revisionA+":app", tr.Input("runRequest.sourceLocation"))
 			assert.Equal(t, "build/Dockerfile", tr.Input("runRequest.dockerFilePath"))
 			assert.Equal(t, []any{infra.ConsumerImageRepository + ":" + tag}, tr.Input("runRequest.imageNames"))
 			assert.Equal(t, true, tr.Input("runRequest.isPushEnabled"))

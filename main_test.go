@@ -34,6 +34,8 @@ const (
 	tWorkspace   = "azure-native:operationalinsights:Workspace"
 	tRandom      = "random:index/randomString:RandomString"
 	tResourceGrp = "azure-native:resources:ResourceGroup"
+	tDCR         = "azure-native:monitor:DataCollectionRule"
+	tDCRA        = "azure-native:monitor:DataCollectionRuleAssociation"
 )
 
 // TestStacks runs the program once per Pulumi.<stack>.yaml, with the config loaded as the CLI
@@ -268,7 +270,7 @@ func TestPitfallKubeconfigSecret(t *testing.T) {
 	run := runStack(t, "dev", loadStackConfig(t, "dev"))
 	kc := run.outputs["kubeconfig"]
 	assert.True(t, kc.Secret, "kubeconfig must be exported as a secret")
-	assert.Equal(t, pulumitest.TestKubeconfig, kc.Value, "kubeconfig is the decoded credentials")
+	assert.Equal(t, pulumitest.Kubeconfig(), kc.Value, "kubeconfig is the decoded credentials")
 	for k, o := range run.outputs {
 		if k != "kubeconfig" {
 			assert.False(t, o.Secret, "output %s is unexpectedly secret", k)
@@ -397,12 +399,18 @@ func TestPulumiYamlDeclaresEveryKey(t *testing.T) {
 	}
 	assert.Len(t, proj.Config, len(keys), "Pulumi.yaml declares keys the program does not read")
 	var loaded infra.Config
-	require.NoError(t, m.Run(cfg, func(ctx *pulumi.Context) error {
+	load := func(ctx *pulumi.Context) error {
 		var err error
 		loaded, err = infra.LoadConfig(ctx)
 		return err
-	}))
+	}
+	// Only imageSourceRepository has no usable default: alone, it is the one problem.
+	err = m.Run(cfg, load)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "invalid configuration (1 problem(s)):\naks-edw:imageSourceRepository is required when image is empty")
+	require.NoError(t, pulumitest.New(infra.Project, "defaults").Run(withConfig(cfg, "imageSourceRepository", pulumitest.ImageSourceRepository), load))
 	want := infra.DefaultConfig()
+	want.ImageSourceRepository = pulumitest.ImageSourceRepository
 	want.Tags = want.EffectiveTags("defaults")
 	assert.Equal(t, want, loaded, "Pulumi.yaml defaults differ from infra.DefaultConfig()")
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/aks-edw/aks-edw/internal/plan"
+	"github.com/aks-edw/aks-edw/internal/pulumitest"
 )
 
 // planDocStacks are the stacks whose offline plan is committed as docs/plan.<stack>.md.
@@ -27,7 +28,7 @@ func TestPlan(t *testing.T) {
 	for _, stack := range stackNames(t) {
 		t.Run(stack, func(t *testing.T) {
 			t.Parallel()
-			p, err := plan.Run(".", stack)
+			p, err := plan.RunWithConfig(".", stack, map[string]string{"imageSourceRepository": pulumitest.ImageSourceRepository})
 			require.NoError(t, err, "offline plan for %s", stack)
 			goldenPath := filepath.Join("testdata", "inventory."+stack+".golden")
 			golden, err := os.ReadFile(goldenPath)

@@ -21,12 +21,13 @@ func stackNames(t *testing.T) []string {
 }
 
 // loadStackConfig loads Pulumi.yaml and Pulumi.<stack>.yaml exactly as the CLI does (see
-// pulumitest.LoadStackConfig) and returns the config as the program sees it.
+// pulumitest.LoadStackConfig) and returns the config as the program sees it, with the one key
+// every deployment must set and no stack file can (imageSourceRepository), as CI sets it.
 func loadStackConfig(t *testing.T, stack string) map[string]string {
 	t.Helper()
 	cfg, err := pulumitest.LoadStackConfig(".", stack)
 	require.NoError(t, err)
-	return cfg
+	return withConfig(cfg, "imageSourceRepository", pulumitest.ImageSourceRepository)
 }
 
 // stackRun is one run of the program under mocks.

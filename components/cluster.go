@@ -4,9 +4,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/pulumi/pulumi-azure-native-sdk/containerservice/v3"
 	"github.com/pulumi/pulumi-azure-native-sdk/managedidentity/v3"
+	"github.com/pulumi/pulumi-azure-native-sdk/monitor/v3"
 	"github.com/pulumi/pulumi-azure-native-sdk/operationalinsights/v3"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -88,6 +90,9 @@ type Cluster struct {
 	KubeletObjectID pulumi.StringOutput
 	// Kubeconfig is the cluster user kubeconfig, always a secret.
 	Kubeconfig pulumi.StringOutput
+	// AcrPull is the kubelet identity's AcrPull grant on the registry: pods that pull from the
+	// registry depend on it.
+	AcrPull pulumi.Resource
 }
 
 func (a *ClusterArgs) validate() error {
@@ -103,10 +108,39 @@ func (a *ClusterArgs) validate() error {
 	if a.Spec.SystemNodeVMSize == "" {
 		errs = append(errs, errors.New("Spec.SystemNodeVMSize is required"))
 	}
+	if err := ValidateVersionPin(a.Spec.KubernetesVersion, a.Spec.UpgradeChannel); err != nil {
+		errs = append(errs, fmt.Errorf("Spec.KubernetesVersion: %w", err))
+	}
 	if a.Spec.PodCidr == "" || a.Spec.ServiceCidr == "" || a.Spec.DNSServiceIP == "" {
 		errs = append(errs, errors.New("Spec.PodCidr, Spec.ServiceCidr and Spec.DNSServiceIP are required"))
 	}
 	return errors.Join(errs...)
+}
+
+// ValidateVersionPin refuses a Kubernetes version pin that the auto-upgrade channel will move
+// past: after an auto-upgrade, AKS refuses the old version as a downgrade, so the next
+// `pulumi up` that touches the cluster would fail (docs/cloud-notes.md). The message names the
+// kubernetesVersion key.
+func ValidateVersionPin(version, channel string) error {
+	if version == "" {
+		return nil
+	}
+	switch containerservice.UpgradeChannel(channel) {
+	case containerservice.UpgradeChannelStable, containerservice.UpgradeChannelRapid:
+		return fmt.Errorf("kubernetesVersion %q is pinned while upgradeChannel %q moves the cluster to newer minor versions: "+
+			"after the first auto-upgrade every `pulumi up` would ask AKS for a downgrade, which it refuses. "+
+			"Leave kubernetesVersion empty (the channel chooses and moves the version), or keep the pin with upgradeChannel "+
+			"patch (major.minor only), node-image or none and raise it yourself before it leaves support (about 12 months per minor)",
+			version, channel)
+	case containerservice.UpgradeChannelPatch:
+		if strings.Count(version, ".") > 1 {
+			minor := version[:strings.LastIndex(version, ".")]
+			return fmt.Errorf("kubernetesVersion %q pins a patch release while upgradeChannel \"patch\" moves patch releases: "+
+				"after the first auto-upgrade every `pulumi up` would ask AKS for a downgrade. Pin the minor version only (%q)",
+				version, minor)
+		}
+	}
+	return nil
 }
 
 func optString(s string) pulumi.StringPtrInput {
@@ -116,13 +150,27 @@ func optString(s string) pulumi.StringPtrInput {
 	return pulumi.String(s)
 }
 
+func upgradeChannel(s string) pulumi.StringPtrInput {
+	if s == "" {
+		return nil
+	}
+	return containerservice.UpgradeChannel(s)
+}
+
+func nodeOSUpgradeChannel(s string) pulumi.StringPtrInput {
+	if s == "" {
+		return nil
+	}
+	return containerservice.NodeOSUpgradeChannel(s)
+}
+
 // managedClusterArgs is the pure builder of the ManagedCluster: every decision about the
 // cluster's shape is here.
 func managedClusterArgs(a *ClusterArgs, identityID, workspaceID pulumi.StringInput) *containerservice.ManagedClusterArgs {
 	spec := a.Spec
 	tier := spec.Tier
 	if tier == "" {
-		tier = "Free"
+		tier = string(containerservice.ManagedClusterSKUTierFree)
 	}
 	var zones pulumi.StringArrayInput
 	if len(spec.SystemNodeZones) > 0 {
@@ -137,8 +185,8 @@ func managedClusterArgs(a *ClusterArgs, identityID, workspaceID pulumi.StringInp
 	var autoUpgrade *containerservice.ManagedClusterAutoUpgradeProfileArgs
 	if spec.UpgradeChannel != "" || spec.NodeOSUpgradeChannel != "" {
 		autoUpgrade = &containerservice.ManagedClusterAutoUpgradeProfileArgs{
-			UpgradeChannel:       optString(spec.UpgradeChannel),
-			NodeOSUpgradeChannel: optString(spec.NodeOSUpgradeChannel),
+			UpgradeChannel:       upgradeChannel(spec.UpgradeChannel),
+			NodeOSUpgradeChannel: nodeOSUpgradeChannel(spec.NodeOSUpgradeChannel),
 		}
 	}
 	return &containerservice.ManagedClusterArgs{
@@ -149,8 +197,8 @@ func managedClusterArgs(a *ClusterArgs, identityID, workspaceID pulumi.StringInp
 		NodeResourceGroup: a.NodeResourceGroup,
 		KubernetesVersion: optString(spec.KubernetesVersion),
 		Sku: &containerservice.ManagedClusterSKUArgs{
-			Name: pulumi.String("Base"),
-			Tier: pulumi.String(tier),
+			Name: containerservice.ManagedClusterSKUNameBase,
+			Tier: containerservice.ManagedClusterSKUTier(tier),
 		},
 		Identity: &containerservice.ManagedClusterIdentityArgs{
 			Type:                   containerservice.ResourceIdentityTypeUserAssigned,
@@ -162,10 +210,10 @@ func managedClusterArgs(a *ClusterArgs, identityID, workspaceID pulumi.StringInp
 		AgentPoolProfiles: containerservice.ManagedClusterAgentPoolProfileArray{
 			&containerservice.ManagedClusterAgentPoolProfileArgs{
 				Name:              pulumi.String(SystemPoolName),
-				Mode:              pulumi.String("System"),
-				Type:              pulumi.String("VirtualMachineScaleSets"),
-				OsType:            pulumi.String("Linux"),
-				OsSKU:             pulumi.String("AzureLinux"),
+				Mode:              containerservice.AgentPoolModeSystem,
+				Type:              containerservice.AgentPoolTypeVirtualMachineScaleSets,
+				OsType:            containerservice.OSTypeLinux,
+				OsSKU:             containerservice.OSSKUAzureLinux,
 				Count:             pulumi.Int(spec.SystemNodeCount),
 				VmSize:            pulumi.String(spec.SystemNodeVMSize),
 				AvailabilityZones: zones,
@@ -177,19 +225,19 @@ func managedClusterArgs(a *ClusterArgs, identityID, workspaceID pulumi.StringInp
 		// Node autoprovisioning (Karpenter) requires Azure CNI overlay with the Cilium dataplane
 		// and network policy, IPv4 only.
 		NodeProvisioningProfile: &containerservice.ManagedClusterNodeProvisioningProfileArgs{
-			Mode: pulumi.String("Auto"),
+			Mode: containerservice.NodeProvisioningModeAuto,
 		},
 		NetworkProfile: &containerservice.ContainerServiceNetworkProfileArgs{
-			NetworkPlugin:     pulumi.String("azure"),
-			NetworkPluginMode: pulumi.String("overlay"),
-			NetworkDataplane:  pulumi.String("cilium"),
-			NetworkPolicy:     pulumi.String("cilium"),
-			IpFamilies:        pulumi.StringArray{pulumi.String("IPv4")},
+			NetworkPlugin:     containerservice.NetworkPluginAzure,
+			NetworkPluginMode: containerservice.NetworkPluginModeOverlay,
+			NetworkDataplane:  containerservice.NetworkDataplaneCilium,
+			NetworkPolicy:     containerservice.NetworkPolicyCilium,
+			IpFamilies:        pulumi.StringArray{pulumi.String(string(containerservice.IpFamilyIPv4))},
 			PodCidr:           pulumi.String(spec.PodCidr),
 			ServiceCidr:       pulumi.String(spec.ServiceCidr),
 			DnsServiceIP:      pulumi.String(spec.DNSServiceIP),
-			LoadBalancerSku:   pulumi.String("standard"),
-			OutboundType:      pulumi.String("loadBalancer"),
+			LoadBalancerSku:   containerservice.LoadBalancerSkuStandard,
+			OutboundType:      containerservice.OutboundTypeLoadBalancer,
 		},
 		WorkloadAutoScalerProfile: &containerservice.ManagedClusterWorkloadAutoScalerProfileArgs{
 			Keda: &containerservice.ManagedClusterWorkloadAutoScalerProfileKedaArgs{Enabled: pulumi.Bool(true)},
@@ -210,6 +258,83 @@ func managedClusterArgs(a *ClusterArgs, identityID, workspaceID pulumi.StringInp
 		AutoUpgradeProfile:     autoUpgrade,
 		ApiServerAccessProfile: apiAccess,
 		Tags:                   tagsInput(a.Tags),
+	}
+}
+
+// Container Insights data collection, as Microsoft's own ARM and Terraform onboarding templates
+// create it (docs/cloud-notes.md): the omsagent add-on with useAADAuth sends nothing until a data
+// collection rule with the ContainerInsights extension is associated with the cluster.
+const (
+	// ContainerInsightsStream is the stream group of Container Insights' default data.
+	ContainerInsightsStream = "Microsoft-ContainerInsights-Group-Default"
+	// ContainerInsightsAssociationName is the association's name in Microsoft's templates.
+	ContainerInsightsAssociationName = "ContainerInsightsExtension"
+	containerInsightsDestination     = "ciworkspace"
+)
+
+// containerInsightsRuleName is MSCI-<region>-<cluster>, at most 64 characters, as `az aks
+// enable-addons monitoring` and Microsoft's templates name the rule.
+func containerInsightsRuleName(location, cluster string) string {
+	n := "MSCI-" + location + "-" + cluster
+	if len(n) > 64 {
+		n = n[:64]
+	}
+	return n
+}
+
+// dataCollectionRuleArgs is the pure builder of the Container Insights data collection rule:
+// the ContainerInsights extension's default streams, into the stack's workspace.
+func dataCollectionRuleArgs(a *ClusterArgs, workspaceID pulumi.StringInput) *monitor.DataCollectionRuleArgs {
+	streams := pulumi.StringArray{pulumi.String(ContainerInsightsStream)}
+	return &monitor.DataCollectionRuleArgs{
+		ResourceGroupName: a.ResourceGroupName,
+		Location:          a.Location,
+		DataCollectionRuleName: pulumi.All(a.Location, a.ClusterName).ApplyT(func(v []any) string {
+			return containerInsightsRuleName(v[0].(string), v[1].(string))
+		}).(pulumi.StringOutput),
+		Kind:        monitor.KnownDataCollectionRuleResourceKindLinux,
+		Description: pulumi.String("Container Insights for the AKS cluster: the ContainerInsights extension's default streams into the stack's Log Analytics workspace."),
+		DataSources: &monitor.DataCollectionRuleDataSourcesArgs{
+			Extensions: monitor.ExtensionDataSourceArray{
+				&monitor.ExtensionDataSourceArgs{
+					Name:          pulumi.String(ContainerInsightsAssociationName),
+					ExtensionName: pulumi.String("ContainerInsights"),
+					Streams:       streams,
+					ExtensionSettings: pulumi.Map{
+						"dataCollectionSettings": pulumi.Map{
+							"interval":               pulumi.String("1m"),
+							"namespaceFilteringMode": pulumi.String("Off"),
+							"enableContainerLogV2":   pulumi.Bool(true),
+						},
+					},
+				},
+			},
+		},
+		Destinations: &monitor.DataCollectionRuleDestinationsArgs{
+			LogAnalytics: monitor.LogAnalyticsDestinationArray{
+				&monitor.LogAnalyticsDestinationArgs{
+					Name:                pulumi.String(containerInsightsDestination),
+					WorkspaceResourceId: workspaceID,
+				},
+			},
+		},
+		DataFlows: monitor.DataFlowArray{
+			&monitor.DataFlowArgs{
+				Streams:      streams,
+				Destinations: pulumi.StringArray{pulumi.String(containerInsightsDestination)},
+			},
+		},
+		Tags: tagsInput(a.Tags),
+	}
+}
+
+// dataCollectionRuleAssociationArgs associates the rule with the cluster.
+func dataCollectionRuleAssociationArgs(clusterID, ruleID pulumi.StringInput) *monitor.DataCollectionRuleAssociationArgs {
+	return &monitor.DataCollectionRuleAssociationArgs{
+		ResourceUri:          clusterID,
+		AssociationName:      pulumi.String(ContainerInsightsAssociationName),
+		DataCollectionRuleId: ruleID,
+		Description:          pulumi.String("Association of the Container Insights data collection rule. Deleting it stops data collection for this cluster."),
 	}
 }
 
@@ -264,7 +389,7 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 		ResourceGroupName: args.ResourceGroupName,
 		Location:          args.Location,
 		WorkspaceName:     args.WorkspaceName,
-		Sku:               &operationalinsights.WorkspaceSkuArgs{Name: pulumi.String("PerGB2018")},
+		Sku:               &operationalinsights.WorkspaceSkuArgs{Name: operationalinsights.WorkspaceSkuNameEnumPerGB2018},
 		RetentionInDays:   pulumi.Int(retention),
 		Tags:              tagsInput(args.Tags),
 	}, pulumi.Parent(c))
@@ -290,15 +415,27 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 	}).(pulumi.StringOutput)
 	c.KubeletObjectID = kubeletObjectID(mc)
 
+	rule, err := monitor.NewDataCollectionRule(ctx, name+"-insights-rule",
+		dataCollectionRuleArgs(args, workspace.ID().ToStringOutput()), pulumi.Parent(c))
+	if err != nil {
+		return nil, fmt.Errorf("creating Container Insights data collection rule %q: %w", name, err)
+	}
+	if _, err := monitor.NewDataCollectionRuleAssociation(ctx, name+"-insights-association",
+		dataCollectionRuleAssociationArgs(mc.ID().ToStringOutput(), rule.ID().ToStringOutput()), pulumi.Parent(c)); err != nil {
+		return nil, fmt.Errorf("associating the Container Insights data collection rule with cluster %q: %w", name, err)
+	}
+
 	// AcrPull goes to the kubelet identity, the one that pulls images, not the control plane's.
-	if _, err := newRoleAssignment(ctx, name+"-kubelet-acrpull", roleAssignment{
+	acrPull, err := newRoleAssignment(ctx, name+"-kubelet-acrpull", roleAssignment{
 		PrincipalID:    c.KubeletObjectID,
 		SubscriptionID: args.SubscriptionID,
 		RoleGUID:       RoleAcrPull,
 		Scope:          args.RegistryID,
-	}, pulumi.Parent(c)); err != nil {
+	}, pulumi.Parent(c))
+	if err != nil {
 		return nil, err
 	}
+	c.AcrPull = acrPull
 
 	creds := containerservice.ListManagedClusterUserCredentialsOutput(ctx, containerservice.ListManagedClusterUserCredentialsOutputArgs{
 		ResourceGroupName: args.ResourceGroupName,

@@ -1,6 +1,7 @@
 package components
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -39,7 +40,7 @@ func TestClusterComponent(t *testing.T) {
 		return err
 	})
 	assert.True(t, kc.Secret, "kubeconfig must be a secret")
-	assert.Equal(t, pulumitest.TestKubeconfig, kc.Value, "kubeconfig is the base64-decoded credential")
+	assert.Equal(t, pulumitest.Kubeconfig(), kc.Value, "kubeconfig is the base64-decoded credential")
 	mc := m.One(t, "azure-native:containerservice:ManagedCluster")
 	assert.True(t, mc.Protect)
 	assert.Equal(t, "Auto", mc.Input("nodeProvisioningProfile.mode"))
@@ -76,4 +77,39 @@ func TestClusterDefaultsAndValidation(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "SystemNodeCount")
 	assert.Contains(t, err.Error(), "SystemNodeVMSize")
+}
+
+// The Container Insights rule and its association (issue 12 item 3), from the component alone.
+func TestClusterContainerInsights(t *testing.T) {
+	m := runAzure(t, func(ctx *pulumi.Context) error { _, err := NewCluster(ctx, "c", clusterTestArgs()); return err })
+	rule := m.One(t, "azure-native:monitor:DataCollectionRule")
+	assoc := m.One(t, "azure-native:monitor:DataCollectionRuleAssociation")
+	mc := m.One(t, "azure-native:containerservice:ManagedCluster")
+	ws := m.One(t, "azure-native:operationalinsights:Workspace")
+	assert.Equal(t, "MSCI-westus3-aks1", rule.Input("dataCollectionRuleName"))
+	assert.Equal(t, "rg", rule.Input("resourceGroupName"))
+	assert.Equal(t, "ContainerInsights", rule.Input("dataSources.extensions.0.extensionName"))
+	assert.Equal(t, ws.ID, rule.Input("destinations.logAnalytics.0.workspaceResourceId"))
+	assert.Equal(t, mc.ID, assoc.Input("resourceUri"))
+	assert.Equal(t, rule.ID, assoc.Input("dataCollectionRuleId"))
+	assert.Equal(t, ContainerInsightsAssociationName, assoc.Input("associationName"))
+	assert.Equal(t, "true", mc.Input("addonProfiles.omsagent.config.useAADAuth"))
+}
+
+func TestContainerInsightsRuleName(t *testing.T) {
+	assert.Equal(t, "MSCI-westus3-aks-aksdemo-x7k2p9", containerInsightsRuleName("westus3", "aks-aksdemo-x7k2p9"))
+	long := containerInsightsRuleName("westus3", "aks-"+strings.Repeat("a", 80))
+	assert.Len(t, long, 64, "Azure caps the rule name at 64 characters")
+}
+
+// A version pin that the upgrade channel would move past is refused by the component too.
+func TestClusterRefusesAMovingVersionPin(t *testing.T) {
+	args := clusterTestArgs()
+	args.Spec.KubernetesVersion = "1.33" // beside "stable"
+	err := runAzureErr(func(ctx *pulumi.Context) error { _, err := NewCluster(ctx, "c", args); return err })
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "kubernetesVersion \"1.33\" is pinned while upgradeChannel \"stable\"")
+	args.Spec.UpgradeChannel = "patch"
+	built := managedClusterArgs(args, pulumi.String("id"), pulumi.String("ws"))
+	assert.NotNil(t, built.KubernetesVersion, "a minor pin with the patch channel is kept")
 }

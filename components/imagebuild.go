@@ -98,7 +98,11 @@ func (s ImageSource) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
-	if u, err := url.Parse(s.Repository); err != nil || u.Scheme != "https" || u.Host == "" || u.Fragment != "" || u.User != nil {
+	if s.Repository == "" {
+		add("imageSourceRepository is required when image is empty: set it to the https URL of the git repository " +
+			"that holds this project's Dockerfile (your copy of it; an ACR task run builds the consumer from there), " +
+			"or set image to a consumer image built elsewhere")
+	} else if u, err := url.Parse(s.Repository); err != nil || u.Scheme != "https" || u.Host == "" || u.Fragment != "" || u.User != nil {
 		add("imageSourceRepository (%q) must be an https git URL without credentials or #fragment, e.g. https://github.com/org/repo.git", s.Repository)
 	}
 	switch {
@@ -230,8 +234,8 @@ func taskRunArgs(a *ImageBuildArgs, tag string) *containerregistry.TaskRunArgs {
 			NoCache:       pulumi.Bool(false),
 			// The NodePool the consumer runs on is linux/amd64.
 			Platform: containerregistry.PlatformPropertiesArgs{
-				Os:           pulumi.String(string(containerregistry.OSLinux)),
-				Architecture: pulumi.String(string(containerregistry.ArchitectureAmd64)),
+				Os:           containerregistry.OSLinux,
+				Architecture: containerregistry.ArchitectureAmd64,
 			},
 			Timeout: pulumi.Int(timeout),
 		},

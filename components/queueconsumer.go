@@ -14,7 +14,13 @@ import (
 // QueueConsumerType is the component's type token.
 const QueueConsumerType = "aks-edw:workload:QueueConsumer"
 
-// QueueConsumerArgs are the inputs of NewQueueConsumer. Every field is required.
+// PodRunnerTimeout bounds the consumer Deployment's create and update: long enough for node
+// autoprovisioning to bring up a node and for new role assignments to propagate (up to about 10
+// minutes, docs/cloud-notes.md), well past the Kubernetes provider's 10-minute default.
+const PodRunnerTimeout = "30m"
+
+// QueueConsumerArgs are the inputs of NewQueueConsumer. Every field is required unless its
+// comment says optional.
 type QueueConsumerArgs struct {
 	// Settings are the workload settings (required; start from DefaultConsumerSettings).
 	Settings ConsumerSettings
@@ -28,9 +34,19 @@ type QueueConsumerArgs struct {
 	ClientID pulumi.StringInput
 	// Image is the full consumer image reference (required).
 	Image pulumi.StringInput
-	// ImageDependsOn are resources that must finish before pods may pull Image, e.g. the ACR
-	// task run that builds it; the Deployment (or ScaledJob) depends on them (optional).
-	ImageDependsOn []pulumi.Resource
+	// PodsDependOn are the Azure resources the consumer's pods need before they start: the ACR
+	// task run that builds Image, the kubelet's AcrPull, the service account's federated
+	// credential and the queue and table data roles. The Deployment (or ScaledJob) depends on
+	// them (optional; the stack passes all of them).
+	PodsDependOn []pulumi.Resource
+	// KedaDependsOn are what KEDA needs to read the queue with the workload identity: the KEDA
+	// operator restarted with its identity (KedaOperatorIdentity.Restarted), its federated
+	// credential and the queue's data role. The ScaledObject (or ScaledJob) and the
+	// TriggerAuthentication depend on them (optional; the stack passes all of them).
+	KedaDependsOn []pulumi.Resource
+	// AddonsReady, when set, resolves once the cluster serves the KEDA and Karpenter kinds;
+	// the custom resources wait for it (optional; workload.Deploy sets it).
+	AddonsReady pulumi.ResourceArrayInput
 	// Cluster is the AKS cluster; every Kubernetes object is deleted with it (required).
 	Cluster pulumi.Resource
 	// Provider is the explicit Kubernetes provider for that cluster (required).
@@ -111,12 +127,24 @@ func NewQueueConsumer(ctx *pulumi.Context, name string, args *QueueConsumerArgs,
 		return nil, fmt.Errorf("creating service account %q: %w", s.ServiceAccountName, err)
 	}
 
-	auth, err := apiextensions.NewCustomResource(ctx, name+"-trigger-auth", triggerAuthenticationArgs(s, nsName, args.ClientID), child...)
+	// Options: KEDA's kinds and Karpenter's may not be served yet right after the cluster is
+	// created, so the custom resources wait for the add-ons; KEDA objects also wait for KEDA's
+	// identity; whatever runs the consumer's pods waits for everything the pods need in Azure.
+	opt := func(more ...pulumi.ResourceOption) []pulumi.ResourceOption {
+		return append(append([]pulumi.ResourceOption{}, child...), more...)
+	}
+	var addons []pulumi.ResourceOption
+	if args.AddonsReady != nil {
+		addons = append(addons, pulumi.DependsOnInputs(args.AddonsReady))
+	}
+	kedaOpts := opt(append(addons, pulumi.DependsOn(args.KedaDependsOn))...)
+
+	auth, err := apiextensions.NewCustomResource(ctx, name+"-trigger-auth", triggerAuthenticationArgs(s, nsName, args.ClientID), kedaOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("creating KEDA TriggerAuthentication %q: %w", s.TriggerAuthenticationName, err)
 	}
 
-	pool, err := apiextensions.NewCustomResource(ctx, name+"-node-pool", nodePoolArgs(s), child...)
+	pool, err := apiextensions.NewCustomResource(ctx, name+"-node-pool", nodePoolArgs(s), opt(addons...)...)
 	if err != nil {
 		return nil, fmt.Errorf("creating Karpenter NodePool %q: %w", s.NodePoolName, err)
 	}
@@ -132,20 +160,22 @@ func NewQueueConsumer(ctx *pulumi.Context, name string, args *QueueConsumerArgs,
 		TriggerAuthenticationName: auth.Metadata.Name().Elem(),
 	}
 
-	// The objects whose pods run the image wait for it to exist (the build, when there is one).
-	runsImage := append(append([]pulumi.ResourceOption{}, child...), pulumi.DependsOn(args.ImageDependsOn))
-
 	var deploymentName, scalerName pulumi.StringOutput
 	switch s.ScaleMode {
 	case ScaleModeScaledJob:
-		job, err := apiextensions.NewCustomResource(ctx, name+"-scaled-job", scaledJobArgs(s, in), runsImage...)
+		// A KEDA object that also runs the pods: it waits for both.
+		job, err := apiextensions.NewCustomResource(ctx, name+"-scaled-job", scaledJobArgs(s, in),
+			opt(append(addons, pulumi.DependsOn(append(append([]pulumi.Resource{}, args.PodsDependOn...), args.KedaDependsOn...)))...)...)
 		if err != nil {
 			return nil, fmt.Errorf("creating KEDA ScaledJob %q: %w", s.ScaledJobName, err)
 		}
 		deploymentName = pulumi.String("").ToStringOutput()
 		scalerName = job.Metadata.Name().Elem()
 	default: // ScaleModeScaledObject; Validate rejected anything else.
-		dep, err := appsv1.NewDeployment(ctx, name+"-deployment", deploymentArgs(s, in), runsImage...)
+		// The rollout waits for a NAP node and for the consumer to reach storage, which it cannot
+		// until new role assignments propagate: the timeouts cover both.
+		dep, err := appsv1.NewDeployment(ctx, name+"-deployment", deploymentArgs(s, in),
+			opt(pulumi.DependsOn(args.PodsDependOn), pulumi.Timeouts(&pulumi.CustomTimeouts{Create: PodRunnerTimeout, Update: PodRunnerTimeout}))...)
 		if err != nil {
 			return nil, fmt.Errorf("creating deployment %q: %w", s.DeploymentName, err)
 		}
@@ -153,7 +183,7 @@ func NewQueueConsumer(ctx *pulumi.Context, name string, args *QueueConsumerArgs,
 			return nil, fmt.Errorf("creating pod disruption budget for %q: %w", s.DeploymentName, err)
 		}
 		deploymentName = dep.Metadata.Name().Elem()
-		so, err := apiextensions.NewCustomResource(ctx, name+"-scaled-object", scaledObjectArgs(s, in, deploymentName), child...)
+		so, err := apiextensions.NewCustomResource(ctx, name+"-scaled-object", scaledObjectArgs(s, in, deploymentName), kedaOpts...)
 		if err != nil {
 			return nil, fmt.Errorf("creating KEDA ScaledObject %q: %w", s.ScaledObjectName, err)
 		}

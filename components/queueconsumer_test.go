@@ -63,7 +63,7 @@ func runConsumer(t *testing.T, s ConsumerSettings) consumerRun {
 		if err != nil {
 			return err
 		}
-		k8s, err := kubernetes.NewProvider(ctx, "k8s", &kubernetes.ProviderArgs{Kubeconfig: pulumi.ToSecret(pulumi.String(pulumitest.TestKubeconfig)).(pulumi.StringOutput)})
+		k8s, err := kubernetes.NewProvider(ctx, "k8s", &kubernetes.ProviderArgs{Kubeconfig: pulumi.ToSecret(pulumi.String(pulumitest.Kubeconfig())).(pulumi.StringOutput)})
 		if err != nil {
 			return err
 		}

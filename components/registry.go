@@ -40,13 +40,13 @@ type Registry struct {
 func registryArgs(a *RegistryArgs) *containerregistry.RegistryArgs {
 	sku := a.Sku
 	if sku == "" {
-		sku = "Basic"
+		sku = string(containerregistry.SkuNameBasic)
 	}
 	return &containerregistry.RegistryArgs{
 		ResourceGroupName:    a.ResourceGroupName,
 		Location:             a.Location,
 		RegistryName:         a.Name,
-		Sku:                  &containerregistry.SkuArgs{Name: pulumi.String(sku)},
+		Sku:                  &containerregistry.SkuArgs{Name: containerregistry.SkuName(sku)},
 		AdminUserEnabled:     pulumi.Bool(false),
 		AnonymousPullEnabled: pulumi.Bool(false),
 		Tags:                 tagsInput(a.Tags),

@@ -18,7 +18,7 @@ const (
 // PrincipalTypeServicePrincipal is the principal type of managed identities. Setting it on a
 // role assignment lets Azure skip the directory lookup that fails with PrincipalNotFound while a
 // new identity is still replicating.
-const PrincipalTypeServicePrincipal = "ServicePrincipal"
+const PrincipalTypeServicePrincipal = string(authorization.PrincipalTypeServicePrincipal)
 
 // RoleDefinitionID returns the subscription-scoped id of a built-in role.
 func RoleDefinitionID(subscriptionID pulumi.StringInput, roleGUID string) pulumi.StringOutput {
@@ -42,7 +42,7 @@ func roleAssignmentArgs(ra roleAssignment) *authorization.RoleAssignmentArgs {
 	}
 	return &authorization.RoleAssignmentArgs{
 		PrincipalId:      ra.PrincipalID,
-		PrincipalType:    pulumi.String(pt),
+		PrincipalType:    authorization.PrincipalType(pt),
 		RoleDefinitionId: RoleDefinitionID(ra.SubscriptionID, ra.RoleGUID),
 		Scope:            ra.Scope,
 	}

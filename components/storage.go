@@ -76,21 +76,21 @@ func (a *StorageArgs) validate() error {
 func storageAccountArgs(a *StorageArgs) *storage.StorageAccountArgs {
 	sku := a.Sku
 	if sku == "" {
-		sku = "Standard_LRS"
+		sku = string(storage.SkuName_Standard_LRS)
 	}
 	return &storage.StorageAccountArgs{
 		ResourceGroupName:            a.ResourceGroupName,
 		Location:                     a.Location,
 		AccountName:                  a.AccountName,
-		Kind:                         pulumi.String("StorageV2"),
-		Sku:                          &storage.SkuArgs{Name: pulumi.String(sku)},
+		Kind:                         storage.KindStorageV2,
+		Sku:                          &storage.SkuArgs{Name: storage.SkuName(sku)},
 		EnableHttpsTrafficOnly:       pulumi.Bool(true),
-		MinimumTlsVersion:            pulumi.String("TLS1_2"),
+		MinimumTlsVersion:            storage.MinimumTlsVersion_TLS1_2,
 		AllowBlobPublicAccess:        pulumi.Bool(false),
 		AllowSharedKeyAccess:         pulumi.Bool(false),
 		DefaultToOAuthAuthentication: pulumi.Bool(true),
 		AllowCrossTenantReplication:  pulumi.Bool(false),
-		PublicNetworkAccess:          pulumi.String("Enabled"),
+		PublicNetworkAccess:          storage.PublicNetworkAccessEnabled,
 		NetworkRuleSet:               networkRuleSetArgs(a),
 		Tags:                         tagsInput(a.Tags),
 	}
@@ -99,9 +99,9 @@ func storageAccountArgs(a *StorageArgs) *storage.StorageAccountArgs {
 // networkRuleSetArgs admits the AKS subnet and the operator ranges and denies the rest, unless
 // PublicNetworkAccess deliberately opens the account.
 func networkRuleSetArgs(a *StorageArgs) *storage.NetworkRuleSetArgs {
-	defaultAction := "Deny"
+	defaultAction := storage.DefaultActionDeny
 	if a.PublicNetworkAccess {
-		defaultAction = "Allow"
+		defaultAction = storage.DefaultActionAllow
 	}
 	vnetRules := storage.VirtualNetworkRuleArray{}
 	for _, id := range a.AllowedSubnetIDs {
@@ -115,8 +115,8 @@ func networkRuleSetArgs(a *StorageArgs) *storage.NetworkRuleSetArgs {
 		ipRules = append(ipRules, &storage.IPRuleArgs{IPAddressOrRange: pulumi.String(r), Action: storage.ActionAllow})
 	}
 	return &storage.NetworkRuleSetArgs{
-		DefaultAction:       storage.DefaultAction(defaultAction),
-		Bypass:              pulumi.String("AzureServices"),
+		DefaultAction:       defaultAction,
+		Bypass:              storage.BypassAzureServices,
 		VirtualNetworkRules: vnetRules,
 		IpRules:             ipRules,
 	}

@@ -11,8 +11,14 @@ import (
 // TokenExchangeAudience is the audience Entra expects in federated service account tokens.
 const TokenExchangeAudience = "api://AzureADTokenExchange"
 
+// KedaOperatorName is the AKS KEDA add-on's operator: its Deployment and its service account.
+const KedaOperatorName = "keda-operator"
+
+// KedaNamespace is where the AKS KEDA add-on runs.
+const KedaNamespace = "kube-system"
+
 // KedaOperatorSubject is the subject of the AKS KEDA add-on's operator service account.
-const KedaOperatorSubject = "system:serviceaccount:kube-system:keda-operator"
+const KedaOperatorSubject = "system:serviceaccount:" + KedaNamespace + ":" + KedaOperatorName
 
 // ServiceAccountSubject is the federated credential subject of a Kubernetes service account.
 func ServiceAccountSubject(namespace, serviceAccount string) string {
@@ -65,6 +71,12 @@ type WorkloadIdentity struct {
 	CredentialName pulumi.StringOutput
 	// KedaCredentialName is the KEDA operator's federated credential name.
 	KedaCredentialName pulumi.StringOutput
+	// PodGrants are what the consumer's pods need to exist before they start: the service
+	// account's federated credential and the queue, poison queue and table data roles.
+	PodGrants []pulumi.Resource
+	// KedaGrants are what the KEDA operator needs to read the queue with this identity: its
+	// federated credential and the queue's data role.
+	KedaGrants []pulumi.Resource
 }
 
 func (a *WorkloadIdentityArgs) validate() error {
@@ -112,6 +124,7 @@ func NewWorkloadIdentity(ctx *pulumi.Context, name string, args *WorkloadIdentit
 	if err != nil {
 		return nil, fmt.Errorf("creating workload identity %q: %w", name, err)
 	}
+	var queueRole pulumi.Resource
 	for _, ra := range []struct {
 		suffix, role string
 		scope        pulumi.StringInput
@@ -120,14 +133,19 @@ func NewWorkloadIdentity(ctx *pulumi.Context, name string, args *WorkloadIdentit
 		{"-poison-queue-data-contributor", RoleStorageQueueDataContributor, args.PoisonQueueID},
 		{"-table-data-contributor", RoleStorageTableDataContributor, args.TableID},
 	} {
-		if _, err := newRoleAssignment(ctx, name+ra.suffix, roleAssignment{
+		role, err := newRoleAssignment(ctx, name+ra.suffix, roleAssignment{
 			PrincipalID:    identity.PrincipalId,
 			SubscriptionID: args.SubscriptionID,
 			RoleGUID:       ra.role,
 			Scope:          ra.scope,
-		}, pulumi.Parent(w)); err != nil {
+		}, pulumi.Parent(w))
+		if err != nil {
 			return nil, err
 		}
+		if queueRole == nil {
+			queueRole = role
+		}
+		w.PodGrants = append(w.PodGrants, role)
 	}
 	// Same issuer+subject cannot exist twice on an identity: replace by delete first.
 	first, err := managedidentity.NewFederatedIdentityCredential(ctx, name+"-sa-credential",
@@ -148,6 +166,8 @@ func NewWorkloadIdentity(ctx *pulumi.Context, name string, args *WorkloadIdentit
 	w.PrincipalID = identity.PrincipalId
 	w.CredentialName = first.Name
 	w.KedaCredentialName = second.Name
+	w.PodGrants = append(w.PodGrants, first)
+	w.KedaGrants = []pulumi.Resource{second, queueRole}
 	if err := ctx.RegisterResourceOutputs(w, pulumi.Map{
 		"name": w.Name, "clientId": w.ClientID, "principalId": w.PrincipalID,
 		"credentialName": w.CredentialName, "kedaCredentialName": w.KedaCredentialName,

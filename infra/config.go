@@ -4,8 +4,13 @@ package infra
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"reflect"
+	"regexp"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -13,13 +18,11 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
 
 	"github.com/aks-edw/aks-edw/components"
+	"github.com/aks-edw/aks-edw/internal/suggest"
 )
 
 // Project is the Pulumi project name; config keys live in its namespace ("aks-edw:prefix").
 const Project = "aks-edw"
-
-// DefaultImageSourceRepository is this repository, whose Dockerfile builds the consumer.
-const DefaultImageSourceRepository = "https://github.com/aks-edw/aks-edw.git"
 
 // ConsumerImageRepository is the consumer image's repository in the stack's registry.
 const ConsumerImageRepository = "aws2azure/aqs-consumer"
@@ -89,7 +92,8 @@ type Config struct {
 	ClusterTier string `json:"clusterTier"`
 
 	// ImageSourceRepository is the git repository (https) the consumer image is built from when
-	// the image key is empty.
+	// the image key is empty; required then (no default: only the user knows where their copy of
+	// this project lives).
 	ImageSourceRepository string `json:"imageSourceRepository"`
 	// ImageSourceRef is the commit (full SHA), branch or tag to build; the image tag derives
 	// from it, so CI sets it to the commit being deployed.
@@ -130,7 +134,7 @@ func DefaultConfig() Config {
 		NodeOSUpgradeChannel:        "NodeImage",
 		LogRetentionDays:            30,
 		ClusterTier:                 "Free",
-		ImageSourceRepository:       DefaultImageSourceRepository,
+		ImageSourceRepository:       "",
 		ImageSourceRef:              "main",
 		ImageSourceFolder:           "",
 		ImageDockerfile:             "Dockerfile",
@@ -147,16 +151,77 @@ func LoadConfig(ctx *pulumi.Context) (Config, error) {
 		v, err := config.Try(ctx, Project+":"+key)
 		return v, err == nil
 	}
-	errs := loadFields(&cfg, get)
-	errs = append(errs, loadFields(&cfg.Consumer, get)...)
+	// An undeclared key is most often a typo of a real one, whose value is then silently the
+	// default: the engine does not reject it (docs/cloud-notes.md), so the program does.
+	errs := UndeclaredKeys(engineConfigKeys())
+	failed := map[string]bool{}
+	errs = append(errs, loadFields(&cfg, get, failed)...)
+	errs = append(errs, loadFields(&cfg.Consumer, get, failed)...)
+	cfg.Tags = cfg.EffectiveTags(ctx.Stack())
+	// A value that did not parse keeps its default; the other keys are still checked, so one
+	// type error does not hide the rest, but rules about the unparsed key would only confuse.
+	for _, e := range cfg.problems() {
+		if !failed[problemKey(e)] {
+			errs = append(errs, e)
+		}
+	}
 	if len(errs) > 0 {
 		return cfg, joinConfigErrors(errs)
 	}
-	cfg.Tags = cfg.EffectiveTags(ctx.Stack())
-	if err := cfg.Validate(); err != nil {
-		return cfg, err
-	}
 	return cfg, nil
+}
+
+// engineConfigKeys returns the config keys the engine passed the program: the keys of the
+// PULUMI_CONFIG JSON object the Go SDK itself reads its configuration from (pulumi.EnvConfig).
+// It is empty where the program runs without it (mocks, inline Automation API programs).
+func engineConfigKeys() []string {
+	raw := os.Getenv(pulumi.EnvConfig)
+	if raw == "" {
+		return nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(raw), &m); err != nil {
+		return nil // the SDK reports a malformed PULUMI_CONFIG itself
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// UndeclaredKeys returns one error per key in the project's namespace ("aks-edw:<name>") that is
+// not a config key of this program, suggesting the key the user most likely meant.
+func UndeclaredKeys(keys []string) []error {
+	known := ConfigKeys()
+	var errs []error
+	for _, k := range keys {
+		name, ok := strings.CutPrefix(k, Project+":")
+		if !ok || slices.Contains(known, name) {
+			continue
+		}
+		msg := "is not a config key of this project (Pulumi.yaml declares every key)"
+		if s, ok := suggest.Closest(name, known); ok {
+			msg += fmt.Sprintf("; did you mean %q?", s)
+		}
+		errs = append(errs, ConfigError{Key: name, Msg: msg})
+	}
+	return errs
+}
+
+var problemKeyRe = regexp.MustCompile(`^` + Project + `:([A-Za-z0-9]+)`)
+
+// problemKey is the config key a validation problem names ("" when none).
+func problemKey(err error) string {
+	var ce ConfigError
+	if errors.As(err, &ce) {
+		return ce.Key
+	}
+	if m := problemKeyRe.FindStringSubmatch(err.Error()); m != nil {
+		return m[1]
+	}
+	return ""
 }
 
 // ImageSource is the git context the consumer image is built from.
@@ -209,7 +274,8 @@ func jsonKey(f reflect.StructField) string {
 // loadFields sets each json-tagged field of the struct that ptr points to from get(key),
 // parsing the value the way the Pulumi CLI stores it (numbers and booleans as text, arrays and
 // objects as JSON).
-func loadFields(ptr any, get func(key string) (string, bool)) []error {
+// The keys whose value did not parse are added to failed.
+func loadFields(ptr any, get func(key string) (string, bool), failed map[string]bool) []error {
 	v := reflect.ValueOf(ptr).Elem()
 	t := v.Type()
 	var errs []error
@@ -223,7 +289,8 @@ func loadFields(ptr any, get func(key string) (string, bool)) []error {
 			continue
 		}
 		if err := setField(v.Field(i), raw); err != nil {
-			errs = append(errs, fmt.Errorf("%s:%s: %w", Project, key, err))
+			errs = append(errs, ConfigError{Key: key, Msg: err.Error()})
+			failed[key] = true
 		}
 	}
 	return errs

@@ -168,7 +168,7 @@ func Deploy(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 		// The producer runs on an operator workstation with the operator's own Entra identity.
 		if _, err := authorization.NewRoleAssignment(ctx, "deployer-queue-data-contributor", &authorization.RoleAssignmentArgs{
 			PrincipalId:      client.ObjectId(),
-			PrincipalType:    pulumi.String(cfg.DeployerPrincipalType),
+			PrincipalType:    authorization.PrincipalType(cfg.DeployerPrincipalType),
 			RoleDefinitionId: components.RoleDefinitionID(subscriptionID, components.RoleStorageQueueDataContributor),
 			Scope:            store.QueueID,
 		}); err != nil {

@@ -8,6 +8,11 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pulumi/pulumi-azure-native-sdk/authorization/v3"
+	"github.com/pulumi/pulumi-azure-native-sdk/containerregistry/v3"
+	"github.com/pulumi/pulumi-azure-native-sdk/containerservice/v3"
+	"github.com/pulumi/pulumi-azure-native-sdk/storage/v3"
+
 	"github.com/aks-edw/aks-edw/components"
 )
 
@@ -24,16 +29,31 @@ var (
 	tagKeyBadRe   = regexp.MustCompile(`[<>%&\\?/]`)
 )
 
-// Allowed values of the enumerated keys (the Azure API's own sets).
+// Allowed values of the enumerated keys: the subsets we support of the enum constants the
+// azure-native SDK generates for the API versions it targets, so a value the API does not know
+// cannot be listed here (it would not compile).
 var (
-	StorageSkus           = []string{"Standard_LRS", "Standard_GRS", "Standard_RAGRS", "Standard_ZRS", "Standard_GZRS", "Standard_RAGZRS"}
-	RegistrySkus          = []string{"Basic", "Standard", "Premium"}
-	UpgradeChannels       = []string{"none", "patch", "stable", "rapid", "node-image"}
-	NodeOSUpgradeChannels = []string{"None", "Unmanaged", "NodeImage", "SecurityPatch"}
-	PrincipalTypes        = []string{"User", "ServicePrincipal", "Group"}
-	Zones                 = []string{"1", "2", "3"}
-	ClusterTiers          = []string{"Free", "Standard", "Premium"}
+	StorageSkus = enumStrings(storage.SkuName_Standard_LRS, storage.SkuName_Standard_GRS, storage.SkuName_Standard_RAGRS,
+		storage.SkuName_Standard_ZRS, storage.SkuName_Standard_GZRS, storage.SkuName_Standard_RAGZRS)
+	RegistrySkus    = enumStrings(containerregistry.SkuNameBasic, containerregistry.SkuNameStandard, containerregistry.SkuNamePremium)
+	UpgradeChannels = enumStrings(containerservice.UpgradeChannelNone, containerservice.UpgradeChannelPatch,
+		containerservice.UpgradeChannelStable, containerservice.UpgradeChannelRapid, containerservice.UpgradeChannel_Node_Image)
+	NodeOSUpgradeChannels = enumStrings(containerservice.NodeOSUpgradeChannelNone, containerservice.NodeOSUpgradeChannelUnmanaged,
+		containerservice.NodeOSUpgradeChannelNodeImage, containerservice.NodeOSUpgradeChannelSecurityPatch)
+	PrincipalTypes = enumStrings(authorization.PrincipalTypeUser, authorization.PrincipalTypeServicePrincipal, authorization.PrincipalTypeGroup)
+	Zones          = []string{"1", "2", "3"}
+	ClusterTiers   = enumStrings(containerservice.ManagedClusterSKUTierFree, containerservice.ManagedClusterSKUTierStandard,
+		containerservice.ManagedClusterSKUTierPremium)
 )
+
+// enumStrings turns SDK enum constants into the strings config values are compared with.
+func enumStrings[T ~string](values ...T) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = string(v)
+	}
+	return out
+}
 
 // ConfigError is one invalid config value.
 type ConfigError struct {
@@ -49,6 +69,14 @@ func joinConfigErrors(errs []error) error {
 
 // Validate checks every value and returns all problems at once, each naming its key.
 func (c Config) Validate() error {
+	if errs := c.problems(); len(errs) > 0 {
+		return joinConfigErrors(errs)
+	}
+	return nil
+}
+
+// problems returns every invalid value, each naming its key.
+func (c Config) problems() []error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, ConfigError{Key: key, Msg: fmt.Sprintf(format, args...)})
@@ -107,6 +135,8 @@ func (c Config) Validate() error {
 	// Cluster.
 	if c.KubernetesVersion != "" && !k8sVersionRe.MatchString(c.KubernetesVersion) {
 		bad("kubernetesVersion", "%q must look like 1.33 or 1.33.2 (or be empty for the AKS default)", c.KubernetesVersion)
+	} else if err := components.ValidateVersionPin(c.KubernetesVersion, c.UpgradeChannel); err != nil {
+		errs = append(errs, fmt.Errorf("%s:%w", Project, err))
 	}
 	if c.SystemNodeCount < 1 || c.SystemNodeCount > 100 {
 		bad("systemNodeCount", "%d must be between 1 and 100", c.SystemNodeCount)
@@ -160,13 +190,21 @@ func (c Config) Validate() error {
 	for _, r := range c.OperatorIPRanges {
 		if msg := storageIPRuleProblem(r); msg != "" {
 			bad("operatorIpRanges", "%q %s", r, msg)
+		} else if doc, ok := documentationRange(r); ok {
+			bad("operatorIpRanges", "%q is inside %s, an RFC 5737 documentation range no real host uses: put your operators' "+
+				"public egress addresses here (e.g. what `curl -s https://ifconfig.me` prints on their network), or leave the list empty", r, doc)
 		}
 	}
 	for _, r := range c.APIServerAuthorizedIPRanges {
 		if _, ok := prefixOf(r); !ok {
 			if ip, err := netip.ParseAddr(r); err != nil || !ip.Is4() {
 				bad("apiServerAuthorizedIpRanges", "%q is not an IPv4 address or CIDR", r)
+				continue
 			}
+		}
+		if doc, ok := documentationRange(r); ok {
+			bad("apiServerAuthorizedIpRanges", "%q is inside %s, an RFC 5737 documentation range no real host uses: put the public "+
+				"egress addresses of the machines that run `pulumi up` and kubectl here, or leave the list empty", r, doc)
 		}
 	}
 
@@ -186,10 +224,7 @@ func (c Config) Validate() error {
 		}
 	}
 
-	if len(errs) > 0 {
-		return joinConfigErrors(errs)
-	}
-	return nil
+	return errs
 }
 
 func unwrapAll(err error) []error {
@@ -214,6 +249,31 @@ func prefixOf(s string) (netip.Prefix, bool) {
 
 func contains(outer, inner netip.Prefix) bool {
 	return outer.Bits() <= inner.Bits() && outer.Contains(inner.Addr())
+}
+
+// documentationRanges are the RFC 5737 address blocks reserved for documentation (TEST-NET-1..3).
+var documentationRanges = []netip.Prefix{
+	netip.MustParsePrefix("192.0.2.0/24"),
+	netip.MustParsePrefix("198.51.100.0/24"),
+	netip.MustParsePrefix("203.0.113.0/24"),
+}
+
+// documentationRange returns the RFC 5737 block that the address or CIDR s overlaps.
+func documentationRange(s string) (netip.Prefix, bool) {
+	p, ok := prefixOf(s)
+	if !ok {
+		ip, err := netip.ParseAddr(strings.TrimSpace(s))
+		if err != nil {
+			return netip.Prefix{}, false
+		}
+		p = netip.PrefixFrom(ip, ip.BitLen())
+	}
+	for _, d := range documentationRanges {
+		if d.Overlaps(p) {
+			return d, true
+		}
+	}
+	return netip.Prefix{}, false
 }
 
 // storageIPRuleProblem returns why Azure Storage would reject s as an IP rule, or "".

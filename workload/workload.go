@@ -28,9 +28,24 @@ type Args struct {
 	// Image is the consumer image reference: the prebuilt `image` setting or the one the stack
 	// builds (required).
 	Image pulumi.StringInput
-	// ImageBuild is the resource that builds Image (the ACR task run); the pods' Deployment or
-	// ScaledJob waits for it. Optional: nil for a prebuilt image.
-	ImageBuild pulumi.Resource
+	// PodsDependOn are the Azure resources the consumer's pods need before they start: the
+	// image build (when there is one), the kubelet's AcrPull, the service account's federated
+	// credential and the data roles. The Deployment or ScaledJob waits for them.
+	PodsDependOn []pulumi.Resource
+	// KedaDependsOn are what KEDA's operator needs to read the queue with the identity: its
+	// federated credential and the queue's data role. The operator restarts after them, and the
+	// KEDA objects wait for that restart.
+	KedaDependsOn []pulumi.Resource
+	// AddonWait bounds the wait for the cluster's add-ons (optional; 15 minutes by default).
+	AddonWait AddonWait
+}
+
+// Workload is what Deploy created.
+type Workload struct {
+	// Consumer is the queue consumer component.
+	Consumer *components.QueueConsumer
+	// KedaIdentity makes the KEDA add-on's operator use the workload identity.
+	KedaIdentity *components.KedaOperatorIdentity
 }
 
 func (a Args) validate() error {
@@ -61,13 +76,6 @@ func (a Args) validate() error {
 	return errors.Join(errs...)
 }
 
-func imageDependsOn(build pulumi.Resource) []pulumi.Resource {
-	if build == nil {
-		return nil
-	}
-	return []pulumi.Resource{build}
-}
-
 // providerArgs is the explicit Kubernetes provider for the cluster.
 func providerArgs(kubeconfig pulumi.StringOutput, clusterIdentifier pulumi.StringInput) (*kubernetes.ProviderArgs, error) {
 	secret, ok := pulumi.ToSecret(kubeconfig).(pulumi.StringOutput)
@@ -96,9 +104,11 @@ func clusterIdentifier(cluster pulumi.Resource) pulumi.StringInput {
 	return cluster.URN().ToStringOutput()
 }
 
-// Deploy creates the explicit Kubernetes provider for the cluster and the queue consumer
-// (components.QueueConsumer named name) through it.
-func Deploy(ctx *pulumi.Context, name string, args Args) (*components.QueueConsumer, error) {
+// Deploy creates the explicit Kubernetes provider for the cluster and, through it, the KEDA
+// operator's identity (components.KedaOperatorIdentity named name+"-keda-identity") and the
+// queue consumer (components.QueueConsumer named name). Objects that need the cluster's add-ons
+// (KEDA, node autoprovisioning) wait until the API server serves them.
+func Deploy(ctx *pulumi.Context, name string, args Args) (*Workload, error) {
 	if err := args.validate(); err != nil {
 		return nil, fmt.Errorf("workload %q: invalid args: %w", name, err)
 	}
@@ -110,6 +120,16 @@ func Deploy(ctx *pulumi.Context, name string, args Args) (*components.QueueConsu
 	if err != nil {
 		return nil, fmt.Errorf("creating Kubernetes provider %q: %w", name+"-k8s", err)
 	}
+	ready := addonsReady(ctx, args.Kubeconfig, args.AddonWait)
+	keda, err := components.NewKedaOperatorIdentity(ctx, name+"-keda-identity", &components.KedaOperatorIdentityArgs{
+		ClientID:  args.ClientID,
+		DependsOn: args.KedaDependsOn,
+		Cluster:   args.Cluster,
+		Provider:  provider,
+	}, pulumi.DependsOnInputs(ready))
+	if err != nil {
+		return nil, fmt.Errorf("deploying the KEDA operator's identity for %q: %w", name, err)
+	}
 	consumer, err := components.NewQueueConsumer(ctx, name, &components.QueueConsumerArgs{
 		Settings:           args.Settings,
 		StorageAccountName: args.StorageAccountName,
@@ -117,12 +137,14 @@ func Deploy(ctx *pulumi.Context, name string, args Args) (*components.QueueConsu
 		TableName:          args.TableName,
 		ClientID:           args.ClientID,
 		Image:              args.Image,
-		ImageDependsOn:     imageDependsOn(args.ImageBuild),
+		PodsDependOn:       args.PodsDependOn,
+		KedaDependsOn:      append(append([]pulumi.Resource{}, args.KedaDependsOn...), keda.Restarted),
+		AddonsReady:        ready,
 		Cluster:            args.Cluster,
 		Provider:           provider,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("deploying queue consumer %q: %w", name, err)
 	}
-	return consumer, nil
+	return &Workload{Consumer: consumer, KedaIdentity: keda}, nil
 }

@@ -32,7 +32,7 @@ func deploy(t *testing.T, s components.ConsumerSettings, edit func(*Args)) (*pul
 		}
 		args := Args{
 			// In clear on purpose: Deploy must make it secret itself.
-			Kubeconfig:         pulumi.String(pulumitest.TestKubeconfig).ToStringOutput(),
+			Kubeconfig:         pulumi.String(pulumitest.Kubeconfig()).ToStringOutput(),
 			Cluster:            cluster,
 			Settings:           s,
 			StorageAccountName: pulumi.String("storaksdemox7k2p9"),
@@ -70,7 +70,7 @@ func TestDeployProvider(t *testing.T) {
 			assert.True(t, p.InputIsSecret("kubeconfig"), "SPEC §7.7: the kubeconfig reaches the provider only as a secret")
 			kc := p.Inputs["kubeconfig"]
 			require.True(t, kc.IsSecret(), "kubeconfig input")
-			assert.Equal(t, pulumitest.TestKubeconfig, kc.SecretValue().Element.StringValue(), "kubeconfig value")
+			assert.Equal(t, pulumitest.Kubeconfig(), kc.SecretValue().Element.StringValue(), "kubeconfig value")
 			assert.Equal(t, cluster.URN, p.DeletedWith, "provider deletedWith the cluster")
 			assert.Equal(t, cluster.ID, p.Input("clusterIdentifier"), "provider is replaced only with the cluster")
 			assert.Equal(t, "true", boolInput(p, "deleteUnreachable"))
@@ -78,7 +78,8 @@ func TestDeployProvider(t *testing.T) {
 
 			// Every Kubernetes object goes through this provider and dies with the cluster.
 			n := pulumitest.CheckKubernetesObjects(t, m, p, cluster)
-			assert.Equal(t, 7, n, "ScaledObject mode: namespace, SA, deployment, PDB, scaled object, trigger auth, node pool")
+			assert.Equal(t, 9, n, "ScaledObject mode: namespace, SA, deployment, PDB, scaled object, trigger auth, node pool, "+
+				"and the KEDA operator's service account and Deployment patches")
 			m.One(t, components.QueueConsumerType)
 		})
 	}
@@ -105,16 +106,18 @@ func TestDeployImage(t *testing.T) {
 						return err
 					}
 					args := Args{
-						Kubeconfig: pulumi.String(pulumitest.TestKubeconfig).ToStringOutput(), Cluster: cluster, Settings: s,
+						Kubeconfig: pulumi.String(pulumitest.Kubeconfig()).ToStringOutput(), Cluster: cluster, Settings: s,
 						StorageAccountName: pulumi.String("storaksdemox7k2p9"), QueueName: pulumi.String("aws2azmsgs"),
 						TableName: pulumi.String("aws2azpmts"), ClientID: pulumi.String("client-id"),
 						Image: pulumi.String(want),
 					}
 					if build {
 						// Stands in for the ACR task run.
-						if args.ImageBuild, err = random.NewRandomString(ctx, "image-build", &random.RandomStringArgs{Length: pulumi.Int(6)}); err != nil {
+						b, err := random.NewRandomString(ctx, "image-build", &random.RandomStringArgs{Length: pulumi.Int(6)})
+						if err != nil {
 							return err
 						}
+						args.PodsDependOn = []pulumi.Resource{b}
 					}
 					_, err = Deploy(ctx, "consumer", args)
 					return err

@@ -29,7 +29,7 @@ func TestMissingStackExits2(t *testing.T) {
 func TestWritesPlanToFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "plan.md")
 	var out, errb bytes.Buffer
-	require.Equal(t, 0, run([]string{"-stack", "dev", "-dir", "../..", "-markdown", "-o", path}, &out, &errb), errb.String())
+	require.Equal(t, 0, run([]string{"-stack", "dev", "-dir", "../..", "-markdown", "-o", path, "-config", repo}, &out, &errb), errb.String())
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(string(b), "# Offline plan: the dev stack\n"))
@@ -42,20 +42,29 @@ func TestWritesPlanToFile(t *testing.T) {
 func TestConfigOverrides(t *testing.T) {
 	const commit = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 	var out, errb bytes.Buffer
-	require.Equal(t, 0, run([]string{"-stack", "dev", "-dir", "../..", "-config", "aks-edw:imageSourceRef=" + commit}, &out, &errb), errb.String())
+	require.Equal(t, 0, run([]string{"-stack", "dev", "-dir", "../..", "-config", repo, "-config", "aks-edw:imageSourceRef=" + commit}, &out, &errb), errb.String())
 	assert.Contains(t, out.String(), "aqs-consumer:sha-4b825dc642cb")
 	assert.NotContains(t, out.String(), "aqs-consumer:main")
 
 	out.Reset()
 	errb.Reset()
-	assert.Equal(t, 1, run([]string{"-stack", "dev", "-dir", "../..", "-config", "imageSourceReff=x"}, &out, &errb))
-	assert.Contains(t, errb.String(), "config imageSourceReff: not declared in Pulumi.yaml")
+	assert.Equal(t, 1, run([]string{"-stack", "dev", "-dir", "../..", "-config", repo, "-config", "imageSourceReff=x"}, &out, &errb))
+	assert.Contains(t, errb.String(), `aks-edw:imageSourceReff: is not a config key of this project (Pulumi.yaml declares every key); did you mean "imageSourceRef"?`)
 
 	errb.Reset()
 	assert.Equal(t, 2, run([]string{"-stack", "dev", "-dir", "../..", "-config", "noequals"}, &out, &errb))
 	assert.Contains(t, errb.String(), `"noequals" is not key=value`)
 
 	errb.Reset()
-	assert.Equal(t, 1, run([]string{"-stack", "dev", "-dir", "../..", "-config", "imageSourceRef=abc1234"}, &out, &errb))
+	assert.Equal(t, 1, run([]string{"-stack", "dev", "-dir", "../..", "-config", repo, "-config", "imageSourceRef=abc1234"}, &out, &errb))
 	assert.Contains(t, errb.String(), "abbreviated commit", "the program's own validation still applies")
+
+	// imageSourceRepository has no default: without it the plan fails naming it and image.
+	errb.Reset()
+	assert.Equal(t, 1, run([]string{"-stack", "dev", "-dir", "../.."}, &out, &errb))
+	assert.Contains(t, errb.String(), "aks-edw:imageSourceRepository is required when image is empty")
+	assert.Contains(t, errb.String(), "or set image to")
 }
+
+// repo sets the one key every deployment must set (as make plan does).
+const repo = "imageSourceRepository=https://git.example.com/your-org/aks-edw.git"

@@ -30,7 +30,8 @@ func Deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		TableName:          stack.Storage.TableName,
 		ClientID:           stack.WorkloadIdentity.ClientID,
 		Image:              stack.ConsumerImage,
-		ImageBuild:         imageBuild(stack),
+		PodsDependOn:       podsDependOn(stack),
+		KedaDependsOn:      stack.WorkloadIdentity.KedaGrants,
 	}); err != nil {
 		return nil, err
 	}
@@ -41,11 +42,15 @@ func Deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 	return outputs, nil
 }
 
-// imageBuild is the task run the workload waits for, or nil (a nil *TaskRun must not become a
-// non-nil pulumi.Resource).
-func imageBuild(stack *infra.Stack) pulumi.Resource {
-	if stack.ImageBuild == nil {
-		return nil
+// podsDependOn is everything in Azure the consumer's pods need before they start: the image
+// build (when the stack builds the image; a nil *TaskRun must not become a non-nil
+// pulumi.Resource), the kubelet's AcrPull, the service account's federated credential and the
+// data roles.
+func podsDependOn(stack *infra.Stack) []pulumi.Resource {
+	deps := []pulumi.Resource{stack.Cluster.AcrPull}
+	deps = append(deps, stack.WorkloadIdentity.PodGrants...)
+	if stack.ImageBuild != nil {
+		deps = append(deps, stack.ImageBuild.TaskRun)
 	}
-	return stack.ImageBuild.TaskRun
+	return deps
 }

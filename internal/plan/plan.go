@@ -7,6 +7,7 @@ package plan
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -60,14 +61,14 @@ func RunWithConfig(dir, stack string, overrides map[string]string) (*Plan, error
 		var undeclared []string
 		for k, v := range overrides {
 			if _, ok := proj.Config[k]; !ok {
-				undeclared = append(undeclared, k)
+				undeclared = append(undeclared, infra.Project+":"+k)
 				continue
 			}
 			cfg[infra.Project+":"+k] = v
 		}
 		if len(undeclared) > 0 {
 			sort.Strings(undeclared)
-			return nil, fmt.Errorf("config %s: not declared in Pulumi.yaml", strings.Join(undeclared, ", "))
+			return nil, fmt.Errorf("-config: %w", errors.Join(infra.UndeclaredKeys(undeclared)...))
 		}
 	}
 	m := pulumitest.New(infra.Project, stack)
@@ -136,8 +137,10 @@ func (p *Plan) Markdown(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "# Offline plan: the %s stack\n\n", p.Stack)
 	fmt.Fprintf(w, "This is what `pulumi up` would create for a new `%s` stack, produced without Azure credentials or "+
-		"the Pulumi CLI by `go run ./cmd/plan -stack %s` (`make plan STACK=%s`): the program runs under the same "+
-		"mocks as the tests, with the config loaded from `Pulumi.yaml` and `Pulumi.%s.yaml` as the CLI loads it. "+
+		"the Pulumi CLI by `make plan STACK=%s` (`go run ./cmd/plan -stack %s -config imageSourceRepository=<url>`): "+
+		"the program runs under the same mocks as the tests, with the config loaded from `Pulumi.yaml` and "+
+		"`Pulumi.%s.yaml` as the CLI loads it, and `imageSourceRepository` (required, no default) set to the "+
+		"placeholder `"+pulumitest.ImageSourceRepository+"`. "+
 		"It is an example for reviewers, not a diff against a deployed stack. `TestPlan` (plan_test.go) fails "+
 		"when this file differs from the program's plan, and checks the tree's resources, inputs and options and "+
 		"every field of the manifests against the reviewed inventory `testdata/inventory.%s.golden`; after "+

@@ -37,7 +37,8 @@ func Inventory(m *Mocks) string {
 }
 
 // Options lists r's resource options as the inventory shows them: parent=, protect,
-// deleteBeforeReplace, deletedWith=, provider= (explicit providers only) and dependsOn=[...],
+// deleteBeforeReplace, deletedWith=, provider= (explicit providers only), timeouts= (custom
+// timeouts) and dependsOn=[...],
 // each naming the other resource by its logical name.
 func Options(m *Mocks, r *Resource) []string {
 	var opts []string
@@ -55,6 +56,9 @@ func Options(m *Mocks, r *Resource) []string {
 	}
 	if r.Provider != "" && !strings.Contains(r.Provider, "::default") {
 		opts = append(opts, "provider="+m.LogicalName(ProviderURN(r.Provider)))
+	}
+	if r.CreateTimeout != "" || r.UpdateTimeout != "" {
+		opts = append(opts, "timeouts=create:"+r.CreateTimeout+",update:"+r.UpdateTimeout)
 	}
 	if deps := DependencyNames(m, r); len(deps) > 0 {
 		opts = append(opts, "dependsOn=["+strings.Join(deps, ",")+"]")

@@ -26,6 +26,9 @@ const (
 	DeployerObjectID = "00000000-0000-0000-0000-0000000000de"
 	// RandomResult is what every random.RandomString resolves to.
 	RandomResult = "x7k2p9"
+	// ImageSourceRepository is the git repository tests and the offline plan build the consumer
+	// image from (imageSourceRepository has no default; a reserved example.com host, RFC 2606).
+	ImageSourceRepository = "https://git.example.com/your-org/aks-edw.git"
 )
 
 // Resource is one registered resource as the engine would have seen it.
@@ -45,6 +48,8 @@ type Resource struct {
 	DeletedWith         string
 	DeleteBeforeReplace bool
 	IgnoreChanges       []string
+	// CreateTimeout and UpdateTimeout are the customTimeouts sent ("" when none).
+	CreateTimeout, UpdateTimeout string
 }
 
 // Input returns the input at a dotted path ("networkRuleSet.defaultAction", "a.0.b", with `\.`
@@ -90,11 +95,13 @@ func lookup(v any, path string) any {
 
 // Mocks implements pulumi.MockResourceMonitor and records everything.
 type Mocks struct {
-	project   string
-	stack     string
-	mu        sync.Mutex
-	resources []*Resource
-	calls     []pulumi.MockCallArgs
+	project string
+	stack   string
+	// kubeconfig, when set, is what the cluster credentials invoke returns instead of Kubeconfig().
+	kubeconfig string
+	mu         sync.Mutex
+	resources  []*Resource
+	calls      []pulumi.MockCallArgs
 }
 
 // New returns an empty recorder for one project and stack.
@@ -113,7 +120,7 @@ func (m *Mocks) urn(parent, typ, name string) string {
 var physicalNameKeys = []string{
 	// Child resources first: their inputs also name the parent (accountName, resourceName, ...).
 	"queueName", "tableName", "federatedIdentityCredentialResourceName", "subnetName",
-	"roleAssignmentName", "agentPoolName", "runId", "taskRunName",
+	"roleAssignmentName", "agentPoolName", "runId", "taskRunName", "dataCollectionRuleName", "associationName",
 	"resourceGroupName", // only for ResourceGroup itself, see physicalName
 	"accountName", "registryName", "resourceName", "workspaceName", "virtualNetworkName",
 }
@@ -140,6 +147,11 @@ func armID(typ string, in map[string]any, name string) string {
 	rg, _ := in["resourceGroupName"].(string)
 	if typ == "azure-native:resources:ResourceGroup" {
 		return fmt.Sprintf("/subscriptions/%s/resourceGroups/%s", SubscriptionID, name)
+	}
+	if typ == "azure-native:monitor:DataCollectionRuleAssociation" {
+		// An extension resource: its id is under the resource it is associated with.
+		scope, _ := in["resourceUri"].(string)
+		return scope + "/providers/Microsoft.Insights/dataCollectionRuleAssociations/" + name
 	}
 	if typ == "azure-native:network:Subnet" {
 		vnet, _ := in["virtualNetworkName"].(string)
@@ -212,6 +224,9 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		r.Dependencies = append([]string(nil), rpc.GetDependencies()...)
 		r.Protect = rpc.GetProtect()
 		r.DeletedWith = rpc.GetDeletedWith()
+		if ct := rpc.GetCustomTimeouts(); ct != nil {
+			r.CreateTimeout, r.UpdateTimeout = ct.GetCreate(), ct.GetUpdate()
+		}
 		r.DeleteBeforeReplace = rpc.GetDeleteBeforeReplace()
 		r.IgnoreChanges = append([]string(nil), rpc.GetIgnoreChanges()...)
 	}
@@ -220,21 +235,6 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	m.mu.Unlock()
 	return id, outputs, nil
 }
-
-// TestKubeconfig is the kubeconfig listManagedClusterUserCredentials returns under the mocks.
-const TestKubeconfig = `apiVersion: v1
-kind: Config
-clusters:
-- cluster: {server: "https://mock.hcp.westus3.azmk8s.io:443"}
-  name: mock
-contexts:
-- context: {cluster: mock, user: mock}
-  name: mock
-current-context: mock
-users:
-- name: mock
-  user: {token: mock-token}
-`
 
 // Call answers the invokes the program uses and fails loudly on any other.
 func (m *Mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
@@ -254,11 +254,25 @@ func (m *Mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 		return resource.NewPropertyMapFromMap(map[string]any{
 			"kubeconfigs": []any{map[string]any{
 				"name":  "clusterUser",
-				"value": base64.StdEncoding.EncodeToString([]byte(TestKubeconfig)),
+				"value": base64.StdEncoding.EncodeToString([]byte(m.clusterKubeconfig())),
 			}},
 		}), nil
 	}
 	return nil, fmt.Errorf("pulumitest: unexpected invoke %q with args %v", args.Token, args.Args.Mappable())
+}
+
+// WithKubeconfig makes the cluster credentials invoke return kubeconfig (e.g. one for an API
+// server from NewAPIServer that lacks an add-on), and returns m.
+func (m *Mocks) WithKubeconfig(kubeconfig string) *Mocks {
+	m.kubeconfig = kubeconfig
+	return m
+}
+
+func (m *Mocks) clusterKubeconfig() string {
+	if m.kubeconfig != "" {
+		return m.kubeconfig
+	}
+	return Kubeconfig()
 }
 
 // Resources returns every recorded resource in registration order.

@@ -15,6 +15,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/diag/colors"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/config"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
+
+	"github.com/aks-edw/aks-edw/internal/suggest"
 )
 
 // StackNames returns, sorted, every stack that has a Pulumi.<stack>.yaml in dir.
@@ -73,12 +75,20 @@ func LoadStackConfig(dir, stack string) (map[string]string, error) {
 	}
 
 	var undeclared []string
+	declared := make([]string, 0, len(proj.Config))
+	for k := range proj.Config {
+		declared = append(declared, k)
+	}
 	for key := range ps.Config {
 		if key.Namespace() != proj.Name.String() {
 			continue
 		}
-		if _, declared := proj.Config[key.Name()]; !declared {
-			undeclared = append(undeclared, key.String())
+		if _, ok := proj.Config[key.Name()]; !ok {
+			u := key.String()
+			if s, ok := suggest.Closest(key.Name(), declared); ok {
+				u += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			undeclared = append(undeclared, u)
 		}
 	}
 	if len(undeclared) > 0 {

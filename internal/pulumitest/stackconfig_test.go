@@ -53,7 +53,7 @@ func TestLoadStackConfigErrors(t *testing.T) {
 	cases := []struct {
 		name, stack, body, want string
 	}{
-		{"undeclared key", "dev", "config:\n  demo:sise: 5\n", "sets demo:sise, which Pulumi.yaml does not declare"},
+		{"undeclared key", "dev", "config:\n  demo:sise: 5\n", "sets demo:sise (did you mean \"size\"?), which Pulumi.yaml does not declare"},
 		{"wrong type", "dev", "config:\n  demo:size: many\n", "does not match Pulumi.yaml"},
 		{"secure value", "dev", "config:\n  demo:label:\n    secure: AAABAKo0aGFzaA==\n", "holds secret (secure:) values for demo:label"},
 		{"missing stack", "qa", "config: {}\n", "Pulumi.qa.yaml does not exist (stacks: dev)"},

@@ -1,0 +1,170 @@
+package workload
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/aks-edw/aks-edw/components"
+)
+
+// An AKS cluster reports success before its add-ons have installed what they own: the KEDA
+// add-on's CRDs and operator, and node autoprovisioning's Karpenter CRDs. The Kubernetes provider
+// retries a custom resource whose kind is not served for only about a minute before failing
+// (docs/cloud-notes.md), so the objects that need the add-ons wait for them explicitly.
+
+// addonPath is one thing an add-on installs, as a GET path on the API server.
+type addonPath struct {
+	// Path is the API server path that answers 200 once it exists.
+	Path string
+	// What names it in errors.
+	What string
+	// Resource, when set, must be listed in the group-version document at Path (a CRD's kind is
+	// served once its resource appears in discovery).
+	Resource string
+}
+
+// RequiredAddons are what the workload's objects need from the cluster's add-ons.
+var RequiredAddons = []addonPath{
+	{Path: "/apis/keda.sh/v1alpha1", Resource: "scaledobjects", What: "KEDA's ScaledObject kind (keda.sh/v1alpha1 scaledobjects; the KEDA add-on)"},
+	{Path: "/apis/keda.sh/v1alpha1", Resource: "scaledjobs", What: "KEDA's ScaledJob kind (keda.sh/v1alpha1 scaledjobs; the KEDA add-on)"},
+	{Path: "/apis/keda.sh/v1alpha1", Resource: "triggerauthentications", What: "KEDA's TriggerAuthentication kind (keda.sh/v1alpha1; the KEDA add-on)"},
+	{Path: "/apis/karpenter.sh/v1", Resource: "nodepools", What: "Karpenter's NodePool kind (karpenter.sh/v1 nodepools; node autoprovisioning)"},
+	{Path: "/api/v1/namespaces/kube-system/serviceaccounts/" + components.KedaOperatorName, What: "the KEDA operator's service account (kube-system/" + components.KedaOperatorName + ")"},
+	{Path: "/apis/apps/v1/namespaces/kube-system/deployments/" + components.KedaOperatorName, What: "the KEDA operator's Deployment (kube-system/" + components.KedaOperatorName + ")"},
+}
+
+// AddonWait bounds the wait for the add-ons.
+type AddonWait struct {
+	// Timeout is how long to wait in all (default 15 minutes).
+	Timeout time.Duration
+	// Interval is the pause between polls (default 5 seconds).
+	Interval time.Duration
+}
+
+func (w AddonWait) withDefaults() AddonWait {
+	if w.Timeout <= 0 {
+		w.Timeout = 15 * time.Minute
+	}
+	if w.Interval <= 0 {
+		w.Interval = 5 * time.Second
+	}
+	return w
+}
+
+// WaitForAddons polls the API server the kubeconfig points at until every path is served, and
+// returns an error naming what is still missing when the timeout passes or ctx ends.
+func WaitForAddons(ctx context.Context, kubeconfig string, paths []addonPath, w AddonWait) error {
+	w = w.withDefaults()
+	cfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(kubeconfig))
+	if err != nil {
+		return fmt.Errorf("reading the cluster's kubeconfig: %w", err)
+	}
+	cfg.Timeout = 30 * time.Second
+	client, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return fmt.Errorf("building a client for the cluster's API server: %w", err)
+	}
+	host := strings.TrimSuffix(cfg.Host, "/")
+	ctx, cancel := context.WithTimeout(ctx, w.Timeout)
+	defer cancel()
+	for {
+		missing, lastErr := missingAddons(ctx, client, host, paths)
+		if len(missing) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			msg := fmt.Sprintf("after %s the cluster at %s still does not serve: %s", w.Timeout, host, strings.Join(missing, "; "))
+			if lastErr != nil {
+				msg += fmt.Sprintf(" (last error: %v)", lastErr)
+			}
+			return errors.New(msg + ". Check that the KEDA add-on and node autoprovisioning are enabled, then run `pulumi up` again")
+		case <-time.After(w.Interval):
+		}
+	}
+}
+
+// missingAddons returns what of paths is not served yet, and the last transport error.
+func missingAddons(ctx context.Context, client *http.Client, host string, paths []addonPath) ([]string, error) {
+	var missing []string
+	var lastErr error
+	docs := map[string][]byte{}
+	for _, p := range paths {
+		body, ok := docs[p.Path]
+		if !ok {
+			var err error
+			body, err = get(ctx, client, host+p.Path)
+			if err != nil {
+				lastErr = err
+			}
+			docs[p.Path] = body
+		}
+		if body == nil || (p.Resource != "" && !lists(body, p.Resource)) {
+			missing = append(missing, p.What)
+		}
+	}
+	return missing, lastErr
+}
+
+// lists reports whether a discovery document (APIResourceList) lists the resource.
+func lists(doc []byte, resource string) bool {
+	var list metav1.APIResourceList
+	if json.Unmarshal(doc, &list) != nil {
+		return false
+	}
+	for _, r := range list.APIResources {
+		if r.Name == resource {
+			return true
+		}
+	}
+	return false
+}
+
+// get returns the body of a 200 answer, nil for anything else (404 while not installed yet).
+func get(ctx context.Context, client *http.Client, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, err
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return body, nil
+	case http.StatusNotFound:
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+}
+
+// addonsReady is an output that resolves once the cluster serves the add-ons' kinds and
+// objects; resources take it with pulumi.DependsOnInputs, so they are registered only after it
+// (and it is skipped while the kubeconfig is unknown, in a preview of a new cluster).
+func addonsReady(ctx *pulumi.Context, kubeconfig pulumi.StringOutput, w AddonWait) pulumi.ResourceArrayOutput {
+	return kubeconfig.ApplyTWithContext(ctx.Context(), func(c context.Context, kc string) ([]pulumi.Resource, error) {
+		if err := WaitForAddons(c, kc, RequiredAddons, w); err != nil {
+			return nil, fmt.Errorf("waiting for the cluster's add-ons: %w", err)
+		}
+		return nil, nil
+	}).(pulumi.ResourceArrayOutput)
+}

@@ -1,0 +1,115 @@
+package workload
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/aks-edw/aks-edw/components"
+	"github.com/aks-edw/aks-edw/internal/pulumitest"
+)
+
+// without returns the add-on discovery minus the given paths (an add-on not installed yet).
+func without(paths ...string) map[string]any {
+	out := map[string]any{}
+	for k, v := range pulumitest.AddonDiscovery {
+		out[k] = v
+	}
+	for _, p := range paths {
+		delete(out, p)
+	}
+	return out
+}
+
+var fast = AddonWait{Timeout: 500 * time.Millisecond, Interval: 50 * time.Millisecond}
+
+func TestWaitForAddonsServed(t *testing.T) {
+	srv, kc := pulumitest.NewAPIServer(pulumitest.AddonDiscovery)
+	defer srv.Close()
+	require.NoError(t, WaitForAddons(context.Background(), kc, RequiredAddons, fast))
+}
+
+// Each add-on that is missing is named, and the wait gives up after its timeout.
+func TestWaitForAddonsNamesWhatIsMissing(t *testing.T) {
+	for _, tc := range []struct {
+		missing string
+		want    string
+	}{
+		{"/apis/keda.sh/v1alpha1", "KEDA's ScaledObject kind"},
+		{"/apis/karpenter.sh/v1", "Karpenter's NodePool kind"},
+		{"/apis/apps/v1/namespaces/kube-system/deployments/keda-operator", "the KEDA operator's Deployment"},
+		{"/api/v1/namespaces/kube-system/serviceaccounts/keda-operator", "the KEDA operator's service account"},
+	} {
+		t.Run(tc.missing, func(t *testing.T) {
+			srv, kc := pulumitest.NewAPIServer(without(tc.missing))
+			defer srv.Close()
+			start := time.Now()
+			err := WaitForAddons(context.Background(), kc, RequiredAddons, fast)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Contains(t, err.Error(), "KEDA add-on and node autoprovisioning are enabled")
+			assert.Less(t, time.Since(start), 10*time.Second)
+		})
+	}
+	// A group served without the kind (CRD not established yet) is missing too.
+	partial := without()
+	partial["/apis/keda.sh/v1alpha1"] = map[string]any{"kind": "APIResourceList", "groupVersion": "keda.sh/v1alpha1",
+		"resources": []any{map[string]any{"name": "scaledobjects"}}}
+	srv, kc := pulumitest.NewAPIServer(partial)
+	defer srv.Close()
+	err := WaitForAddons(context.Background(), kc, RequiredAddons, fast)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "ScaledJob kind")
+	assert.NotContains(t, err.Error(), "ScaledObject kind")
+}
+
+// The add-ons arrive while the program waits: it goes on as soon as they are served.
+func TestWaitForAddonsAppearLater(t *testing.T) {
+	var calls atomic.Int32
+	srv, kc := pulumitest.NewAPIServerFunc(func(path string) (any, bool) {
+		if calls.Add(1) <= int32(3*len(RequiredAddons)) {
+			return nil, false // not installed yet: 404
+		}
+		body, ok := pulumitest.AddonDiscovery[path]
+		return body, ok
+	})
+	defer srv.Close()
+	require.NoError(t, WaitForAddons(context.Background(), kc, RequiredAddons, AddonWait{Timeout: 10 * time.Second, Interval: 20 * time.Millisecond}))
+	assert.Greater(t, calls.Load(), int32(3*len(RequiredAddons)), "it polled until they were served")
+}
+
+func TestWaitForAddonsBadInput(t *testing.T) {
+	err := WaitForAddons(context.Background(), "not: [a kubeconfig", RequiredAddons, fast)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "reading the cluster's kubeconfig")
+
+	srv, kc := pulumitest.NewAPIServer(pulumitest.AddonDiscovery)
+	defer srv.Close()
+	err = WaitForAddons(context.Background(), strings.Replace(kc, pulumitest.MockToken, "wrong-token", 1), RequiredAddons, fast)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "401", "an authorization failure is reported, not hidden as 'missing'")
+}
+
+// Through Deploy: when the cluster does not serve KEDA's kinds, `pulumi up` fails with the wait's
+// message and registers no object that needs the add-ons.
+func TestDeployWaitsForAddons(t *testing.T) {
+	srv, kc := pulumitest.NewAPIServer(without("/apis/keda.sh/v1alpha1"))
+	defer srv.Close()
+	m, err := deploy(t, components.DefaultConsumerSettings(), func(a *Args) {
+		a.Kubeconfig = pulumi.String(kc).ToStringOutput()
+		a.AddonWait = fast
+	})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "waiting for the cluster's add-ons")
+	assert.Contains(t, err.Error(), "KEDA's ScaledObject kind")
+	for _, typ := range []string{"kubernetes:keda.sh/v1alpha1:TriggerAuthentication", "kubernetes:keda.sh/v1alpha1:ScaledObject",
+		"kubernetes:karpenter.sh/v1:NodePool", "kubernetes:apps/v1:DeploymentPatch", "kubernetes:core/v1:ServiceAccountPatch"} {
+		assert.Empty(t, m.ByType(typ), "%s must not be created before the add-ons serve it", typ)
+	}
+}
