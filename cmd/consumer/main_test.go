@@ -42,13 +42,17 @@ func storedOnce(t *testing.T, c *storage.Clients, want int) []message.Entity {
 	require.Len(t, ents, want, "entities in the table")
 	texts := map[string]int{}
 	for _, e := range ents {
-		texts[e.Msg]++
-		pk, rk := message.Keys(e.MessageID)
+		texts[e.Data]++
+		source := e.MessageID
+		if e.ID != "" {
+			source = "id:" + e.ID
+		}
+		pk, rk := message.Keys(source)
 		assert.Equal(t, pk, e.PartitionKey)
 		assert.Equal(t, rk, e.RowKey)
 		_, err := message.ParseStamp(e.SrcStamp)
 		assert.NoError(t, err)
-		_, err = message.ParseStamp(e.ProcessedStamp)
+		_, err = message.ParseStamp(e.DateStamp)
 		assert.NoError(t, err)
 		assert.GreaterOrEqual(t, e.LatencyMs, 0.0)
 	}
@@ -57,6 +61,25 @@ func storedOnce(t *testing.T, c *storage.Clients, want int) []message.Entity {
 	}
 	require.Len(t, texts, want, "distinct message texts")
 	return ents
+}
+
+// poisonRecord is one poison queue message decoded: the record and the original text.
+type poisonRecord struct {
+	message.PoisonRecord
+	body string
+}
+
+func poisonRecords(t *testing.T, c *storage.Clients) []poisonRecord {
+	t.Helper()
+	texts, err := storage.PeekTexts(itest.Ctx(t, 10*time.Second), c.Poison)
+	require.NoError(t, err)
+	var out []poisonRecord
+	for _, text := range texts {
+		r, body, err := message.DecodePoison(text)
+		require.NoError(t, err)
+		out = append(out, poisonRecord{r, body})
+	}
+	return out
 }
 
 func depth(t *testing.T, q *azqueue.QueueClient) int {
@@ -201,9 +224,22 @@ func TestPoisonMessagesMovedAndNeverLoop(t *testing.T) {
 	require.NoError(t, err)
 
 	assert.Equal(t, 0, depth(t, c.Queue), "poison messages left the work queue")
-	texts, err := storage.PeekTexts(ctx, c.Poison)
-	require.NoError(t, err)
-	assert.ElementsMatch(t, append(malformed, over), texts, "poison queue holds each bad message once, unchanged")
+	records := poisonRecords(t, c)
+	var texts []string
+	for _, r := range records {
+		texts = append(texts, r.body)
+		want := "malformed"
+		if r.body == over {
+			want = "over_delivered"
+		}
+		assert.Equal(t, want, r.Reason, "reason recorded for %q", r.body)
+		assert.Equal(t, q, r.Queue)
+		assert.NotEmpty(t, r.MessageID)
+		if want == "malformed" {
+			assert.NotEmpty(t, r.Detail, "the parse error is recorded for %q", r.body)
+		}
+	}
+	assert.ElementsMatch(t, append(malformed, over), texts, "poison queue holds each bad message once, unchanged, with its reason")
 	storedOnce(t, c, goodN+1)
 
 	// Never loops: after more than a visibility timeout nothing came back.

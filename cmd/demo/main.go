@@ -230,9 +230,9 @@ func finish(ctx context.Context, out io.Writer, o options, cons *procs.Consumer,
 	lat := make([]float64, 0, len(ents))
 	var first, last time.Time
 	for _, e := range ents {
-		texts[e.Msg] = true
+		texts[e.Data] = true
 		lat = append(lat, e.LatencyMs)
-		if p, err := message.ParseStamp(e.ProcessedStamp); err == nil {
+		if p, err := message.ParseStamp(e.DateStamp); err == nil {
 			if first.IsZero() || p.Before(first) {
 				first = p
 			}

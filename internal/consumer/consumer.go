@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/aks-edw/aks-edw/internal/message"
+	"github.com/aks-edw/aks-edw/internal/redact"
 	"github.com/aks-edw/aks-edw/internal/retry"
 	"github.com/aks-edw/aks-edw/internal/storage"
 )
@@ -35,6 +36,9 @@ const (
 	maxTransaction = 100
 	// minPoll is the first wait after an empty dequeue.
 	minPoll = 50 * time.Millisecond
+	// OutageGrace is how long storage may be unavailable before /readyz
+	// reports it (a short blip does not flap readiness).
+	OutageGrace = 10 * time.Second
 )
 
 // Consumer is one queue consumer. Create it with New and run it with Run.
@@ -53,6 +57,9 @@ type Consumer struct {
 	inflight atomic.Int64
 	ready    atomic.Bool
 	draining atomic.Bool
+	// outageSince is when storage became unavailable (UnixNano), 0 while it
+	// is available. Dequeuing pauses while it is set.
+	outageSince atomic.Int64
 }
 
 // New returns a consumer using the given clients, logging to log and
@@ -83,13 +90,66 @@ func New(cfg Config, clients *storage.Clients, log *slog.Logger, reg prometheus.
 		}
 		c.log.Log(context.Background(), lvl, "transient storage error, retrying",
 			"attempt", attempt, "delay", delay.String(), "status", retry.StatusCode(err), "code", retry.ErrorCode(err), "err", err)
+		if retry.Outage(err) {
+			c.reportOutage(err)
+		}
 	}
 	return c, nil
 }
 
-// Ready reports whether the consumer has reached the queue and the table and
-// is not draining.
-func (c *Consumer) Ready() bool { return c.ready.Load() && !c.draining.Load() }
+// Ready reports whether the consumer has reached the queue and the table, is
+// not draining, and storage has not been unavailable for longer than
+// OutageGrace.
+func (c *Consumer) Ready() bool {
+	return c.ready.Load() && !c.draining.Load() && !c.outageReported()
+}
+
+// reportOutage records that storage is unavailable: dequeuing pauses until
+// the probes succeed again (see recover). Only the first report of an outage
+// is logged.
+func (c *Consumer) reportOutage(err error) {
+	if c.outageSince.CompareAndSwap(0, c.now().UnixNano()) {
+		c.metrics.StorageAvailable.Set(0)
+		c.metrics.Outages.Inc()
+		c.log.Warn("storage unavailable: pausing dequeues until it answers again; no message is failed for it",
+			"status", retry.StatusCode(err), "code", retry.ErrorCode(err), "err", err)
+	}
+}
+
+// outageReported is true once an ongoing outage has lasted OutageGrace.
+func (c *Consumer) outageReported() bool {
+	since := c.outageSince.Load()
+	return since != 0 && c.now().Sub(time.Unix(0, since)) >= OutageGrace
+}
+
+// recover probes the storage until it answers, then ends the outage. It
+// returns false when ctx ends first.
+func (c *Consumer) recover(ctx context.Context) bool {
+	for attempt := 1; ; attempt++ {
+		err := c.probeOnce(ctx)
+		if err == nil {
+			since := time.Unix(0, c.outageSince.Swap(0))
+			c.metrics.StorageAvailable.Set(1)
+			if !c.draining.Load() {
+				c.metrics.Ready.Set(1)
+			}
+			c.log.Info("storage available again: resuming", "pausedFor", c.now().Sub(since).Round(time.Millisecond).String())
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if c.outageReported() {
+			c.metrics.Ready.Set(0)
+		}
+		delay := c.probeRetry.Backoff(attempt)
+		c.log.Debug("storage still unavailable", "attempt", attempt, "retryIn", delay.String(),
+			"status", retry.StatusCode(err), "code", retry.ErrorCode(err), "err", err)
+		if !sleep(ctx, delay) {
+			return false
+		}
+	}
+}
 
 // Handler serves /healthz (liveness: the process answers), /readyz (ready
 // once the queue and table were reached, 503 while draining) and /metrics
@@ -109,6 +169,9 @@ func (c *Consumer) Handler(gatherer prometheus.Gatherer) http.Handler {
 		case !c.ready.Load():
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("starting: queue and table not reached yet\n"))
+		case c.outageReported():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("storage unavailable: dequeuing paused\n"))
 		default:
 			_, _ = w.Write([]byte("ready\n"))
 		}
@@ -248,8 +311,20 @@ func (c *Consumer) fetch(ctx, workCtx context.Context, batches *sync.WaitGroup) 
 		if ctx.Err() != nil {
 			return
 		}
+		// An outage pauses dequeuing, so no delivery count is spent on it.
+		if c.outageSince.Load() != 0 {
+			if !c.recover(ctx) {
+				return
+			}
+			failures = 0
+			continue
+		}
 		dequeuedAt := c.now()
 		msgs, err := c.dequeue(workCtx)
+		if err != nil && retry.Outage(err) {
+			c.reportOutage(err)
+			continue
+		}
 		if err != nil {
 			failures++
 			delay := c.retry.Backoff(failures)
@@ -380,30 +455,50 @@ func (c *Consumer) processBatch(ctx context.Context, msgs []*azqueue.DequeuedMes
 			for i := range group {
 				group[i].entity = message.NewEntity(group[i].id, group[i].dequeueCount, group[i].parsed, now)
 			}
-			if err := c.write(ctx, group); err != nil {
-				c.finish(len(group))
-				c.metrics.Failed.WithLabelValues(stageTable).Add(float64(len(group)))
-				c.log.Warn("table write failed; messages will be delivered again",
-					"messages", len(group), "partition", group[0].entity.PartitionKey, "err", err)
-				return
-			}
-			for _, it := range group {
-				wg.Go(func() {
-					defer c.finish(1)
-					if err := c.delete(ctx, c.clients.Queue, it); err != nil {
-						c.metrics.Failed.WithLabelValues(stageDelete).Inc()
-						c.log.Warn("delete failed after the entity was written; the redelivery will upsert the same entity",
-							"messageId", it.id, "err", err)
-						return
+			results := c.write(ctx, group)
+			for i, it := range group {
+				switch err := results[i]; {
+				case err == nil:
+					wg.Go(func() { defer c.finish(1); c.deleteStored(ctx, it, now) })
+				case retry.Rejected(err):
+					// The table refuses this entity for good: only this message is poison.
+					wg.Go(func() { defer c.finish(1); c.poison(ctx, it, message.PoisonRejected, err) })
+				default:
+					c.finish(1)
+					c.metrics.Failed.WithLabelValues(stageTable).Inc()
+					if retry.Outage(err) {
+						c.reportOutage(err)
+						c.log.Info("table unavailable; the message is delivered again once storage answers",
+							"messageId", it.id, "code", retry.ErrorCode(err))
+					} else {
+						c.log.Warn("table write failed; the message will be delivered again", "messageId", it.id, "err", err)
 					}
-					c.metrics.Processed.Inc()
-					c.metrics.Latency.Observe(it.entity.Latency().Seconds())
-				})
+				}
 			}
 		})
 	}
 	wg.Wait()
 	c.log.Debug("batch done", "messages", len(msgs), "took", c.now().Sub(dequeuedAt).String())
+}
+
+// deleteStored deletes a message whose entity is written, and counts it.
+func (c *Consumer) deleteStored(ctx context.Context, it item, now time.Time) {
+	if err := c.delete(ctx, c.clients.Queue, it); err != nil {
+		c.metrics.Failed.WithLabelValues(stageDelete).Inc()
+		if retry.Outage(err) {
+			c.reportOutage(err)
+		}
+		c.log.Warn("delete failed after the entity was written; the redelivery will upsert the same entity",
+			"messageId", it.id, "err", err)
+		return
+	}
+	c.metrics.Processed.Inc()
+	// A stamp far in the future or past would distort the latency histogram.
+	if it.parsed.Plausible(now) {
+		c.metrics.Latency.Observe(it.entity.Latency().Seconds())
+	} else {
+		c.metrics.ImplausibleStamp.Inc()
+	}
 }
 
 // group splits valid messages into write units: with TableBatch, the messages
@@ -422,7 +517,7 @@ func (c *Consumer) group(valid []item) [][]item {
 	var order []string
 	byPK := map[string][]item{}
 	for _, it := range valid {
-		pk, _ := message.Keys(it.id)
+		pk, _ := message.Keys(it.parsed.KeySource(it.id))
 		if _, ok := byPK[pk]; !ok {
 			order = append(order, pk)
 		}
@@ -464,18 +559,24 @@ func (c *Consumer) call(ctx context.Context, op func(ctx context.Context) error)
 	})
 }
 
-// write upserts the group's entities: one entity-group transaction for a
-// group of several, a plain upsert for one. Upsert (insert-or-replace) keyed
-// by the message id makes a redelivery overwrite the same entity.
-func (c *Consumer) write(ctx context.Context, group []item) error {
+// write upserts the group's entities and returns one result per entity (nil:
+// stored): one entity-group transaction for a group of several, a plain
+// upsert for one. Upsert (insert-or-replace) keyed by the key source makes a
+// redelivery overwrite the same entity.
+func (c *Consumer) write(ctx context.Context, group []item) []error {
+	results := make([]error, len(group))
 	if len(group) == 1 {
-		return c.upsert(ctx, group[0])
+		results[0] = c.upsert(ctx, group[0])
+		return results
 	}
 	actions := make([]aztables.TransactionAction, 0, len(group))
 	for _, it := range group {
 		b, err := it.entity.Marshal()
 		if err != nil {
-			return err
+			for i := range results {
+				results[i] = err
+			}
+			return results
 		}
 		actions = append(actions, aztables.TransactionAction{ActionType: aztables.TransactionTypeInsertReplace, Entity: b})
 	}
@@ -483,22 +584,27 @@ func (c *Consumer) write(ctx context.Context, group []item) error {
 		_, err := c.clients.Table.SubmitTransaction(ctx, actions, nil)
 		return err
 	})
-	if err == nil || ctx.Err() != nil {
-		if err != nil {
-			return fmt.Errorf("table transaction of %d entities: %w", len(group), err)
-		}
-		return nil
+	if err == nil {
+		return results
 	}
-	// A permanent transaction failure names no entity: write them one by one
-	// so a single bad entity cannot hold back the others.
-	c.log.Warn("table transaction failed; writing entities one by one", "entities", len(group), "err", err)
-	var errs []error
-	for _, it := range group {
-		if err := c.upsert(ctx, it); err != nil {
-			errs = append(errs, err)
+	if ctx.Err() != nil || retry.Outage(err) {
+		// The table is unavailable (or the lease is over): every entity failed alike.
+		err = fmt.Errorf("table transaction of %d entities: %w", len(group), err)
+		for i := range results {
+			results[i] = err
 		}
+		return results
 	}
-	return errors.Join(errs...)
+	// A permanent transaction failure names no entity reliably: write them one
+	// by one, so a single bad entity cannot hold back (or poison) the others.
+	c.log.Info("table transaction refused; writing its entities one by one", "entities", len(group),
+		"status", retry.StatusCode(err), "code", retry.ErrorCode(err))
+	var wg sync.WaitGroup
+	for i, it := range group {
+		wg.Go(func() { results[i] = c.upsert(ctx, it) })
+	}
+	wg.Wait()
+	return results
 }
 
 func (c *Consumer) upsert(ctx context.Context, it item) error {
@@ -527,17 +633,37 @@ func (c *Consumer) delete(ctx context.Context, q *azqueue.QueueClient, it item) 
 	return nil
 }
 
-// poison copies the message text unchanged to the poison queue (never
-// expiring) and then deletes it from the work queue. If the delete fails the
-// message comes back and is moved again: the poison queue may then hold a
-// copy twice, but the message never loops on the work queue.
+// poison moves a message to the poison queue (never expiring), as a
+// message.PoisonRecord that carries the original text unchanged and the
+// reason, then deletes it from the work queue. A missing poison queue is
+// created again. If the delete fails the message comes back and is moved
+// again: the poison queue may then hold it twice, but it never loops on the
+// work queue.
 func (c *Consumer) poison(ctx context.Context, it item, d message.Decision, cause error) {
 	reason := d.String()
+	detail := ""
+	if cause != nil {
+		detail = redact.String(cause.Error())
+	}
+	text, err := message.NewPoisonRecord(c.cfg.Storage.QueueName, it.id, it.dequeueCount, it.text, d, detail, c.now()).Encode()
+	if err != nil {
+		// Too large to wrap: move the original text unchanged; the reason is in the log.
+		text = it.text
+	}
 	ttl := int32(-1)
-	err := c.call(ctx, func(ctx context.Context) error {
-		_, err := c.clients.Poison.EnqueueMessage(ctx, it.text, &azqueue.EnqueueMessageOptions{TimeToLive: &ttl})
-		return err
-	})
+	enqueue := func() error {
+		return c.call(ctx, func(ctx context.Context) error {
+			_, err := c.clients.Poison.EnqueueMessage(ctx, text, &azqueue.EnqueueMessageOptions{TimeToLive: &ttl})
+			return err
+		})
+	}
+	err = enqueue()
+	if retry.ErrorCode(err) == "QueueNotFound" {
+		c.log.Warn("poison queue missing: creating it again", "queue", c.cfg.Storage.PoisonQueueName())
+		if err = storage.EnsureQueue(ctx, c.clients.Poison); err == nil {
+			err = enqueue()
+		}
+	}
 	if err == nil {
 		err = c.delete(ctx, c.clients.Queue, it)
 	} else {
@@ -545,13 +671,16 @@ func (c *Consumer) poison(ctx context.Context, it item, d message.Decision, caus
 	}
 	if err != nil {
 		c.metrics.Failed.WithLabelValues(stagePoison).Inc()
+		if retry.Outage(err) {
+			c.reportOutage(err)
+		}
 		c.log.Warn("moving a message to the poison queue failed; it will be tried again", "messageId", it.id, "reason", reason, "err", err)
 		return
 	}
 	c.metrics.Poisoned.WithLabelValues(reason).Inc()
 	attrs := []any{"messageId", it.id, "reason", reason, "dequeueCount", it.dequeueCount, "poisonQueue", c.cfg.Storage.PoisonQueueName()}
-	if cause != nil {
-		attrs = append(attrs, "cause", cause.Error())
+	if detail != "" {
+		attrs = append(attrs, "cause", detail)
 	}
 	c.log.Info("message moved to the poison queue", attrs...)
 }

@@ -23,6 +23,13 @@ type Metrics struct {
 	InFlight prometheus.Gauge
 	// Ready is 1 while /readyz reports ready.
 	Ready prometheus.Gauge
+	// StorageAvailable is 0 while storage is unavailable and dequeuing is paused.
+	StorageAvailable prometheus.Gauge
+	// Outages counts the times storage became unavailable.
+	Outages prometheus.Counter
+	// ImplausibleStamp counts stored messages whose srcStamp is far in the
+	// future or past; their latency is not observed.
+	ImplausibleStamp prometheus.Counter
 }
 
 // NewMetrics creates the instruments and registers them with reg.
@@ -57,14 +64,28 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "consumer_ready",
 			Help: "1 while the consumer reports ready.",
 		}),
+		StorageAvailable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "consumer_storage_available",
+			Help: "0 while the queue, poison queue or table is unavailable and dequeuing is paused, else 1.",
+		}),
+		Outages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "consumer_storage_outages_total",
+			Help: "Times storage became unavailable (missing table or queue, authorization, 5xx, network).",
+		}),
+		ImplausibleStamp: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "consumer_messages_implausible_stamp_total",
+			Help: "Stored messages whose srcStamp is far in the future or past (not observed as latency).",
+		}),
 	}
+	m.StorageAvailable.Set(1)
 	for _, stage := range []string{stageTable, stageDelete, stagePoison} {
 		m.Failed.WithLabelValues(stage)
 	}
-	for _, reason := range []string{"malformed", "over_delivered"} {
+	for _, reason := range []string{"malformed", "over_delivered", "rejected"} {
 		m.Poisoned.WithLabelValues(reason)
 	}
-	for _, c := range []prometheus.Collector{m.Processed, m.Failed, m.Poisoned, m.Latency, m.Dequeued, m.InFlight, m.Ready} {
+	for _, c := range []prometheus.Collector{m.Processed, m.Failed, m.Poisoned, m.Latency, m.Dequeued, m.InFlight, m.Ready,
+		m.StorageAvailable, m.Outages, m.ImplausibleStamp} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register consumer metrics: %w", err)
 		}

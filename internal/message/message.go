@@ -29,19 +29,36 @@ const parseLayout = "2006-01-02 15:04:05"
 // not a valid message and can never become one, so it is poison.
 var ErrMalformed = errors.New("malformed message")
 
-// Message is the body of one queue message: {"msg": "...", "srcStamp": "..."}.
+// Message is the body of one queue message: {"msg": "...", "srcStamp": "..."}
+// as the original producer wrote it, plus an optional idempotency "id".
 type Message struct {
 	// Msg is the free-form payload text.
 	Msg string `json:"msg"`
 	// SrcStamp is when the producer created the message, formatted with
 	// StampLayout in UTC.
 	SrcStamp string `json:"srcStamp"`
+	// ID is the producer's idempotency key (optional): the consumer derives
+	// the entity's keys from it when present, so the same message sent twice
+	// (a retried enqueue whose response was lost) is stored once.
+	ID string `json:"id,omitempty"`
 }
 
+// MaxIDLength bounds the idempotency id (the Table service allows 1 KiB keys).
+const MaxIDLength = 256
+
 // New returns a message with the given text, stamped at now (converted to
-// UTC).
+// UTC), without an idempotency id (the original two-field format).
 func New(text string, now time.Time) Message {
 	return Message{Msg: text, SrcStamp: FormatStamp(now)}
+}
+
+// NewWithID is New with an idempotency id, which must be 1-MaxIDLength
+// characters; the producer uses a random UUID per message and keeps it when
+// it retries the enqueue.
+func NewWithID(id, text string, now time.Time) Message {
+	m := New(text, now)
+	m.ID = id
+	return m
 }
 
 // FormatStamp formats t in UTC with StampLayout.
@@ -71,6 +88,7 @@ func (m Message) Encode() (string, error) {
 type wire struct {
 	Msg      *string `json:"msg"`
 	SrcStamp *string `json:"srcStamp"`
+	ID       *string `json:"id"`
 }
 
 // Parsed is a successfully parsed message together with its decoded source
@@ -102,6 +120,11 @@ func Parse(text string) (Parsed, error) {
 }
 
 func parseJSON(b []byte) (Parsed, error) {
+	// encoding/json turns invalid UTF-8 into U+FFFD: check the bytes first,
+	// so a message is rejected rather than stored altered.
+	if !utf8.Valid(b) {
+		return Parsed{}, fmt.Errorf("%w: not valid UTF-8", ErrMalformed)
+	}
 	var w wire
 	if err := json.Unmarshal(b, &w); err != nil {
 		return Parsed{}, fmt.Errorf("%w: not a JSON object: %w", ErrMalformed, err)
@@ -120,10 +143,36 @@ func parseJSON(b []byte) (Parsed, error) {
 	if err != nil {
 		return Parsed{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	if !utf8.ValidString(*w.Msg) {
-		return Parsed{}, fmt.Errorf("%w: msg is not valid UTF-8", ErrMalformed)
+	m := Message{Msg: *w.Msg, SrcStamp: *w.SrcStamp}
+	if w.ID != nil {
+		if *w.ID == "" || len(*w.ID) > MaxIDLength {
+			return Parsed{}, fmt.Errorf("%w: id must be 1-%d characters when present", ErrMalformed, MaxIDLength)
+		}
+		m.ID = *w.ID
 	}
-	return Parsed{Message: Message{Msg: *w.Msg, SrcStamp: *w.SrcStamp}, Src: src}, nil
+	return Parsed{Message: m, Src: src}, nil
+}
+
+// KeySource is what a message's entity keys derive from: the producer's
+// idempotency id when the message has one, else the queue message id.
+func (p Parsed) KeySource(messageID string) string {
+	if p.ID != "" {
+		return "id:" + p.ID
+	}
+	return messageID
+}
+
+// Plausibility bounds for srcStamp: a stamp further in the future than
+// MaxClockSkew, or older than MaxAge, is stored but not observed as latency.
+const (
+	MaxClockSkew = 5 * time.Minute
+	MaxAge       = 30 * 24 * time.Hour
+)
+
+// Plausible reports whether the source stamp can be a real send time seen at
+// now: not in the future beyond clock skew, not older than MaxAge.
+func (p Parsed) Plausible(now time.Time) bool {
+	return !p.Src.After(now.Add(MaxClockSkew)) && !p.Src.Before(now.Add(-MaxAge))
 }
 
 // Partitions is the number of table partitions entities are spread over. The
@@ -135,13 +184,15 @@ func parseJSON(b []byte) (Parsed, error) {
 // do not change it while messages are in flight.
 const Partitions = 4
 
-// Keys returns the PartitionKey and RowKey for a queue message id. The RowKey
-// is the id itself (queue message ids are GUIDs); characters the Table service
-// forbids in keys are replaced so any id maps to a valid, unique key.
-func Keys(messageID string) (partitionKey, rowKey string) {
-	sum := sha256.Sum256([]byte(messageID))
+// Keys returns the PartitionKey and RowKey for a key source (Parsed.KeySource:
+// the queue message id, or "id:" and the producer's idempotency id). The
+// RowKey is the source itself (queue message ids are GUIDs); characters the
+// Table service forbids in keys are replaced so any source maps to a valid,
+// unique key.
+func Keys(source string) (partitionKey, rowKey string) {
+	sum := sha256.Sum256([]byte(source))
 	partitionKey = fmt.Sprintf("p%d", int(sum[0])%Partitions)
-	return partitionKey, sanitizeKey(messageID)
+	return partitionKey, sanitizeKey(source)
 }
 
 func sanitizeKey(id string) string {
@@ -159,18 +210,23 @@ func sanitizeKey(id string) string {
 	return "~" + hex.EncodeToString([]byte(id))
 }
 
-// Entity is the record the consumer stores for one message.
+// Entity is the record the consumer stores for one message. data, srcStamp
+// and dateStamp are the original consumer's property names, with the same
+// meaning, so existing readers of the table keep working.
 type Entity struct {
-	// PartitionKey is derived from the queue message id (see Keys).
+	// PartitionKey is derived from the key source (see Keys).
 	PartitionKey string `json:"PartitionKey"`
-	// RowKey is derived from the queue message id (see Keys).
+	// RowKey is derived from the key source (see Keys).
 	RowKey string `json:"RowKey"`
-	// Msg is the message text.
-	Msg string `json:"msg"`
+	// Data is the message text (the original consumer's "data").
+	Data string `json:"data"`
 	// SrcStamp is the producer's stamp, as received.
 	SrcStamp string `json:"srcStamp"`
-	// ProcessedStamp is when the consumer processed the message (StampLayout, UTC).
-	ProcessedStamp string `json:"processedStamp"`
+	// DateStamp is when the consumer processed the message (StampLayout, UTC;
+	// the original consumer's "dateStamp").
+	DateStamp string `json:"dateStamp"`
+	// ID is the producer's idempotency id, when the message had one.
+	ID string `json:"id,omitempty"`
 	// LatencyMs is ProcessedStamp minus SrcStamp, in milliseconds.
 	LatencyMs float64 `json:"latencyMs"`
 	// MessageID is the queue message id.
@@ -181,19 +237,20 @@ type Entity struct {
 }
 
 // NewEntity maps a parsed message to its table entity, processed at
-// processedAt.
+// processedAt; its keys come from p.KeySource(messageID).
 func NewEntity(messageID string, dequeueCount int64, p Parsed, processedAt time.Time) Entity {
-	pk, rk := Keys(messageID)
+	pk, rk := Keys(p.KeySource(messageID))
 	processedAt = processedAt.UTC().Truncate(time.Microsecond)
 	return Entity{
-		PartitionKey:   pk,
-		RowKey:         rk,
-		Msg:            p.Msg,
-		SrcStamp:       p.SrcStamp,
-		ProcessedStamp: FormatStamp(processedAt),
-		LatencyMs:      float64(processedAt.Sub(p.Src).Microseconds()) / 1000,
-		MessageID:      messageID,
-		DequeueCount:   dequeueCount,
+		PartitionKey: pk,
+		RowKey:       rk,
+		Data:         p.Msg,
+		SrcStamp:     p.SrcStamp,
+		DateStamp:    FormatStamp(processedAt),
+		ID:           p.ID,
+		LatencyMs:    float64(processedAt.Sub(p.Src).Microseconds()) / 1000,
+		MessageID:    messageID,
+		DequeueCount: dequeueCount,
 	}
 }
 
@@ -223,6 +280,9 @@ const (
 	// PoisonOverDelivered means the message was dequeued more than the
 	// allowed number of times: move it to the poison queue.
 	PoisonOverDelivered
+	// PoisonRejected means the table refused the message's entity for good
+	// (too large, invalid property): move it to the poison queue.
+	PoisonRejected
 )
 
 // String returns the decision's name, used as a metric label and in logs.
@@ -234,6 +294,8 @@ func (d Decision) String() string {
 		return "malformed"
 	case PoisonOverDelivered:
 		return "over_delivered"
+	case PoisonRejected:
+		return "rejected"
 	default:
 		return fmt.Sprintf("decision(%d)", int(d))
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,19 +98,65 @@ func TestNewEntity(t *testing.T) {
 	e := NewEntity("id-1", 3, p, processed)
 	pk, rk := Keys("id-1")
 	assert.Equal(t, Entity{
-		PartitionKey: pk, RowKey: rk, Msg: "payload", SrcStamp: "2025-01-02 03:04:05.000000",
-		ProcessedStamp: "2025-01-02 03:04:05.250500", LatencyMs: 250.5, MessageID: "id-1", DequeueCount: 3,
+		PartitionKey: pk, RowKey: rk, Data: "payload", SrcStamp: "2025-01-02 03:04:05.000000",
+		DateStamp: "2025-01-02 03:04:05.250500", LatencyMs: 250.5, MessageID: "id-1", DequeueCount: 3,
 	}, e)
 	assert.Equal(t, 250500*time.Microsecond, e.Latency())
 
+	// The original consumer's property names, with the same meaning, beside the new ones.
 	b, err := e.Marshal()
 	require.NoError(t, err)
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(b, &m))
 	assert.Equal(t, map[string]any{
-		"PartitionKey": pk, "RowKey": rk, "msg": "payload", "srcStamp": "2025-01-02 03:04:05.000000",
-		"processedStamp": "2025-01-02 03:04:05.250500", "latencyMs": 250.5, "messageId": "id-1", "dequeueCount": 3.0,
+		"PartitionKey": pk, "RowKey": rk, "data": "payload", "srcStamp": "2025-01-02 03:04:05.000000",
+		"dateStamp": "2025-01-02 03:04:05.250500", "latencyMs": 250.5, "messageId": "id-1", "dequeueCount": 3.0,
 	}, m)
+}
+
+// With an idempotency id, the keys derive from it, not from the queue message id: the same
+// message enqueued twice (two queue ids) maps to one entity.
+func TestEntityKeysFromIdempotencyID(t *testing.T) {
+	text, err := NewWithID("4f1c1e2a-9a51-4f0e-8d7e-2d8b3f6a1c11", "hello", time.Now()).Encode()
+	require.NoError(t, err)
+	assert.Contains(t, text, `"id":"4f1c1e2a-9a51-4f0e-8d7e-2d8b3f6a1c11"`)
+	p, err := Parse(text)
+	require.NoError(t, err)
+	a := NewEntity("queue-id-first-send", 1, p, time.Now())
+	b := NewEntity("queue-id-retried-send", 1, p, time.Now())
+	assert.Equal(t, a.PartitionKey, b.PartitionKey)
+	assert.Equal(t, a.RowKey, b.RowKey)
+	assert.Equal(t, "4f1c1e2a-9a51-4f0e-8d7e-2d8b3f6a1c11", a.ID)
+	// The original two-field format still keys on the queue message id.
+	p2, err := Parse(`{"msg":"hello","srcStamp":"2025-01-02 03:04:05"}`)
+	require.NoError(t, err)
+	assert.NotEqual(t, NewEntity("q1", 1, p2, time.Now()).RowKey, NewEntity("q2", 1, p2, time.Now()).RowKey)
+	for _, bad := range []string{`{"msg":"x","srcStamp":"2025-01-02 03:04:05","id":""}`, `{"msg":"x","srcStamp":"2025-01-02 03:04:05","id":7}`,
+		`{"msg":"x","srcStamp":"2025-01-02 03:04:05","id":"` + strings.Repeat("a", MaxIDLength+1) + `"}`} {
+		_, err := Parse(bad)
+		assert.ErrorIs(t, err, ErrMalformed, bad)
+	}
+}
+
+// Invalid UTF-8 is rejected, not stored with U+FFFD in its place.
+func TestInvalidUTF8IsMalformed(t *testing.T) {
+	_, err := Parse("{\"msg\":\"caf\xe9\",\"srcStamp\":\"2025-01-02 03:04:05\"}")
+	require.ErrorIs(t, err, ErrMalformed)
+	assert.Contains(t, err.Error(), "UTF-8")
+}
+
+func TestPlausible(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		src  time.Time
+		want bool
+	}{
+		{now.Add(-time.Second), true}, {now.Add(MaxClockSkew), true}, {now.Add(-MaxAge), true},
+		{now.Add(MaxClockSkew + time.Second), false}, {now.Add(-MaxAge - time.Second), false},
+		{time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC), false}, {time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC), false},
+	} {
+		assert.Equal(t, tc.want, Parsed{Src: tc.src}.Plausible(now), "%s", tc.src)
+	}
 }
 
 func TestDecide(t *testing.T) {

@@ -145,3 +145,56 @@ func (p Policy) attempt(ctx context.Context, op func(ctx context.Context) error)
 	defer cancel()
 	return op(actx)
 }
+
+// Outage reports whether err says storage itself is unavailable rather than
+// that one request or message is bad: everything Transient covers, a missing
+// table or queue (404 TableNotFound, QueueNotFound, ResourceNotFound; 409
+// TableBeingDeleted, QueueBeingDeleted), and any authentication or
+// authorization failure (401, 403: a role assignment not yet propagated, or
+// removed). The consumer pauses on an outage instead of failing messages.
+func Outage(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if Transient(err) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) {
+		return false
+	}
+	switch re.StatusCode {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return true
+	case http.StatusNotFound:
+		switch re.ErrorCode {
+		case "TableNotFound", "QueueNotFound", "ResourceNotFound", "ContainerNotFound":
+			return true
+		}
+	case http.StatusConflict:
+		return re.ErrorCode == "TableBeingDeleted" || re.ErrorCode == "QueueBeingDeleted"
+	}
+	return false
+}
+
+// rejectedCodes are the Table service's answers that refuse one entity for
+// good: writing it again can never succeed.
+var rejectedCodes = map[string]bool{
+	"PropertyValueTooLarge": true, "EntityTooLarge": true, "InvalidInput": true,
+	"PropertyNameTooLong": true, "PropertyNameInvalid": true, "TooManyProperties": true,
+	"InvalidValueType": true, "OutOfRangeInput": true, "KeyValueTooLarge": true,
+	"InvalidDuplicateRow": true, "RequestBodyTooLarge": true, "InvalidXmlDocument": true,
+}
+
+// Rejected reports whether err is the table refusing an entity for good (an
+// oversized or invalid property, 400 or 413), as opposed to an outage.
+func Rejected(err error) bool {
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) {
+		return false
+	}
+	if re.StatusCode == http.StatusRequestEntityTooLarge {
+		return true
+	}
+	return re.StatusCode == http.StatusBadRequest && rejectedCodes[re.ErrorCode]
+}

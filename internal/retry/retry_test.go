@@ -129,3 +129,36 @@ func TestDoStopsWithContextAndRetriesAttemptTimeouts(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 2, calls)
 }
+
+// An outage is storage being unavailable; a rejection is one entity refused for good. The
+// consumer pauses on the first and poisons one message on the second, so they must not overlap.
+func TestOutageAndRejected(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		err              error
+		outage, rejected bool
+	}{
+		{"table deleted", respErr(404, "TableNotFound"), true, false},
+		{"queue deleted", respErr(404, "QueueNotFound"), true, false},
+		{"table being deleted", respErr(409, "TableBeingDeleted"), true, false},
+		{"role not propagated", respErr(403, "AuthorizationPermissionMismatch"), true, false},
+		{"authentication failed", respErr(403, "AuthenticationFailed"), true, false},
+		{"unauthorized", respErr(401, ""), true, false},
+		{"server busy", respErr(503, "ServerBusy"), true, false},
+		{"throttled", respErr(429, ""), true, false},
+		{"timeout", context.DeadlineExceeded, true, false},
+		{"refused", fmt.Errorf("dial: %w", syscall.ECONNREFUSED), true, false},
+		{"value too large", respErr(400, "PropertyValueTooLarge"), false, true},
+		{"entity too large", respErr(400, "EntityTooLarge"), false, true},
+		{"invalid input", respErr(400, "InvalidInput"), false, true},
+		{"body too large", respErr(413, ""), false, true},
+		{"other 400", respErr(400, "InvalidQueryParameterValue"), false, false},
+		{"entity missing", respErr(404, "ResourceNotFoundX"), false, false},
+		{"message gone", respErr(404, "MessageNotFound"), false, false},
+		{"cancelled", context.Canceled, false, false},
+		{"nil", nil, false, false},
+	} {
+		assert.Equal(t, tc.outage, Outage(tc.err), "%s: Outage", tc.name)
+		assert.Equal(t, tc.rejected, Rejected(tc.err), "%s: Rejected", tc.name)
+	}
+}
