@@ -205,7 +205,9 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	fmt.Fprintf(out, "consumer peak RSS (VmHWM): %.1f MiB (target: within 64 MiB)\n", mib(allRSS))
 	fmt.Fprintf(out, "consumer time to ready (process start to /readyz 200): median %s, max %s over %d starts (target: within 1 s)\n",
 		readies[len(readies)/2].Round(time.Millisecond), readies[len(readies)-1].Round(time.Millisecond), len(readies))
-	perK := func(d time.Duration, c *contender) time.Duration { return d * 1000 / time.Duration(o.messages*len(c.times)) }
+	perK := func(d time.Duration, c *contender) time.Duration {
+		return d * 1000 / time.Duration(o.messages*len(c.times))
+	}
 	cpuPerK, refPerK := perK(cons.cpu, cons), perK(ref.cpu, ref)
 	fmt.Fprintf(out, "CPU per 1,000 messages: consumer %s (ready to done), reference %s: consumer/reference %.2f -> consumer CPU-bound ceiling at a 500m limit: ~%.0f msg/s\n",
 		cpuPerK.Round(time.Millisecond), refPerK.Round(time.Millisecond), cpuPerK.Seconds()/refPerK.Seconds(), 0.5*1000/cpuPerK.Seconds())
