@@ -1,8 +1,10 @@
-// Command producer puts JSON messages {"msg": "...", "srcStamp": "..."} on an
-// Azure Storage queue at a given rate, for a count or a duration. Flags fall
-// back to environment variables; the storage settings are the consumer's
-// (AZURE_STORAGE_ACCOUNT_NAME, AZURE_QUEUE_NAME,
-// AZURE_STORAGE_CONNECTION_STRING).
+// Command producer puts JSON messages {"msg": "...", "srcStamp": "...",
+// "id": "<uuid>"} on an Azure Storage queue at a given rate, for a count or a
+// duration. Flags fall back to environment variables; the storage settings
+// are the consumer's (AZURE_STORAGE_ACCOUNT_NAME, AZURE_QUEUE_NAME,
+// AZURE_STORAGE_CONNECTION_STRING). Everything it writes to stderr (logs,
+// errors) goes through internal/redact, so a SAS signature or account key in
+// the connection string never reaches the output.
 package main
 
 import (
@@ -12,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -19,6 +22,7 @@ import (
 	"time"
 
 	"github.com/aks-edw/aks-edw/internal/producer"
+	"github.com/aks-edw/aks-edw/internal/redact"
 	"github.com/aks-edw/aks-edw/internal/storage"
 )
 
@@ -29,10 +33,11 @@ func main() {
 }
 
 // run is the whole program; it returns the exit status: 0 when every message
-// was sent, 1 when some failed, 2 for a bad configuration.
+// was sent, 1 when some failed (or the run stopped after
+// -max-consecutive-failures), 2 for a bad configuration.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("producer", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(redactWriter{stderr})
 	var errs []error
 	envInt := func(name string, def int) int {
 		if v := getenv(name); v != "" {
@@ -76,11 +81,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var o producer.Options
 	fs.IntVar(&o.Count, "count", envInt("PRODUCER_COUNT", 100), "messages to send (0 = until -duration ends) [PRODUCER_COUNT]")
 	fs.DurationVar(&o.Duration, "duration", envDur("PRODUCER_DURATION", 0), "stop after this long (0 = until -count is sent) [PRODUCER_DURATION]")
-	fs.Float64Var(&o.Rate, "rate", envFloat("PRODUCER_RATE", 0), "messages per second (0 = as fast as possible) [PRODUCER_RATE]")
+	fs.Float64Var(&o.Rate, "rate", envFloat("PRODUCER_RATE", 0), "messages per second, finite and >= 0 (0 = as fast as -concurrency allows) [PRODUCER_RATE]")
 	fs.IntVar(&o.Concurrency, "concurrency", envInt("PRODUCER_CONCURRENCY", 8), "enqueue requests in flight [PRODUCER_CONCURRENCY]")
 	fs.StringVar(&o.Text, "msg", envStr("PRODUCER_MESSAGE", "Hello from the producer"), "message text; \" #<n>\" is appended [PRODUCER_MESSAGE]")
 	fs.DurationVar(&o.ProgressInterval, "progress", envDur("PRODUCER_PROGRESS_INTERVAL", 2*time.Second), "progress interval on stderr (0 = off) [PRODUCER_PROGRESS_INTERVAL]")
-	fs.DurationVar(&o.TTL, "ttl", envDur("PRODUCER_TTL", 0), "message time to live (0 = queue default) [PRODUCER_TTL]")
+	fs.DurationVar(&o.TTL, "ttl", envDur("PRODUCER_TTL", 0), "message time to live in whole seconds, up to 2147483647s (0 = queue default of 7 days, -1s = never expires) [PRODUCER_TTL]")
+	fs.IntVar(&o.MaxConsecutiveFailures, "max-consecutive-failures", envInt("PRODUCER_MAX_CONSECUTIVE_FAILURES", 10), "stop and exit 1 once this many messages in a row failed after their retries (0 = never stop) [PRODUCER_MAX_CONSECUTIVE_FAILURES]")
 	jsonSummary := fs.Bool("json", false, "print the summary as one JSON line")
 	create := fs.Bool("create-queue", false, "create the queue if it does not exist")
 	if err := fs.Parse(args); err != nil {
@@ -100,28 +106,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
-		fmt.Fprintf(stderr, "producer: invalid configuration:\n%v\n", err)
+		errorf(stderr, "producer: invalid configuration:\n%v\n", err)
 		return 2
 	}
 	st.TableName = "" // the producer never touches the table
 	clients, err := storage.NewClients(st, storage.NewHTTPClient(o.Concurrency))
 	if err != nil {
-		fmt.Fprintf(stderr, "producer: invalid configuration:\n%v\n", err)
+		errorf(stderr, "producer: invalid configuration:\n%v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(redact.Handler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if *create {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := storage.EnsureQueue(cctx, clients.Queue)
 		cancel()
 		if err != nil {
-			fmt.Fprintf(stderr, "producer: %v\n", err)
+			errorf(stderr, "producer: %v\n", err)
 			return 1
 		}
 	}
 	sum, err := producer.Run(ctx, clients.Queue, o, stderr, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "producer: %v\n", err)
+	var stop *producer.ConsecutiveFailuresError
+	switch {
+	case errors.As(err, &stop):
+		errorf(stderr, "producer: stopping: %d messages in a row failed sending to queue %s (-max-consecutive-failures=%d); last error: %v\n",
+			stop.Failures, endpoint(clients.Queue.URL()), o.MaxConsecutiveFailures, stop.Last)
+	case err != nil:
+		errorf(stderr, "producer: %v\n", err)
 		return 2
 	}
 	if *jsonSummary {
@@ -129,8 +140,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	} else {
 		fmt.Fprintf(stdout, "producer summary: %s\n", sum)
 	}
-	if sum.Failed > 0 {
+	if sum.Failed > 0 || stop != nil {
 		return 1
 	}
 	return 0
+}
+
+// errorf writes a formatted message to w with every secret redacted (SDK
+// errors carry the request URL, SAS signature included).
+func errorf(w io.Writer, format string, args ...any) {
+	_, _ = io.WriteString(w, redact.String(fmt.Sprintf(format, args...)))
+}
+
+// redactWriter redacts what the flag package writes (usage, parse errors).
+type redactWriter struct{ w io.Writer }
+
+func (r redactWriter) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(r.w, redact.String(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// endpoint returns the queue URL without its query (where a SAS token would
+// be), redacted anyway: scheme, host and path name the queue.
+func endpoint(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return redact.String(rawURL)
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return redact.String(u.String())
 }
