@@ -2,14 +2,21 @@
 SHELL := /bin/bash
 STACK ?= dev
 
-.PHONY: help deps demo test lint bench preview up destroy golden plan
+.PHONY: help deps demo test lint bench preview up destroy golden plan FORCE
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-deps: ## Install Azurite (pinned in package-lock.json) and download Go modules
-	npm ci --no-audit --no-fund
+deps: node_modules/.package-lock.json ## Install Azurite (pinned in package-lock.json) if missing or stale; download Go modules
 	go mod download
+
+# npm ci (30 s to 2 min) runs only when Azurite is missing or package-lock.json or package.json
+# changed after the last install: npm ci writes node_modules/.package-lock.json last, so its time
+# is the install's. internal/azurite decides the same way when `go test` runs without make.
+node_modules/.package-lock.json: package-lock.json package.json $(if $(realpath node_modules/.bin/azurite),,FORCE)
+	npm ci --no-audit --no-fund
+
+FORCE:
 
 demo: deps ## Run producer + consumer locally against a fresh Azurite, with progress and a summary
 	go run ./cmd/demo

@@ -27,7 +27,8 @@ func without(paths ...string) map[string]any {
 	return out
 }
 
-var fast = AddonWait{Timeout: 500 * time.Millisecond, Interval: 50 * time.Millisecond}
+// fast gives up quickly, yet leaves a loaded machine time for a few polls.
+var fast = AddonWait{Timeout: 1500 * time.Millisecond, Interval: 50 * time.Millisecond}
 
 func TestWaitForAddonsServed(t *testing.T) {
 	srv, kc := pulumitest.NewAPIServer(pulumitest.AddonDiscovery)

@@ -1,7 +1,8 @@
 // Command consumer reads JSON messages from an Azure Storage queue and stores
 // one entity per message in an Azure table. It is configured from the
-// environment (see docs/programs.md); a bad configuration exits with status 2
-// and a message naming each bad setting, anything else is retried.
+// environment (see docs/programs.md, or run consumer -h); a bad configuration
+// exits with status 2 and a message naming each bad setting, anything else is
+// retried.
 package main
 
 import (
@@ -9,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -31,18 +31,34 @@ const exitConfig = 2
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	os.Exit(run(ctx, os.Getenv, os.Stdout, os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], os.Environ(), os.Getenv, os.Stdout, os.Stderr))
 }
 
-// run is the whole program; it returns the exit status.
-func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) int {
+// run is the whole program; it returns the exit status. args is the command
+// line after the program name; environ (os.Environ) is only searched for
+// misspelt settings, getenv reads them.
+func run(ctx context.Context, args, environ []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	start := time.Now()
+	if code, exit := consumer.HandleArgs(args, stdout, stderr); exit {
+		return code // -h: the settings are listed before any is read
+	}
+	unknown := consumer.UnknownSettings(environ)
 	cfg, err := consumer.LoadConfig(getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "consumer: invalid configuration:\n%v\n", err)
+		for _, u := range unknown {
+			fmt.Fprintf(stderr, "warning: %s\n", u)
+		}
 		return exitConfig
 	}
-	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log := consumer.NewLogger(stdout, cfg.LogLevel)
+	for _, u := range unknown {
+		attrs := []any{"name", u.Name}
+		if u.Closest != "" {
+			attrs = append(attrs, "didYouMean", u.Closest)
+		}
+		log.Warn("unknown setting ignored", attrs...)
+	}
 
 	clients, err := storage.NewClients(cfg.Storage, storage.NewHTTPClient(cfg.Concurrency))
 	if err != nil {

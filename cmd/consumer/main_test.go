@@ -429,3 +429,34 @@ func TestInvalidSettingsFailFast(t *testing.T) {
 		})
 	}
 }
+
+// consumer -h lists every setting with its default and exits 0 with nothing set: it reads no
+// setting and starts nothing. An unknown CONSUMER_* variable is named with the closest real one.
+func TestHelpAndUnknownSettings(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, arg := range []string{"-h", "--help"} {
+		cmd := exec.CommandContext(ctx, suite.Bins.Consumer, arg)
+		cmd.Env = procs.Env()
+		out, err := cmd.Output()
+		require.NoError(t, err, "%s exits 0", arg)
+		for _, want := range []string{"AZURE_STORAGE_CONNECTION_STRING", "AZURE_QUEUE_NAME", "CONSUMER_BATCH_SIZE", "CONSUMER_VISIBILITY_TIMEOUT",
+			"CONSUMER_MAX_DELIVERIES", "UseDevelopmentStorage=true"} {
+			assert.Contains(t, string(out), want, "%s output", arg)
+		}
+	}
+
+	e := suite.NewEnv(t)
+	q, tbl := suite.Names(t)
+	e.Clients(t, q, tbl)
+	cons := e.StartConsumer(t, e.ConsumerEnv(q, tbl, "CONSUMER_BATCHSIZE=8"))
+	_, err := cons.WaitReady(ctx, 10*time.Second)
+	require.NoError(t, err)
+	line, ok := cons.FindLog("unknown setting ignored")
+	require.True(t, ok, "a warning for CONSUMER_BATCHSIZE")
+	assert.Equal(t, "CONSUMER_BATCHSIZE", line["name"])
+	assert.Equal(t, "CONSUMER_BATCH_SIZE", line["didYouMean"])
+	require.NoError(t, cons.Signal(syscall.SIGTERM))
+	_, err = cons.Wait(10 * time.Second)
+	require.NoError(t, err)
+}

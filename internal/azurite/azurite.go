@@ -68,12 +68,41 @@ func RepoRoot() (string, error) {
 // Binary returns the path of node_modules/.bin/azurite under root.
 func Binary(root string) string { return filepath.Join(root, "node_modules", ".bin", "azurite") }
 
-// EnsureInstalled runs `npm ci --no-audit --no-fund` in root when
-// node_modules/.bin/azurite is missing. An exclusive flock on a file in the
-// temp directory keeps two processes (e.g. two test packages) from running
-// npm ci at the same time; the second one finds Azurite installed.
+// installMarker is the file npm ci writes last into node_modules (npm 7+'s
+// hidden lockfile): its modification time is when the install finished.
+func installMarker(root string) string {
+	return filepath.Join(root, "node_modules", ".package-lock.json")
+}
+
+// installReason says why npm ci must run in root, or "" when the installed
+// Azurite is current: node_modules/.bin/azurite is missing, no install
+// marker exists, or package-lock.json or package.json changed after the last
+// install (a pull that bumps Azurite). The Makefile's deps target decides the
+// same way.
+func installReason(root string) string {
+	if _, err := os.Stat(Binary(root)); err != nil {
+		return Binary(root) + " missing"
+	}
+	marker, err := os.Stat(installMarker(root))
+	if err != nil {
+		return installMarker(root) + " missing"
+	}
+	for _, name := range []string{"package-lock.json", "package.json"} {
+		src, err := os.Stat(filepath.Join(root, name))
+		if err == nil && src.ModTime().After(marker.ModTime()) {
+			return name + " is newer than node_modules"
+		}
+	}
+	return ""
+}
+
+// EnsureInstalled runs `npm ci --no-audit --no-fund` in root when Azurite is
+// missing or older than package-lock.json or package.json (installReason).
+// An exclusive flock on a file in the temp directory keeps two processes
+// (e.g. two test packages) from running npm ci at the same time; the second
+// one finds Azurite installed.
 func EnsureInstalled(ctx context.Context, root string, log io.Writer) error {
-	if _, err := os.Stat(Binary(root)); err == nil {
+	if installReason(root) == "" {
 		return nil
 	}
 	lockPath := filepath.Join(os.TempDir(), "aks-edw-npm-ci-"+shortHash(root)+".lock")
@@ -86,15 +115,16 @@ func EnsureInstalled(ctx context.Context, root string, log io.Writer) error {
 		return fmt.Errorf("npm ci lock %s: %w", lockPath, err)
 	}
 	defer func() { _ = syscall.Flock(int(lf.Fd()), syscall.LOCK_UN) }()
-	if _, err := os.Stat(Binary(root)); err == nil {
+	reason := installReason(root)
+	if reason == "" {
 		return nil // installed by whoever held the lock before us
 	}
 	npm, err := exec.LookPath("npm")
 	if err != nil {
-		return fmt.Errorf("azurite is not installed (%s missing) and npm is not on PATH: install Node.js 20+ and npm: %w", Binary(root), err)
+		return fmt.Errorf("azurite needs installing (%s) and npm is not on PATH: install Node.js 20+ and npm: %w", reason, err)
 	}
 	if log != nil {
-		fmt.Fprintf(log, "azurite: %s missing, running npm ci in %s\n", Binary(root), root)
+		fmt.Fprintf(log, "azurite: %s, running npm ci in %s\n", reason, root)
 	}
 	cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
 	cmd.Dir = root

@@ -44,11 +44,81 @@ func TestStartServesAndStopLeavesNothing(t *testing.T) {
 	assert.Error(t, err, "queue port closed")
 }
 
-func TestEnsureInstalledIsANoOpWhenPresentAndSerialised(t *testing.T) {
-	root := t.TempDir()
+// fakeInstall makes root look like a finished npm ci at time installed, with
+// package-lock.json and package.json last changed at lock.
+func fakeInstall(t *testing.T, root string, installed, lock time.Time) {
+	t.Helper()
 	bin := Binary(root)
 	require.NoError(t, os.MkdirAll(filepath.Dir(bin), 0o755))
 	require.NoError(t, os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755))
+	require.NoError(t, os.WriteFile(installMarker(root), []byte("{}\n"), 0o644))
+	require.NoError(t, os.Chtimes(installMarker(root), installed, installed))
+	for _, name := range []string{"package-lock.json", "package.json"} {
+		p := filepath.Join(root, name)
+		require.NoError(t, os.WriteFile(p, []byte("{}\n"), 0o644))
+		require.NoError(t, os.Chtimes(p, lock, lock))
+	}
+}
+
+func TestInstallReason(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, root string)
+		want  string // "" = up to date
+	}{
+		{"nothing installed", func(t *testing.T, root string) {}, "node_modules/.bin/azurite missing"},
+		{"binary removed", func(t *testing.T, root string) {
+			fakeInstall(t, root, t0, t0.Add(-time.Hour))
+			require.NoError(t, os.Remove(Binary(root)))
+		}, "node_modules/.bin/azurite missing"},
+		{"no install marker", func(t *testing.T, root string) {
+			fakeInstall(t, root, t0, t0.Add(-time.Hour))
+			require.NoError(t, os.Remove(installMarker(root)))
+		}, "node_modules/.package-lock.json missing"},
+		{"installed after the lockfile changed", func(t *testing.T, root string) {
+			fakeInstall(t, root, t0, t0.Add(-time.Hour))
+		}, ""},
+		{"installed in the same instant", func(t *testing.T, root string) {
+			fakeInstall(t, root, t0, t0)
+		}, ""},
+		{"lockfile newer than the install", func(t *testing.T, root string) {
+			fakeInstall(t, root, t0, t0.Add(-time.Hour))
+			require.NoError(t, os.Chtimes(filepath.Join(root, "package-lock.json"), t0.Add(time.Second), t0.Add(time.Second)))
+		}, "package-lock.json is newer than node_modules"},
+		{"package.json newer than the install", func(t *testing.T, root string) {
+			fakeInstall(t, root, t0, t0.Add(-time.Hour))
+			require.NoError(t, os.Chtimes(filepath.Join(root, "package.json"), t0.Add(time.Second), t0.Add(time.Second)))
+		}, "package.json is newer than node_modules"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			tc.setup(t, root)
+			got := installReason(root)
+			if tc.want == "" {
+				assert.Empty(t, got)
+			} else {
+				assert.Contains(t, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestEnsureInstalledReinstallsWhenTheLockfileIsNewer(t *testing.T) {
+	root := t.TempDir()
+	t0 := time.Now().Add(-time.Hour)
+	fakeInstall(t, root, t0, t0.Add(time.Minute))
+	require.NoError(t, os.Remove(filepath.Join(root, "package.json"))) // npm ci fails at once, offline
+	err := EnsureInstalled(context.Background(), root, nil)
+	require.Error(t, err, "a stale install must be redone (npm ci runs, and fails here)")
+	assert.Contains(t, err.Error(), "npm ci in "+root)
+}
+
+func TestEnsureInstalledIsANoOpWhenPresentAndSerialised(t *testing.T) {
+	root := t.TempDir()
+	t0 := time.Now().Add(-time.Hour)
+	fakeInstall(t, root, t0, t0.Add(-time.Minute))
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
 	for i := range errs {

@@ -3,6 +3,7 @@ package procs
 import (
 	"os"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -42,12 +43,19 @@ func TestEnvIsMinimal(t *testing.T) {
 }
 
 func TestCPUTimeOfThisProcess(t *testing.T) {
-	x := 0
-	for i := range 50_000_000 {
-		x += i
+	// Burn CPU until the kernel's tick-grained counter moves (a fixed loop was sometimes done
+	// before the first 10 ms tick on a loaded machine), bounded in time.
+	deadline := time.Now().Add(5 * time.Second)
+	var d time.Duration
+	for x := 0; time.Now().Before(deadline); x++ {
+		if x%1_000_000 == 0 {
+			var err error
+			d, err = CPUTime(os.Getpid())
+			require.NoError(t, err)
+			if d > 0 {
+				break
+			}
+		}
 	}
-	_ = x
-	d, err := CPUTime(os.Getpid())
-	require.NoError(t, err)
-	assert.Positive(t, d)
+	assert.Positive(t, d, "CPU time of a process that has been computing")
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -27,6 +28,61 @@ const (
 	EnvTableName        = "AZURE_TABLE_NAME"
 	EnvConnectionString = "AZURE_STORAGE_CONNECTION_STRING"
 )
+
+// The storage emulator's well-known development account, which
+// UseDevelopmentStorage=true stands for in every Azure SDK (Azurite and the
+// old Storage Emulator use the same name, key and ports).
+const (
+	DevAccountName = "devstoreaccount1"
+	DevAccountKey  = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+	// DevConnectionString is the full form of UseDevelopmentStorage=true.
+	DevConnectionString = "DefaultEndpointsProtocol=http;AccountName=" + DevAccountName + ";AccountKey=" + DevAccountKey +
+		";BlobEndpoint=http://127.0.0.1:10000/" + DevAccountName +
+		";QueueEndpoint=http://127.0.0.1:10001/" + DevAccountName +
+		";TableEndpoint=http://127.0.0.1:10002/" + DevAccountName
+)
+
+// ExpandConnectionString returns cs with the UseDevelopmentStorage=true
+// shortcut replaced by DevConnectionString (the key is matched in any case,
+// as the .NET and Python SDKs do; the Go SDKs do not know the shortcut).
+// Any other connection string is returned unchanged. The shortcut combined
+// with other keys, DevelopmentStorageProxyUri included, or with a value
+// other than true is an error; errors name keys, never values, so no key or
+// SAS token can end up in a message.
+func ExpandConnectionString(cs string) (string, error) {
+	var dev string
+	var others []string
+	found := false
+	for _, part := range strings.Split(cs, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(part, "=")
+		k = strings.TrimSpace(k)
+		if strings.EqualFold(k, "UseDevelopmentStorage") {
+			dev, found = strings.TrimSpace(v), true
+		} else {
+			others = append(others, k)
+		}
+	}
+	if !found {
+		return cs, nil
+	}
+	if !strings.EqualFold(dev, "true") {
+		return "", errors.New("UseDevelopmentStorage: the only valid value is true")
+	}
+	for _, k := range others {
+		if strings.EqualFold(k, "DevelopmentStorageProxyUri") {
+			return "", errors.New("UseDevelopmentStorage=true: DevelopmentStorageProxyUri is not supported; give the endpoints instead (" +
+				"DefaultEndpointsProtocol=http;AccountName=...;AccountKey=...;QueueEndpoint=...;TableEndpoint=...)")
+		}
+	}
+	if len(others) > 0 {
+		return "", fmt.Errorf("UseDevelopmentStorage=true cannot be combined with other keys (%s); use either the shortcut alone or a full connection string", strings.Join(others, ", "))
+	}
+	return DevConnectionString, nil
+}
 
 // PoisonSuffix is appended to the queue name to name the poison queue.
 const PoisonSuffix = "-poison"
@@ -61,6 +117,9 @@ func LoadSettings(getenv func(string) string, needTable bool) (Settings, error) 
 		ConnectionString: getenv(EnvConnectionString),
 	}
 	var errs []error
+	if _, err := ExpandConnectionString(s.ConnectionString); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", EnvConnectionString, err))
+	}
 	if s.ConnectionString == "" {
 		switch {
 		case s.AccountName == "":
@@ -129,9 +188,44 @@ func NewHTTPClient(conns int) *http.Client {
 	return &http.Client{Transport: tr}
 }
 
+// tableServiceFromConnectionString is aztables.NewServiceClientFromConnectionString,
+// except for a SAS connection string: aztables v1.4.1 then ignores TableEndpoint
+// (and EndpointSuffix) and always calls https://<account>.table.core.windows.net
+// (connection_string.go, parseConnectionString), which sends an Azurite or
+// sovereign-cloud SAS to the wrong host. Here the SAS is appended to the
+// endpoint the connection string names, as azqueue does.
+func tableServiceFromConnectionString(cs string, opts *aztables.ClientOptions) (*aztables.ServiceClient, error) {
+	kv := map[string]string{}
+	for _, part := range strings.Split(cs, ";") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(part), "="); ok {
+			kv[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
+		}
+	}
+	sas, hasSAS := kv["sharedaccesssignature"]
+	if !hasSAS || kv["accountkey"] != "" {
+		return aztables.NewServiceClientFromConnectionString(cs, opts)
+	}
+	endpoint := kv["tableendpoint"]
+	if endpoint == "" {
+		account, suffix, scheme := kv["accountname"], kv["endpointsuffix"], kv["defaultendpointsprotocol"]
+		if account == "" {
+			return nil, errors.New("a SAS connection string needs TableEndpoint or AccountName")
+		}
+		if suffix == "" {
+			suffix = "core.windows.net"
+		}
+		if scheme == "" {
+			scheme = "https"
+		}
+		endpoint = fmt.Sprintf("%s://%s.table.%s", scheme, account, suffix)
+	}
+	return aztables.NewServiceClientWithNoCredential(strings.TrimSuffix(endpoint, "/")+"/?"+strings.TrimPrefix(sas, "?"), opts)
+}
+
 // NewClients builds the queue, poison queue and table clients. The SDK's own
 // retries are switched off: callers retry with internal/retry, which also
-// covers the 403 seen while a role assignment propagates.
+// covers the 403 seen while a role assignment propagates. A connection string
+// of UseDevelopmentStorage=true means the local emulator (DevConnectionString).
 func NewClients(s Settings, httpClient *http.Client) (*Clients, error) {
 	co := policy.ClientOptions{
 		Transport: httpClient,
@@ -139,14 +233,18 @@ func NewClients(s Settings, httpClient *http.Client) (*Clients, error) {
 	}
 	c := &Clients{}
 	if s.ConnectionString != "" {
-		qs, err := azqueue.NewServiceClientFromConnectionString(s.ConnectionString, &azqueue.ClientOptions{ClientOptions: co})
+		cs, err := ExpandConnectionString(s.ConnectionString)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", EnvConnectionString, err)
+		}
+		qs, err := azqueue.NewServiceClientFromConnectionString(cs, &azqueue.ClientOptions{ClientOptions: co})
 		if err != nil {
 			return nil, fmt.Errorf("%s: queue client: %w", EnvConnectionString, err)
 		}
 		c.Queue = qs.NewQueueClient(s.QueueName)
 		c.Poison = qs.NewQueueClient(s.PoisonQueueName())
 		if s.TableName != "" {
-			ts, err := aztables.NewServiceClientFromConnectionString(s.ConnectionString, &aztables.ClientOptions{ClientOptions: co})
+			ts, err := tableServiceFromConnectionString(cs, &aztables.ClientOptions{ClientOptions: co})
 			if err != nil {
 				return nil, fmt.Errorf("%s: table client: %w", EnvConnectionString, err)
 			}
