@@ -27,8 +27,8 @@ const (
 const (
 	// assumedMessagesPerSecondPerReplica is the consumer's throughput per replica (500m CPU limit,
 	// batch 32, concurrency 16) that the defaults are sized for. `go run ./cmd/bench` measured
-	// 680-880 msg/s per replica against Azurite on loopback, and about 0.55-0.65 ms of CPU per
-	// message (a 500m limit caps a replica near 850 msg/s). Against Azure every call also pays a
+	// 680-880 msg/s per replica against Azurite on loopback (Azurite-bound), and about 0.32-0.36 ms
+	// of CPU per message (a 500m limit would allow ~1,400 msg/s). Against Azure every call also pays a
 	// network round trip, so the defaults take about half the measured rate: 400. The seed's
 	// consumer did about 1 message/s by design, which is why its queueLength was 5.
 	assumedMessagesPerSecondPerReplica = 400
