@@ -194,7 +194,8 @@ func run(parent context.Context, o options, out io.Writer) error {
 				return fmt.Errorf("consumer metrics: %w\n%s", err, cons.Stdout())
 			}
 			processed := m["consumer_messages_processed_total"]
-			poisoned := m[`consumer_messages_poisoned_total{reason="malformed"}`] + m[`consumer_messages_poisoned_total{reason="over_delivered"}`]
+			poisoned := m[`consumer_messages_poisoned_total{reason="malformed"}`] + m[`consumer_messages_poisoned_total{reason="over_delivered"}`] +
+				m[`consumer_messages_poisoned_total{reason="rejected"}`]
 			d, _ := storage.Depth(ctx, clients.Queue)
 			fmt.Fprintf(out, "  %5s  sent %5d  queue depth %5d  processed %5.0f  poisoned %d  rate %4.0f msg/s\n",
 				now.Sub(start).Round(time.Second), sent.Load(), d, processed, int(poisoned), (processed-lastProcessed)/now.Sub(lastAt).Seconds())
