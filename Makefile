@@ -50,3 +50,8 @@ up: ## pulumi up for STACK (default dev)
 
 destroy: ## pulumi destroy for STACK (default dev)
 	pulumi destroy --stack $(STACK)
+
+.PHONY: e2e-tools
+
+e2e-tools: ## Build the pinned e2e tools (Pulumi CLI, kubernetes plugin, etcd, kube-*, kwok) into E2E_TOOLS_DIR; skips what is built
+	e2e/tools.sh
