@@ -5,7 +5,7 @@ STACK ?= dev
 .PHONY: help deps demo test lint bench preview up destroy golden plan FORCE
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 deps: node_modules/.package-lock.json ## Install Azurite (pinned in package-lock.json) if missing or stale; download Go modules
 	go mod download
