@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/aks-edw/aks-edw/components"
+)
+
+// These cover the harness's own logic; `make e2e` runs the scenario itself.
+
+func nodePoolProps() pulumi.Map {
+	return pulumi.Map{
+		"apiVersion": pulumi.String("karpenter.sh/v1"),
+		"spec": pulumi.Map{"template": pulumi.Map{"spec": pulumi.Map{
+			"requirements": pulumi.Array{pulumi.Map{"key": pulumi.String("kubernetes.io/os"), "operator": pulumi.String("In"), "values": pulumi.Array{pulumi.String("linux")}}},
+		}}},
+	}
+}
+
+func TestBreaksEditTheObjectTheyName(t *testing.T) {
+	plain, err := toPlain(nodePoolProps())
+	require.NoError(t, err)
+	require.NoError(t, breaks["nodepool-restricted-label"].edit(plain))
+	reqs, err := dig[[]any](plain, "spec", "template", "spec", "requirements")
+	require.NoError(t, err)
+	require.Len(t, reqs, 2)
+	assert.Equal(t, "karpenter.sh/nodepool", reqs[1].(map[string]any)["key"])
+
+	so := map[string]any{"spec": map[string]any{"maxReplicaCount": 5}}
+	require.NoError(t, breaks["scaledobject-unknown-field"].edit(so))
+	assert.Equal(t, 5, so["spec"].(map[string]any)["maxReplicas"])
+
+	assert.Error(t, breaks["nodepool-restricted-label"].edit(map[string]any{"spec": "x"}), "a shape it cannot edit is an error")
+}
+
+func TestBreakTransformOnlyTouchesItsKind(t *testing.T) {
+	b := breaks["nodepool-restricted-label"]
+	other := &pulumi.ResourceTransformArgs{Type: "kubernetes:apps/v1:Deployment", Props: nodePoolProps()}
+	assert.Nil(t, b.transform(context.Background(), other))
+	mine := &pulumi.ResourceTransformArgs{Type: "kubernetes:karpenter.sh/v1:NodePool", Props: nodePoolProps()}
+	res := b.transform(context.Background(), mine)
+	require.NotNil(t, res)
+	assert.Contains(t, res.Props, "spec")
+}
+
+func TestToPlainKeepsValuesAndOutputs(t *testing.T) {
+	out := pulumi.String("x").ToStringOutput()
+	plain, err := toPlain(pulumi.Map{"s": pulumi.String("a"), "b": pulumi.Bool(true), "n": pulumi.Float64(2), "o": out, "nil": nil})
+	require.NoError(t, err)
+	assert.Equal(t, "a", plain["s"])
+	assert.Equal(t, true, plain["b"])
+	assert.Equal(t, 2.0, plain["n"])
+	assert.Equal(t, out, plain["o"], "an output passes through untouched")
+	assert.Nil(t, plain["nil"])
+}
+
+func TestOutcomeCounts(t *testing.T) {
+	o := outcome{ops: map[string][]string{
+		"same":   {"a", "b"},
+		"update": {"kubernetes:apps/v1:Deployment::consumer-deployment"},
+	}}
+	assert.Equal(t, 1, o.changed())
+	assert.Equal(t, "same 2, update 1", o.counts())
+	assert.True(t, o.has("update", "Deployment::consumer-deployment"))
+	assert.False(t, o.has("update", "ScaledObject::consumer-scaled-object"))
+
+	err := onlyUpdates(o, "preview")
+	require.Error(t, err, "the ScaledObject is not updated")
+	o.ops["update"] = append(o.ops["update"], "kubernetes:keda.sh/v1alpha1:ScaledObject::consumer-scaled-object")
+	assert.NoError(t, onlyUpdates(o, "preview"))
+	o.ops["replace"] = []string{"kubernetes:core/v1:Namespace::consumer-namespace"}
+	assert.ErrorContains(t, onlyUpdates(o, "preview"), "plans replace")
+}
+
+func TestScaleModeSwitchObjects(t *testing.T) {
+	s := components.DefaultConsumerSettings()
+	shared, gone, added := diffObjects(workloadObjects(s, components.ScaleModeScaledObject), workloadObjects(s, components.ScaleModeScaledJob))
+	assert.Equal(t, "Namespace, ServiceAccount, TriggerAuthentication, NodePool", kinds(shared))
+	assert.Equal(t, "Deployment, PodDisruptionBudget, ScaledObject", kinds(gone))
+	assert.Equal(t, "ScaledJob", kinds(added))
+}
+
+func TestRefusalFindsTheAPIServerMessage(t *testing.T) {
+	errs := []string{"consumer-node-pool: other", `consumer-node-pool: NodePool.karpenter.sh "aqs-app-pool" is invalid: spec.template.spec.requirements[4].key: Invalid value: "string": label "karpenter.sh/nodepool" is restricted`}
+	assert.Contains(t, refusal(errs, breaks["nodepool-restricted-label"].refusal), `is invalid`)
+	assert.Empty(t, refusal(errs[:1], breaks["nodepool-restricted-label"].refusal))
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/aks-edw/aks-edw/internal/localcluster"
+)
+
+// What the local cluster is made of, besides the binaries e2e/tools.sh builds (its own pins
+// are at the top of that script). docs/cloud-notes.md says why these versions.
+const (
+	// kedaVersion is the KEDA release whose CRDs the API server serves: the one AKS's KEDA
+	// add-on runs on Kubernetes 1.35 (add-on build 2.17.3-7; 1.33 and 1.34 run 2.17 too). The
+	// components' Go types come from v2.21.0 (go.mod), whose stricter schema the unit tests
+	// decode into; the e2e run proves the older schema AKS serves accepts the objects.
+	kedaVersion = "v2.17.3"
+	// karpenterVersion is the Karpenter core whose NodePool and NodeClaim CRDs (with their CEL
+	// rules) the API server enforces: the one Azure/karpenter-provider-azure v1.7.x, AKS 1.35's
+	// node autoprovisioning, builds on (its go.mod). The provider's own copy adds one rule on
+	// karpenter.azure.com keys; its module is not served here.
+	karpenterVersion = "v1.7.1"
+	// kwokVersion matches tools.sh's KWOK_VERSION: its stage files drive the fake nodes and pods.
+	kwokVersion = "v0.8.0"
+)
+
+// crdFiles are the CustomResourceDefinitions of the kinds the workload creates.
+var crdFiles = []localcluster.ModuleFile{
+	{Module: "github.com/kedacore/keda/v2", Version: kedaVersion, Path: "config/crd/bases/keda.sh_scaledobjects.yaml"},
+	{Module: "github.com/kedacore/keda/v2", Version: kedaVersion, Path: "config/crd/bases/keda.sh_scaledjobs.yaml"},
+	{Module: "github.com/kedacore/keda/v2", Version: kedaVersion, Path: "config/crd/bases/keda.sh_triggerauthentications.yaml"},
+	{Module: "sigs.k8s.io/karpenter", Version: karpenterVersion, Path: "pkg/apis/crds/karpenter.sh_nodepools.yaml"},
+	{Module: "sigs.k8s.io/karpenter", Version: karpenterVersion, Path: "pkg/apis/crds/karpenter.sh_nodeclaims.yaml"},
+}
+
+// kwokStages are kwok's "fast" lifecycles: nodes become Ready and keep a lease, pods become
+// Ready once scheduled, Job pods complete, deleted pods go away.
+var kwokStages = []localcluster.ModuleFile{
+	{Module: "sigs.k8s.io/kwok", Version: kwokVersion, Path: "kustomize/stage/node/fast/node-initialize.yaml"},
+	{Module: "sigs.k8s.io/kwok", Version: kwokVersion, Path: "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml"},
+	{Module: "sigs.k8s.io/kwok", Version: kwokVersion, Path: "kustomize/stage/pod/fast/pod-ready.yaml"},
+	{Module: "sigs.k8s.io/kwok", Version: kwokVersion, Path: "kustomize/stage/pod/fast/pod-complete.yaml"},
+	{Module: "sigs.k8s.io/kwok", Version: kwokVersion, Path: "kustomize/stage/pod/fast/pod-delete.yaml"},
+}
+
+// nodes stand in for the cluster's nodes: a system pool node with AKS's CriticalAddonsOnly taint
+// (where the KEDA operator runs) and one node per zone as node autoprovisioning would create them
+// for the app NodePool: Karpenter's nodepool label and the pool's taint.
+func nodes(appPool string) []localcluster.Node {
+	app := func(name, zone string) localcluster.Node {
+		return localcluster.Node{
+			Name: name,
+			Labels: map[string]string{
+				"karpenter.sh/nodepool":       appPool,
+				"karpenter.sh/capacity-type":  "on-demand",
+				"topology.kubernetes.io/zone": zone,
+			},
+			Taints: []corev1.Taint{{Key: "deployment", Value: appPool, Effect: corev1.TaintEffectNoSchedule}},
+		}
+	}
+	return []localcluster.Node{
+		{
+			Name:   "aks-systempool-0",
+			Labels: map[string]string{"kubernetes.azure.com/mode": "system", "topology.kubernetes.io/zone": "local-1"},
+			Taints: []corev1.Taint{{Key: "CriticalAddonsOnly", Value: "true", Effect: corev1.TaintEffectNoSchedule}},
+		},
+		app("aks-"+appPool+"-a", "local-1"),
+		app("aks-"+appPool+"-b", "local-2"),
+	}
+}

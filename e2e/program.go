@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/aks-edw/aks-edw/components"
+	"github.com/aks-edw/aks-edw/workload"
+)
+
+// Stand-ins for the Azure outputs workload.Deploy takes. Nothing on the local cluster reads
+// them; the API server stores them and the steps read them back.
+const (
+	fakeStorageAccount = "storaksedwe2e"
+	fakeClientID       = "00000000-0000-4000-8000-0000000e2e00"
+	imageRepository    = "acraksedwe2e.azurecr.io/aks-edw/consumer"
+	standInName        = "aks-edw-e2e-cluster"
+	standInNamespace   = "default"
+)
+
+// desired is what the next engine run deploys; the steps change it between runs.
+type desired struct {
+	// settings are the consumer settings, as the stack's config would give them.
+	settings components.ConsumerSettings
+	// imageTag is the consumer image's tag.
+	imageTag string
+	// withWorkload deploys the workload; false keeps only the cluster's stand-in.
+	withWorkload bool
+	// brk names a deliberate defect from breaks, or "".
+	brk string
+}
+
+func (d desired) image() string { return imageRepository + ":" + d.imageTag }
+
+// program is the inline Pulumi program: a ConfigMap plays the AKS cluster (the workload's
+// provider and objects are DeletedWith it, as they are with the ManagedCluster in the stack), and
+// workload.Deploy, the stack's own Kubernetes half, deploys through the same code paths.
+func program(kubeconfig string, d *desired) pulumi.RunFunc {
+	return func(ctx *pulumi.Context) error {
+		standInProvider, err := kubernetes.NewProvider(ctx, "cluster-stand-in-k8s", &kubernetes.ProviderArgs{
+			Kubeconfig:            pulumi.ToSecret(pulumi.String(kubeconfig)).(pulumi.StringOutput),
+			EnableServerSideApply: pulumi.Bool(true),
+		})
+		if err != nil {
+			return err
+		}
+		cluster, err := corev1.NewConfigMap(ctx, "cluster-stand-in", &corev1.ConfigMapArgs{
+			Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(standInName), Namespace: pulumi.String(standInNamespace)},
+			Data: pulumi.StringMap{
+				"plays": pulumi.String("the AKS ManagedCluster: the workload's provider and objects are DeletedWith it"),
+			},
+		}, pulumi.Provider(standInProvider))
+		if err != nil {
+			return err
+		}
+		if !d.withWorkload {
+			return nil
+		}
+		if d.brk != "" {
+			if err := ctx.RegisterResourceTransform(breaks[d.brk].transform); err != nil {
+				return err
+			}
+		}
+		_, err = workload.Deploy(ctx, "consumer", workload.Args{
+			Kubeconfig:         pulumi.String(kubeconfig).ToStringOutput(),
+			Cluster:            cluster,
+			Settings:           d.settings,
+			StorageAccountName: pulumi.String(fakeStorageAccount),
+			QueueName:          pulumi.String("aws2azmsgs"),
+			TableName:          pulumi.String("aws2azpmts"),
+			ClientID:           pulumi.String(fakeClientID),
+			Image:              pulumi.String(d.image()),
+		})
+		return err
+	}
+}
+
+// breakKind is a deliberate defect, injected with a Pulumi resource transform (the harness's
+// own mechanism: components/ and workload/ have no test switches). Each is valid to the Go types
+// and to the Pulumi SDK, and only the API server, enforcing the CRD's schema and CEL rules,
+// refuses it.
+type breakKind struct {
+	// what says what is broken.
+	what string
+	// kind is the Kubernetes kind broken, matched against the Pulumi type token's suffix.
+	kind string
+	// refusal is a fragment of the API server's message that must come back.
+	refusal string
+	// edit changes the object's props.
+	edit func(props map[string]any) error
+}
+
+var breaks = map[string]breakKind{
+	"nodepool-restricted-label": {
+		what:    `a NodePool requirement on the restricted label karpenter.sh/nodepool`,
+		kind:    "karpenter.sh/v1:NodePool",
+		refusal: `label "karpenter.sh/nodepool" is restricted`,
+		edit: func(p map[string]any) error {
+			reqs, err := dig[[]any](p, "spec", "template", "spec", "requirements")
+			if err != nil {
+				return err
+			}
+			tmplSpec, _ := dig[map[string]any](p, "spec", "template", "spec")
+			tmplSpec["requirements"] = append(reqs, map[string]any{
+				"key": "karpenter.sh/nodepool", "operator": "In", "values": []any{"aqs-app-pool"},
+			})
+			return nil
+		},
+	},
+	"scaledobject-unknown-field": {
+		what:    "a ScaledObject with a field its CRD does not declare (spec.maxReplicas instead of maxReplicaCount)",
+		kind:    "keda.sh/v1alpha1:ScaledObject",
+		refusal: `.spec.maxReplicas: field not declared in schema`,
+		edit: func(p map[string]any) error {
+			spec, err := dig[map[string]any](p, "spec")
+			if err != nil {
+				return err
+			}
+			spec["maxReplicas"] = 5
+			return nil
+		},
+	},
+}
+
+func breakKinds() string {
+	var ks []string
+	for k := range breaks {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, ", ")
+}
+
+// transform applies the defect to the matching resource. The props go through JSON so the edit
+// works on plain maps and slices; the engine hands them back to the provider as given.
+func (b breakKind) transform(_ context.Context, args *pulumi.ResourceTransformArgs) *pulumi.ResourceTransformResult {
+	if !strings.HasSuffix(args.Type, b.kind) {
+		return nil
+	}
+	plain, err := toPlain(args.Props)
+	if err == nil {
+		err = b.edit(plain)
+	}
+	if err != nil {
+		// A transform cannot return an error; an unbroken object makes the step fail instead,
+		// saying the refusal never came.
+		return nil
+	}
+	return &pulumi.ResourceTransformResult{Props: pulumi.ToMap(plain), Opts: args.Opts}
+}
+
+// toPlain turns the transform's props (resolved values) into plain Go maps.
+func toPlain(m pulumi.Map) (map[string]any, error) {
+	out := map[string]any{}
+	for k, v := range m {
+		pv, err := plainValue(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		out[k] = pv
+	}
+	return out, nil
+}
+
+func plainValue(v pulumi.Input) (any, error) {
+	switch t := v.(type) {
+	case nil:
+		return nil, nil
+	case pulumi.Map:
+		return toPlain(t)
+	case pulumi.Array:
+		out := make([]any, 0, len(t))
+		for _, e := range t {
+			pe, err := plainValue(e)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, pe)
+		}
+		return out, nil
+	case pulumi.String:
+		return string(t), nil
+	case pulumi.Bool:
+		return bool(t), nil
+	case pulumi.Float64:
+		return float64(t), nil
+	case pulumi.Int:
+		return int(t), nil
+	default:
+		// Outputs (values from other resources) pass through untouched; ToMap keeps them.
+		return v, nil
+	}
+}
+
+// dig follows keys into nested maps and returns the value there as T.
+func dig[T any](m map[string]any, keys ...string) (T, error) {
+	var zero T
+	var cur any = m
+	for _, k := range keys {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return zero, fmt.Errorf("%s: not an object", strings.Join(keys, "."))
+		}
+		cur = mm[k]
+	}
+	t, ok := cur.(T)
+	if !ok {
+		return zero, fmt.Errorf("%s: a %T, not a %T", strings.Join(keys, "."), cur, zero)
+	}
+	return t, nil
+}
+
+func jsonUnmarshal(raw json.RawMessage, v any) error { return json.Unmarshal(raw, v) }

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/aks-edw/aks-edw/components"
+	"github.com/aks-edw/aks-edw/internal/localcluster"
+)
+
+// runner holds one end-to-end run: the local cluster, the engine, and what to deploy next.
+type runner struct {
+	tools, bin, work, brk string
+	out                   io.Writer
+
+	log     *os.File
+	cluster *localcluster.Cluster
+	kube    *kube
+	eng     engine
+	want    *desired
+}
+
+type step struct {
+	title string
+	run   func(context.Context) (string, error)
+}
+
+// run sets up the cluster, runs the steps in order until one fails, and tears everything down.
+func (r *runner) run(ctx context.Context) (passed, total int, err error) {
+	steps := []step{
+		{"pulumi up creates the workload; the Deployment rolls out on kwok nodes", r.stepCreate},
+		{"a second pulumi up changes nothing", r.stepNoChanges},
+		{"user settings update in place, never replace", r.stepUpdateInPlace},
+		{"scaleMode ScaledObject -> ScaledJob -> ScaledObject", r.stepSwitchScaleMode},
+		{"the API server refuses invalid objects with its own message", r.stepRefused},
+		{"removing the workload deletes its objects; destroy leaves DeletedWith objects to the cluster", r.stepRemoveAndDestroy},
+	}
+	total = len(steps)
+	defer r.teardown()
+	if err := r.setup(ctx); err != nil {
+		return 0, total, fmt.Errorf("setting up: %w", err)
+	}
+	for i, s := range steps {
+		start := time.Now()
+		evidence, err := s.run(ctx)
+		if err == nil {
+			err = r.cluster.Exited()
+		}
+		if err == nil && ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		if err != nil {
+			fmt.Fprintf(r.out, "e2e: step %d FAILS (%s) after %.0fs: %v\n", i+1, s.title, time.Since(start).Seconds(), err)
+			return passed, total, fmt.Errorf("step %d: %w", i+1, err)
+		}
+		passed++
+		fmt.Fprintf(r.out, "e2e: step %d holds (%s) in %.0fs: %s\n", i+1, s.title, time.Since(start).Seconds(), evidence)
+	}
+	return passed, total, nil
+}
+
+func (r *runner) setup(ctx context.Context) error {
+	start := time.Now()
+	for _, b := range append([]string{"pulumi", "pulumi-resource-kubernetes"}, localcluster.Binaries...) {
+		if _, err := os.Stat(filepath.Join(r.bin, b)); err != nil {
+			return fmt.Errorf("%s is not built in %s: run `make e2e-tools` (or `make e2e`, which does): %w", b, r.bin, err)
+		}
+	}
+	var err error
+	if r.log, err = os.Create(filepath.Join(r.work, "pulumi.log")); err != nil {
+		return err
+	}
+	stages, err := localcluster.Resolve(ctx, kwokStages)
+	if err != nil {
+		return fmt.Errorf("kwok's stage files: %w", err)
+	}
+	crds, err := localcluster.Resolve(ctx, crdFiles)
+	if err != nil {
+		return fmt.Errorf("the CRDs: %w", err)
+	}
+	r.cluster, err = localcluster.Start(ctx, localcluster.Options{BinDir: r.bin, Dir: r.work, KwokStages: stages, Log: r.log})
+	if err != nil {
+		return err
+	}
+	if r.kube, err = newKube(r.cluster.RESTConfig); err != nil {
+		return err
+	}
+	names, err := r.cluster.InstallCRDs(ctx, crds)
+	if err != nil {
+		return err
+	}
+	settings := components.DefaultConsumerSettings()
+	ns := nodes(settings.NodePoolName)
+	if err := r.cluster.AddNodes(ctx, ns); err != nil {
+		return err
+	}
+	if err := r.kedaOperatorStandIn(ctx); err != nil {
+		return fmt.Errorf("the KEDA add-on's operator stand-in: %w", err)
+	}
+	r.want = &desired{settings: settings, imageTag: "v1", withWorkload: true, brk: r.brk}
+	stack, cliVersion, err := newStack(ctx, r.tools, r.work, program(r.cluster.Kubeconfig, r.want))
+	if err != nil {
+		return err
+	}
+	server, err := r.kube.cs.Discovery().ServerVersion()
+	if err != nil {
+		return err
+	}
+	r.eng = engine{stack: stack, log: r.log}
+	fmt.Fprintf(r.out, "e2e: setup in %.0fs: %s; etcd, kube-apiserver %s, controller manager, scheduler and kwok on loopback; CRDs %s (KEDA %s, Karpenter %s); %d kwok nodes Ready; kube-system/%s stands in for the KEDA add-on (engine log: %s)\n",
+		time.Since(start).Seconds(), cliVersion, server.GitVersion, strings.Join(names, ", "), kedaVersion, karpenterVersion, len(ns), components.KedaOperatorName, r.log.Name())
+	return nil
+}
+
+func (r *runner) teardown() {
+	if r.cluster != nil {
+		r.cluster.Stop()
+	}
+	if r.log != nil {
+		r.log.Close()
+	}
+}
+
+// kedaOperatorStandIn creates what the AKS KEDA add-on installs and the workload patches: the
+// kube-system/keda-operator service account and Deployment, on the system node like AKS's own.
+func (r *runner) kedaOperatorStandIn(ctx context.Context) error {
+	ns, name := components.KedaNamespace, components.KedaOperatorName
+	if _, err := r.kube.cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+	}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	labels := map[string]string{"app": name}
+	one := int32(1)
+	if _, err := r.kube.cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &one,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					ServiceAccountName: name,
+					NodeSelector:       map[string]string{"kubernetes.azure.com/mode": "system"},
+					Tolerations:        []corev1.Toleration{{Key: "CriticalAddonsOnly", Operator: corev1.TolerationOpExists}},
+					Containers:         []corev1.Container{{Name: name, Image: "registry.invalid/keda-operator-stand-in:e2e"}},
+				},
+			},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	return r.waitRollout(ctx, ns, name, 60*time.Second)
+}
+
+// waitRollout polls a Deployment until its current template is fully available.
+func (r *runner) waitRollout(ctx context.Context, ns, name string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ro, err := r.kube.rollout(ctx, ns, name)
+		if err != nil {
+			return err
+		}
+		if ro.complete() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("deployment %s/%s not rolled out after %s: %s", ns, name, timeout, ro)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// engineError is the engine's error with its error diagnostics, which carry the provider's
+// (and so the API server's) message.
+func engineError(op string, o outcome, err error) error {
+	if len(o.errors) > 0 {
+		return fmt.Errorf("pulumi %s failed: %s", op, strings.Join(o.errors, " | "))
+	}
+	return fmt.Errorf("pulumi %s failed: %w", op, err)
+}
+
+var errStep = errors.New("does not hold")

@@ -1,0 +1,438 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/aks-edw/aks-edw/components"
+)
+
+// Step 1: `pulumi up` creates every object, the provider's await sees the Deployment roll out on
+// the app pool's (kwok) nodes, and the KEDA operator is patched and rolled out with the identity.
+func (r *runner) stepCreate(ctx context.Context) (string, error) {
+	o, err := r.eng.up(ctx)
+	if err != nil {
+		if r.brk != "" {
+			return "", fmt.Errorf("-break %s (%s): %w", r.brk, breaks[r.brk].what, engineError("up", o, err))
+		}
+		return "", engineError("up", o, err)
+	}
+	if r.brk != "" {
+		return "", fmt.Errorf("-break %s: %s was accepted: %w", r.brk, breaks[r.brk].what, errStep)
+	}
+	s := r.want.settings
+	objs := workloadObjects(s, components.ScaleModeScaledObject)
+	_, missing, err := r.kube.present(ctx, objs)
+	if err != nil {
+		return "", err
+	}
+	if len(missing) > 0 {
+		return "", fmt.Errorf("after up, the API server lacks %s: %w", strings.Join(missing, ", "), errStep)
+	}
+	// No waiting here: `up` returned, so the provider's await must already have seen the rollout.
+	ro, err := r.kube.rollout(ctx, s.Namespace, s.DeploymentName)
+	if err != nil {
+		return "", err
+	}
+	if !ro.complete() || ro.image != r.want.image() {
+		return "", fmt.Errorf("up returned but Deployment %s is %s (want every replica available with %s): %w", s.DeploymentName, ro, r.want.image(), errStep)
+	}
+	for _, n := range ro.nodes {
+		if !strings.HasPrefix(n, "aks-"+s.NodePoolName+"-") {
+			return "", fmt.Errorf("a consumer pod runs on %s, not on an app pool node: %w", n, errStep)
+		}
+	}
+	so, err := r.kube.get(ctx, object{gvrScaledObject, "ScaledObject", s.Namespace, s.ScaledObjectName})
+	if err != nil {
+		return "", err
+	}
+	md := triggerMetadata(so)
+	if md["accountName"] != fakeStorageAccount || nestedString(so, "spec", "scaleTargetRef", "name") != s.DeploymentName {
+		return "", fmt.Errorf("ScaledObject trigger %v / target %q: %w", md, nestedString(so, "spec", "scaleTargetRef", "name"), errStep)
+	}
+	keda, err := r.kedaOperatorIdentity(ctx)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("up: %s; API server: %d objects (%s); Deployment %s; %s",
+		o.counts(), len(objs), kinds(objs), ro, keda), nil
+}
+
+// kedaOperatorIdentity checks the KEDA operator's service account carries the client id and
+// its rolled-out pods carry the workload identity label.
+func (r *runner) kedaOperatorIdentity(ctx context.Context) (string, error) {
+	ns, name := components.KedaNamespace, components.KedaOperatorName
+	sa, err := r.kube.cs.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	if got := sa.Annotations["azure.workload.identity/client-id"]; got != fakeClientID {
+		return "", fmt.Errorf("%s/%s service account client-id annotation %q, want %q: %w", ns, name, got, fakeClientID, errStep)
+	}
+	pods, err := r.kube.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name + ",azure.workload.identity/use=true"})
+	if err != nil {
+		return "", err
+	}
+	ready := 0
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil && p.Annotations[components.KedaIdentityAnnotation] == fakeClientID {
+			ready++
+		}
+	}
+	if ready == 0 {
+		return "", fmt.Errorf("no %s pod with the workload identity label and client id: the operator was not rolled out: %w", name, errStep)
+	}
+	return fmt.Sprintf("%s/%s annotated and rolled out (%d pod with the identity label)", ns, name, ready), nil
+}
+
+// Step 2: a second `pulumi up` (and its preview) plans and makes no change.
+func (r *runner) stepNoChanges(ctx context.Context) (string, error) {
+	p, err := r.eng.preview(ctx)
+	if err != nil {
+		return "", engineError("preview", p, err)
+	}
+	if p.changed() != 0 {
+		return "", fmt.Errorf("preview of an unchanged program plans %s: %v: %w", p.counts(), changedOps(p), errStep)
+	}
+	o, err := r.eng.up(ctx)
+	if err != nil {
+		return "", engineError("up", o, err)
+	}
+	if o.changed() != 0 {
+		return "", fmt.Errorf("second up did %s: %v: %w", o.counts(), changedOps(o), errStep)
+	}
+	return fmt.Sprintf("preview: %s; up: %s; 0 changes", p.counts(), o.counts()), nil
+}
+
+func changedOps(o outcome) map[string][]string {
+	m := map[string][]string{}
+	for op, rs := range o.ops {
+		if op != "same" && op != "read" {
+			m[op] = rs
+		}
+	}
+	return m
+}
+
+// replacing are the engine ops that mean an object was (or would be) recreated.
+var replacing = []string{"replace", "create-replacement", "delete-replaced", "discard-replaced", "import-replacement"}
+
+// Step 3: what users change (queueLength, maxReplicas, the image tag, resources) previews as
+// in-place updates of the ScaledObject and the Deployment, never as replacements, and applies;
+// the objects keep their UIDs and the Deployment rolls out the new template.
+func (r *runner) stepUpdateInPlace(ctx context.Context) (string, error) {
+	s := r.want.settings
+	uidsBefore, err := r.uids(ctx, workloadObjects(s, components.ScaleModeScaledObject))
+	if err != nil {
+		return "", err
+	}
+	s.QueueLength = s.QueueLength / 2
+	s.MaxReplicas = s.MaxReplicas + 3
+	s.CPURequest, s.MemoryLimit = "300m", "192Mi"
+	r.want.settings, r.want.imageTag = s, "v2"
+
+	p, err := r.eng.preview(ctx)
+	if err != nil {
+		return "", engineError("preview", p, err)
+	}
+	if err := onlyUpdates(p, "preview"); err != nil {
+		return "", err
+	}
+	o, err := r.eng.up(ctx)
+	if err != nil {
+		return "", engineError("up", o, err)
+	}
+	if err := onlyUpdates(o, "up"); err != nil {
+		return "", err
+	}
+	uidsAfter, err := r.uids(ctx, workloadObjects(s, components.ScaleModeScaledObject))
+	if err != nil {
+		return "", err
+	}
+	for k, before := range uidsBefore {
+		if uidsAfter[k] != before {
+			return "", fmt.Errorf("%s was recreated (uid %s -> %s): %w", k, before, uidsAfter[k], errStep)
+		}
+	}
+	so, err := r.kube.get(ctx, object{gvrScaledObject, "ScaledObject", s.Namespace, s.ScaledObjectName})
+	if err != nil {
+		return "", err
+	}
+	if got := triggerMetadata(so)["queueLength"]; got != strconv.Itoa(s.QueueLength) {
+		return "", fmt.Errorf("ScaledObject queueLength %q after up, want %d: %w", got, s.QueueLength, errStep)
+	}
+	if got := nestedInt(so, "spec", "maxReplicaCount"); got != int64(s.MaxReplicas) {
+		return "", fmt.Errorf("ScaledObject maxReplicaCount %d after up, want %d: %w", got, s.MaxReplicas, errStep)
+	}
+	ro, err := r.kube.rollout(ctx, s.Namespace, s.DeploymentName)
+	if err != nil {
+		return "", err
+	}
+	wantCPU := resource.MustParse(s.CPURequest)
+	if !ro.complete() || ro.image != r.want.image() || ro.requests.Cpu().Cmp(wantCPU) != 0 {
+		return "", fmt.Errorf("the Deployment after up: %s, cpu request %s (want %s, %s, fully available): %w", ro, ro.requests.Cpu(), r.want.image(), s.CPURequest, errStep)
+	}
+	return fmt.Sprintf("preview and up: %s (updated: %s); no replacement, same UIDs for %d objects; ScaledObject queueLength %d maxReplicaCount %d; Deployment %s",
+		o.counts(), strings.Join(o.ops["update"], ", "), len(uidsBefore), s.QueueLength, s.MaxReplicas, ro), nil
+}
+
+// onlyUpdates fails if o creates, deletes or replaces anything, or updates nothing.
+func onlyUpdates(o outcome, what string) error {
+	for _, op := range append([]string{"create", "delete"}, replacing...) {
+		if o.count(op) > 0 {
+			return fmt.Errorf("%s plans %s for %v (want in-place updates only): %w", what, op, o.ops[op], errStep)
+		}
+	}
+	for _, want := range []string{"kubernetes:apps/v1:Deployment::consumer-deployment", "kubernetes:keda.sh/v1alpha1:ScaledObject::consumer-scaled-object"} {
+		if !o.has("update", want) {
+			return fmt.Errorf("%s does not update %s in place (%s): %w", what, want, o.counts(), errStep)
+		}
+	}
+	return nil
+}
+
+func (r *runner) uids(ctx context.Context, objs []object) (map[string]string, error) {
+	m := map[string]string{}
+	for _, obj := range objs {
+		u, err := r.kube.get(ctx, obj)
+		if err != nil {
+			return nil, err
+		}
+		if u == nil {
+			return nil, fmt.Errorf("%s is missing: %w", obj, errStep)
+		}
+		m[obj.String()] = string(u.GetUID())
+	}
+	return m, nil
+}
+
+// Step 4: switching scaleMode to ScaledJob deletes the Deployment, its PodDisruptionBudget and
+// the ScaledObject and creates the ScaledJob, leaving the shared objects untouched; and back.
+func (r *runner) stepSwitchScaleMode(ctx context.Context) (string, error) {
+	var evidence []string
+	for _, sw := range []struct{ from, to string }{
+		{components.ScaleModeScaledObject, components.ScaleModeScaledJob},
+		{components.ScaleModeScaledJob, components.ScaleModeScaledObject},
+	} {
+		s := r.want.settings
+		oldObjs, newObjs := workloadObjects(s, sw.from), workloadObjects(s, sw.to)
+		shared, gone, added := diffObjects(oldObjs, newObjs)
+		uidsBefore, err := r.uids(ctx, shared)
+		if err != nil {
+			return "", err
+		}
+		s.ScaleMode = sw.to
+		r.want.settings = s
+		p, err := r.eng.preview(ctx)
+		if err != nil {
+			return "", engineError("preview", p, err)
+		}
+		for _, op := range replacing {
+			if p.count(op) > 0 {
+				return "", fmt.Errorf("preview of %s -> %s plans %s for %v: %w", sw.from, sw.to, op, p.ops[op], errStep)
+			}
+		}
+		if p.count("create") != len(added) || p.count("delete") != len(gone) {
+			return "", fmt.Errorf("preview of %s -> %s plans %s, want create %d (%s) and delete %d (%s): %w",
+				sw.from, sw.to, p.counts(), len(added), kinds(added), len(gone), kinds(gone), errStep)
+		}
+		o, err := r.eng.up(ctx)
+		if err != nil {
+			return "", engineError("up", o, err)
+		}
+		if o.count("create") != len(added) || o.count("delete") != len(gone) {
+			return "", fmt.Errorf("up %s -> %s did %s: %w", sw.from, sw.to, o.counts(), errStep)
+		}
+		left, err := r.kube.waitGone(ctx, gone, 30*time.Second)
+		if err != nil {
+			return "", err
+		}
+		if len(left) > 0 {
+			return "", fmt.Errorf("after %s -> %s the API server still has %s: %w", sw.from, sw.to, strings.Join(left, ", "), errStep)
+		}
+		if _, missing, err := r.kube.present(ctx, added); err != nil || len(missing) > 0 {
+			return "", fmt.Errorf("after %s -> %s the API server lacks %v (%v): %w", sw.from, sw.to, missing, err, errStep)
+		}
+		uidsAfter, err := r.uids(ctx, shared)
+		if err != nil {
+			return "", err
+		}
+		for k, v := range uidsBefore {
+			if uidsAfter[k] != v {
+				return "", fmt.Errorf("%s was recreated by %s -> %s: %w", k, sw.from, sw.to, errStep)
+			}
+		}
+		line := fmt.Sprintf("%s -> %s: %s, %d shared objects kept", sw.from, sw.to, o.counts(), len(shared))
+		if sw.to == components.ScaleModeScaledObject {
+			ro, err := r.kube.rollout(ctx, s.Namespace, s.DeploymentName)
+			if err != nil {
+				return "", err
+			}
+			if !ro.complete() {
+				return "", fmt.Errorf("the Deployment after switching back: %s: %w", ro, errStep)
+			}
+			line += "; Deployment " + ro.String()
+		}
+		evidence = append(evidence, line)
+	}
+	return strings.Join(evidence, "; "), nil
+}
+
+func diffObjects(old, new []object) (shared, gone, added []object) {
+	in := func(o object, set []object) bool {
+		for _, x := range set {
+			if x == o {
+				return true
+			}
+		}
+		return false
+	}
+	for _, o := range old {
+		if in(o, new) {
+			shared = append(shared, o)
+		} else {
+			gone = append(gone, o)
+		}
+	}
+	for _, o := range new {
+		if !in(o, old) {
+			added = append(added, o)
+		}
+	}
+	return shared, gone, added
+}
+
+func kinds(objs []object) string {
+	var ks []string
+	for _, o := range objs {
+		ks = append(ks, o.kind)
+	}
+	return strings.Join(ks, ", ")
+}
+
+// Step 5: each deliberate defect, valid to the Go types, is refused at preview by the API
+// server with its own message; the live objects stay as they were, and without the defect the
+// program again plans no change.
+func (r *runner) stepRefused(ctx context.Context) (string, error) {
+	var kindsTried []string
+	for k := range breaks {
+		kindsTried = append(kindsTried, k)
+	}
+	sort.Strings(kindsTried)
+	var evidence []string
+	for _, k := range kindsTried {
+		b := breaks[k]
+		r.want.brk = k
+		p, err := r.eng.preview(ctx)
+		r.want.brk = ""
+		if err == nil {
+			return "", fmt.Errorf("preview with %s succeeded (%s): %w", b.what, p.counts(), errStep)
+		}
+		msg := refusal(p.errors, b.refusal)
+		if msg == "" {
+			return "", fmt.Errorf("preview with %s failed, but not with the API server's %q: %v: %w", b.what, b.refusal, engineError("preview", p, err), errStep)
+		}
+		evidence = append(evidence, fmt.Sprintf("%s refused: %q", b.kind, msg))
+	}
+	p, err := r.eng.preview(ctx)
+	if err != nil {
+		return "", engineError("preview", p, err)
+	}
+	if p.changed() != 0 {
+		return "", fmt.Errorf("after the refused previews, the plain program plans %s: %w", p.counts(), errStep)
+	}
+	return strings.Join(evidence, "; ") + "; plain program: 0 changes", nil
+}
+
+// refusal returns the error line containing fragment, shortened around it.
+func refusal(errs []string, fragment string) string {
+	for _, e := range errs {
+		if i := strings.Index(e, fragment); i >= 0 {
+			// Start at the API server's own words: after the provider's "...API server: " or
+			// "...become live: " lead-in when there is one, else 120 characters back.
+			start := max(0, i-120)
+			for _, lead := range []string{"API server: ", "live: "} {
+				if j := strings.LastIndex(e[:i], lead); j >= 0 && j+len(lead) > start {
+					start = j + len(lead)
+				}
+			}
+			return strings.TrimSpace(e[start:min(len(e), i+len(fragment)+40)])
+		}
+	}
+	return ""
+}
+
+// Step 6: a program without the workload deletes every one of its objects from the API server
+// (and takes the KEDA operator's identity fields back); then, with the workload deployed again,
+// `pulumi destroy` completes, deleting the cluster's stand-in and leaving the objects that are
+// DeletedWith it to the cluster's own deletion, as the stack does with AKS.
+func (r *runner) stepRemoveAndDestroy(ctx context.Context) (string, error) {
+	s := r.want.settings
+	objs := workloadObjects(s, s.ScaleMode)
+	r.want.withWorkload = false
+	o, err := r.eng.up(ctx)
+	if err != nil {
+		return "", engineError("up", o, err)
+	}
+	if o.count("delete") == 0 || o.count("create") != 0 {
+		return "", fmt.Errorf("up without the workload did %s: %w", o.counts(), errStep)
+	}
+	left, err := r.kube.waitGone(ctx, objs, 60*time.Second)
+	if err != nil {
+		return "", err
+	}
+	if len(left) > 0 {
+		return "", fmt.Errorf("without the workload, the API server still has %s: %w", strings.Join(left, ", "), errStep)
+	}
+	sa, err := r.kube.cs.CoreV1().ServiceAccounts(components.KedaNamespace).Get(ctx, components.KedaOperatorName, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	kedaAnnotation := sa.Annotations["azure.workload.identity/client-id"]
+	removed := fmt.Sprintf("up without the workload: %s; all %d objects gone from the API server; keda-operator client-id annotation after: %q",
+		o.counts(), len(objs), kedaAnnotation)
+	if kedaAnnotation != "" {
+		return "", fmt.Errorf("%s: the patch's field was not given back: %w", removed, errStep)
+	}
+
+	r.want.withWorkload = true
+	if o, err = r.eng.up(ctx); err != nil {
+		return "", engineError("up", o, err)
+	}
+	start := time.Now()
+	d, err := r.eng.destroy(ctx)
+	if err != nil {
+		return "", engineError("destroy", d, err)
+	}
+	took := time.Since(start)
+	inState, err := r.eng.resourcesInState(ctx)
+	if err != nil {
+		return "", err
+	}
+	if inState != 0 {
+		return "", fmt.Errorf("destroy left %d resources in the state: %w", inState, errStep)
+	}
+	cm, err := r.kube.get(ctx, object{gvrConfigMap, "ConfigMap", standInNamespace, standInName})
+	if err != nil {
+		return "", err
+	}
+	if cm != nil {
+		return "", fmt.Errorf("destroy left the cluster's stand-in ConfigMap: %w", errStep)
+	}
+	have, missing, err := r.kube.present(ctx, objs)
+	if err != nil {
+		return "", err
+	}
+	if len(missing) > 0 {
+		return "", fmt.Errorf("destroy deleted %s, which are DeletedWith the cluster and should be left to its deletion: %w", strings.Join(missing, ", "), errStep)
+	}
+	return fmt.Sprintf("%s; destroy: %s in %.0fs, state empty, stand-in gone, %d DeletedWith objects left for the cluster's deletion (%s)",
+		removed, d.counts(), took.Seconds(), len(have), kinds(objs)), nil
+}
