@@ -2,13 +2,25 @@
 SHELL := /bin/bash
 STACK ?= dev
 
-.PHONY: help deps demo test lint bench preview up destroy golden plan FORCE
+.PHONY: help deps promtool demo test lint bench preview up destroy golden plan FORCE
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-deps: node_modules/.package-lock.json ## Install Azurite (pinned in package-lock.json) if missing or stale; download Go modules
+deps: node_modules/.package-lock.json promtool ## Install Azurite (pinned in package-lock.json) and promtool if missing or stale; download Go modules
 	go mod download
+
+# promtool, Prometheus's rule tester, runs the alert rule tests (internal/observability). It comes
+# with Debian's prometheus package (2.42 on bookworm); installed only when missing. The package's
+# server is not started (no init system on CI machines; on a desktop, disable it if unwanted).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+promtool:
+	@command -v promtool >/dev/null || { \
+		echo "installing Debian's prometheus package for promtool"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }; }
+	@promtool --version | head -1
 
 # npm ci (30 s to 2 min) runs only when Azurite is missing or package-lock.json or package.json
 # changed after the last install: npm ci writes node_modules/.package-lock.json last, so its time

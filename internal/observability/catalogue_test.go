@@ -1,0 +1,120 @@
+package observability
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/aks-edw/aks-edw/internal/localcluster"
+)
+
+func TestMetricNames(t *testing.T) {
+	for _, tc := range []struct {
+		expr string
+		want []string
+	}{
+		{`sum by (namespace, reason) (increase(consumer_messages_poisoned_total{namespace="aqs-demo"}[10m])) > 0`, []string{"consumer_messages_poisoned_total"}},
+		{`max by (namespace) (keda_scaler_metrics_value{namespace="a",scaledObject="b"}) > 0 unless on (namespace) (sum by (namespace) (consumer_ready{namespace="a"}) > 0)`,
+			[]string{"consumer_ready", "keda_scaler_metrics_value"}},
+		{`histogram_quantile(0.99, sum by (le) (rate(consumer_message_latency_seconds_bucket{namespace="$namespace"}[$__rate_interval])))`, []string{"consumer_message_latency_seconds_bucket"}},
+		{`rate(x[5m]) * 1e3 + y offset 5m`, []string{"x", "y"}},
+		{`sum(a{l="has {braces} and \"quotes\""}) without (pod)`, []string{"a"}},
+		{`label_replace(up, "dst", "$1", "src", "(.*)")`, []string{"up"}},
+	} {
+		got, err := MetricNames(tc.expr)
+		require.NoError(t, err, tc.expr)
+		assert.Equal(t, tc.want, got, tc.expr)
+	}
+	_, err := MetricNames(`{__name__=~"consumer_.*"}`)
+	assert.ErrorContains(t, err, "__name__")
+}
+
+func TestCatalogueReadsTheConsumerRegistry(t *testing.T) {
+	names, err := ConsumerMetrics()
+	require.NoError(t, err)
+	for _, want := range []string{"consumer_messages_processed_total", "consumer_messages_poisoned_total", "consumer_ready",
+		"consumer_message_latency_seconds_bucket", "consumer_storage_available"} {
+		assert.Contains(t, names, want)
+	}
+	assert.NotContains(t, names, "consumer_message_latency_seconds", "a histogram has no series of its bare name")
+}
+
+// checkNames fails for every metric an expression names that nothing exports.
+func checkNames(t *testing.T, what, expr string, catalogue map[string]string) {
+	t.Helper()
+	names, err := MetricNames(expr)
+	require.NoError(t, err, what)
+	require.NotEmpty(t, names, "%s selects no metric: %s", what, expr)
+	for _, n := range names {
+		assert.Contains(t, catalogue, n, "%s names %s, which neither the consumer, KEDA nor kube-state-metrics exports", what, n)
+	}
+}
+
+// Every metric an alert names is exported by the consumer (its registry), KEDA or
+// kube-state-metrics.
+func TestRulesNameOnlyExportedMetrics(t *testing.T) {
+	catalogue, err := Catalogue()
+	require.NoError(t, err)
+	for _, r := range Rules(testParams) {
+		checkNames(t, "alert "+r.Alert, r.Expr, catalogue)
+	}
+}
+
+// The check can fail: a rule naming a metric nothing exports (a typo, or KEDA's old
+// keda_scaler_errors_total, removed in 2.16) is caught.
+func TestRuleMetricCheckCatchesUnknownMetrics(t *testing.T) {
+	catalogue, err := Catalogue()
+	require.NoError(t, err)
+	for _, expr := range []string{
+		`increase(keda_scaler_errors_total{namespace="a"}[5m]) > 0`,
+		`sum(rate(consumer_messages_procesed_total[5m]))`,
+	} {
+		names, err := MetricNames(expr)
+		require.NoError(t, err)
+		missing := 0
+		for _, n := range names {
+			if _, ok := catalogue[n]; !ok {
+				missing++
+			}
+		}
+		assert.Equal(t, 1, missing, "the check must flag the unknown metric in %s", expr)
+	}
+}
+
+// KEDAMetrics are real: each name is defined in KEDA's own source at KEDAVersion, read from the
+// Go module proxy (or cache), and the removed keda_scaler_errors_total is not.
+func TestKEDAMetricsAreDefinedInKEDASource(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir, err := localcluster.ModuleDir(ctx, "github.com/kedacore/keda/v2", KEDAVersion)
+	require.NoError(t, err, "downloading KEDA's module to read its metric definitions")
+	src, err := os.ReadFile(filepath.Join(dir, "pkg", "metricscollector", "prommetrics.go"))
+	require.NoError(t, err)
+	defined := kedaDefinitions(string(src))
+	require.Contains(t, defined, "keda_build_info", "the parse of KEDA's definitions found nothing")
+	for _, name := range KEDAMetrics {
+		assert.True(t, defined[name], "%s is not defined in KEDA %s pkg/metricscollector/prommetrics.go (defined: %v)", name, KEDAVersion, defined)
+	}
+	assert.False(t, defined["keda_scaler_errors_total"], "keda_scaler_errors_total was removed in 2.16")
+}
+
+// kedaDefinitions reads `Namespace: DefaultPromMetricsNamespace, Subsystem: "x", Name: "y"`
+// option blocks into full names (keda_x_y).
+func kedaDefinitions(src string) map[string]bool {
+	defined := map[string]bool{}
+	block := regexp.MustCompile(`(?s)Namespace:\s*DefaultPromMetricsNamespace,\s*(?:Subsystem:\s*"([a-z_]+)",\s*)?Name:\s*"([a-z_]+)"`)
+	for _, m := range block.FindAllStringSubmatch(src, -1) {
+		name := "keda_"
+		if m[1] != "" {
+			name += m[1] + "_"
+		}
+		defined[name+m[2]] = true
+	}
+	return defined
+}

@@ -1,0 +1,237 @@
+// Package observability is what watches a deployed stack: the Prometheus alert rules (deployed as
+// an Azure Monitor Prometheus rule group, and tested with promtool), the Grafana dashboard, and
+// the catalogue of metric names they may use (the consumer's registry, KEDA's operator and
+// kube-state-metrics). It is product code with no cloud dependency: the components turn the rules
+// into Azure resources.
+package observability
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Severity is Azure Monitor's alert severity: 0 critical to 4 verbose.
+type Severity int
+
+// The severities the rules use.
+const (
+	// SeverityError is for an outage of the workload: messages are not being processed.
+	SeverityError Severity = 1
+	// SeverityWarning is for degraded processing that needs a look.
+	SeverityWarning Severity = 2
+)
+
+// Label is the severity as the `severity` label of the Prometheus rule.
+func (s Severity) Label() string {
+	switch s {
+	case 0:
+		return "critical"
+	case SeverityError:
+		return "error"
+	case SeverityWarning:
+		return "warning"
+	case 3:
+		return "informational"
+	default:
+		return "verbose"
+	}
+}
+
+// Rule is one Prometheus alerting rule.
+type Rule struct {
+	// Alert is the alert's name.
+	Alert string
+	// Expr is the PromQL expression; the alert is pending while it returns series.
+	Expr string
+	// For is how long the expression must hold before the alert fires.
+	For time.Duration
+	// Severity is the Azure Monitor severity.
+	Severity Severity
+	// Summary says what is wrong (a Prometheus template: {{ $value }}, {{ $labels.x }}).
+	Summary string
+	// Action says what to do about it.
+	Action string
+}
+
+// Params locate the workload's series and size the backlog alert.
+type Params struct {
+	// Namespace is the consumer's namespace (the `namespace` label of its metrics, and of KEDA's
+	// metrics for its scaler).
+	Namespace string
+	// Scaler is the ScaledObject or ScaledJob name (KEDA's `scaledObject` label carries either).
+	Scaler string
+	// QueueName is the queue, for the messages.
+	QueueName string
+	// MaxReplicas and QueueLength are the scaler's maximum replicas (or jobs) and target
+	// messages per replica (or per job): a backlog above their product is more than KEDA will
+	// run consumers for.
+	MaxReplicas, QueueLength int
+	// BacklogFor is how long the backlog may stay above that before the alert fires.
+	BacklogFor time.Duration
+}
+
+// Validate names what is missing or out of range.
+func (p Params) Validate() error {
+	var problems []string
+	if p.Namespace == "" || p.Scaler == "" || p.QueueName == "" {
+		problems = append(problems, "namespace, scaler and queue name are required")
+	}
+	if p.MaxReplicas < 1 || p.QueueLength < 1 {
+		problems = append(problems, fmt.Sprintf("maxReplicas (%d) and queueLength (%d) must be >= 1", p.MaxReplicas, p.QueueLength))
+	}
+	if p.BacklogFor < time.Minute {
+		problems = append(problems, fmt.Sprintf("the backlog duration (%s) must be at least 1m", p.BacklogFor))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("alert rule parameters: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Rules are the workload's alerts. Each names only metrics in the catalogue (Catalogue), which
+// a test checks, and each fires and stays quiet when it should, which promtool checks.
+func Rules(p Params) []Rule {
+	ns := strconv.Quote(p.Namespace)
+	consumer := func(metric string) string { return fmt.Sprintf(`%s{namespace=%s}`, metric, ns) }
+	keda := func(metric string) string {
+		return fmt.Sprintf(`%s{namespace=%s,scaledObject=%s}`, metric, ns, strconv.Quote(p.Scaler))
+	}
+	capacity := p.MaxReplicas * p.QueueLength
+	return []Rule{
+		{
+			Alert:    "ConsumerMessagesPoisoned",
+			Expr:     fmt.Sprintf(`sum by (namespace, reason) (increase(%s[10m])) > 0`, consumer("consumer_messages_poisoned_total")),
+			Severity: SeverityWarning,
+			Summary:  `Messages moved to the poison queue in the last 10 minutes (reason {{ $labels.reason }})`,
+			Action: fmt.Sprintf("Read %s-poison: each record holds the reason and the original message. Fix the producer "+
+				"(invalid JSON, missing fields) or the table (rejected entity), then re-enqueue the records worth keeping.", p.QueueName),
+		},
+		{
+			Alert: "ConsumerFailuresSustained",
+			Expr: fmt.Sprintf(`sum by (namespace) (rate(%s[5m])) > 0.05 * sum by (namespace) (rate(%s[5m]))`,
+				consumer("consumer_messages_failed_total"), consumer("consumer_messages_dequeued_total")),
+			For:      15 * time.Minute,
+			Severity: SeverityWarning,
+			Summary:  `Consumer failures above 5% of dequeued messages for 15 minutes`,
+			Action: "The failed messages reappear after their visibility timeout and count towards the poison limit. " +
+				"Check the consumer logs by stage (table, delete, poison) for throttling (429) or storage errors.",
+		},
+		{
+			Alert: "ConsumerNotReadyWithBacklog",
+			Expr: fmt.Sprintf(`max by (namespace) (%s) > 0 unless on (namespace) (sum by (namespace) (%s) > 0)`,
+				keda("keda_scaler_metrics_value"), consumer("consumer_ready")),
+			For:      10 * time.Minute,
+			Severity: SeverityError,
+			Summary:  `{{ $value | humanize }} messages wait in the queue and no consumer pod is ready`,
+			Action: "No consumer is processing. If no pod exists, check KEDA (KedaScalerErrors) and the NodePool (pending pods, node " +
+				"autoprovisioning events). If pods exist but are not ready, they report storage unavailable: check the identity's " +
+				"role assignments and the storage firewall.",
+		},
+		{
+			Alert: "KedaScalerErrors",
+			Expr: fmt.Sprintf(`sum by (namespace, scaledObject) (increase(%s[5m])) > 0 or sum by (namespace, scaledObject) (increase(%s[5m])) > 0`,
+				keda("keda_scaler_detail_errors_total"), keda("keda_scaled_object_errors_total")),
+			For:      5 * time.Minute,
+			Severity: SeverityError,
+			Summary:  `KEDA cannot read queue ` + p.QueueName + ` for {{ $labels.scaledObject }}: the queue can grow with no consumer`,
+			Action: "Read the keda-operator logs in kube-system. An authentication error means the operator's workload identity: " +
+				"its service account annotation, the federated credential for system:serviceaccount:kube-system:keda-operator, " +
+				"and the queue role assignment (allow up to 10 minutes for a new one). Restart the operator after fixing the identity.",
+		},
+		{
+			Alert:    "QueueBacklogAboveCapacity",
+			Expr:     fmt.Sprintf(`max by (namespace) (%s) > %d`, keda("keda_scaler_metrics_value"), capacity),
+			For:      p.BacklogFor,
+			Severity: SeverityWarning,
+			Summary:  fmt.Sprintf(`Queue backlog {{ $value | humanize }} above %d (maxReplicas %d x queueLength %d) for %s`, capacity, p.MaxReplicas, p.QueueLength, promDuration(p.BacklogFor)),
+			Action: "KEDA is at its maximum and the backlog still grows or stays. Raise maxReplicas (up to the queue's " +
+				"~2,000 messages/s ceiling) or check why per-replica throughput dropped (latency panel, throttling).",
+		},
+		{
+			Alert:    "ConsumerStorageUnavailable",
+			Expr:     fmt.Sprintf(`min by (namespace) (%s) == 0`, consumer("consumer_storage_available")),
+			For:      10 * time.Minute,
+			Severity: SeverityError,
+			Summary:  `A consumer pod has paused for 10 minutes: the queue, poison queue or table is unavailable to it`,
+			Action: "The consumer pauses instead of poisoning messages. Check that the queue and table exist, the role assignments " +
+				"of the workload identity, the storage firewall (the AKS subnet), and Azure Storage's health.",
+		},
+	}
+}
+
+// promDuration renders a duration the way Prometheus writes one (1h30m, 15m, 90s).
+func promDuration(d time.Duration) string {
+	if d == 0 {
+		return "0s"
+	}
+	var b strings.Builder
+	if h := d / time.Hour; h > 0 {
+		fmt.Fprintf(&b, "%dh", h)
+		d -= h * time.Hour
+	}
+	if m := d / time.Minute; m > 0 {
+		fmt.Fprintf(&b, "%dm", m)
+		d -= m * time.Minute
+	}
+	if s := d / time.Second; s > 0 {
+		fmt.Fprintf(&b, "%ds", s)
+	}
+	return b.String()
+}
+
+// ISODuration renders a duration as ISO 8601 (PT1H30M), the form Azure's rule group takes.
+func ISODuration(d time.Duration) string {
+	return "PT" + strings.ToUpper(promDuration(d))
+}
+
+// ruleFile is Prometheus's rule file format.
+type ruleFile struct {
+	Groups []ruleGroup `json:"groups"`
+}
+
+type ruleGroup struct {
+	Name     string     `json:"name"`
+	Interval string     `json:"interval"`
+	Rules    []fileRule `json:"rules"`
+}
+
+type fileRule struct {
+	Alert       string            `json:"alert"`
+	Expr        string            `json:"expr"`
+	For         string            `json:"for,omitempty"`
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+}
+
+// RuleFile renders rules as a Prometheus rule file (one group evaluated every minute), for
+// promtool and for any Prometheus.
+func RuleFile(group string, rules []Rule) ([]byte, error) {
+	g := ruleGroup{Name: group, Interval: "1m"}
+	for _, r := range rules {
+		fr := fileRule{
+			Alert: r.Alert, Expr: r.Expr,
+			Labels:      map[string]string{"severity": r.Severity.Label()},
+			Annotations: map[string]string{"summary": r.Summary, "description": r.Action},
+		}
+		if r.For > 0 {
+			fr.For = promDuration(r.For)
+		}
+		g.Rules = append(g.Rules, fr)
+	}
+	return yaml.Marshal(ruleFile{Groups: []ruleGroup{g}})
+}
+
+// Names are the rules' alert names, sorted.
+func Names(rules []Rule) []string {
+	var names []string
+	for _, r := range rules {
+		names = append(names, r.Alert)
+	}
+	sort.Strings(names)
+	return names
+}
