@@ -32,9 +32,12 @@ type addonPath struct {
 	// Resource, when set, must be listed in the group-version document at Path (a CRD's kind is
 	// served once its resource appears in discovery).
 	Resource string
+	// Hint, when set, is added to the error's advice when this is missing (the base advice
+	// names the KEDA add-on and node autoprovisioning).
+	Hint string
 }
 
-// RequiredAddons are what the workload's objects need from the cluster's add-ons.
+// RequiredAddons are what the workload's objects always need from the cluster's add-ons.
 var RequiredAddons = []addonPath{
 	{Path: "/apis/keda.sh/v1alpha1", Resource: "scaledobjects", What: "KEDA's ScaledObject kind (keda.sh/v1alpha1 scaledobjects; the KEDA add-on)"},
 	{Path: "/apis/keda.sh/v1alpha1", Resource: "scaledjobs", What: "KEDA's ScaledJob kind (keda.sh/v1alpha1 scaledjobs; the KEDA add-on)"},
@@ -42,6 +45,26 @@ var RequiredAddons = []addonPath{
 	{Path: "/apis/karpenter.sh/v1", Resource: "nodepools", What: "Karpenter's NodePool kind (karpenter.sh/v1 nodepools; node autoprovisioning)"},
 	{Path: "/api/v1/namespaces/kube-system/serviceaccounts/" + components.KedaOperatorName, What: "the KEDA operator's service account (kube-system/" + components.KedaOperatorName + ")"},
 	{Path: "/apis/apps/v1/namespaces/kube-system/deployments/" + components.KedaOperatorName, What: "the KEDA operator's Deployment (kube-system/" + components.KedaOperatorName + ")"},
+}
+
+// MetricsAddons are what the PodMonitors need (Args.ScrapeMetrics): the PodMonitor kind that
+// Azure Monitor managed Prometheus (the ama-metrics add-on) installs.
+var MetricsAddons = []addonPath{
+	{
+		Path: "/apis/azmonitoring.coreos.com/v1", Resource: "podmonitors",
+		What: "Azure Monitor's PodMonitor kind (azmonitoring.coreos.com/v1 podmonitors; the managed Prometheus add-on)",
+		Hint: "that managed Prometheus is enabled (the cluster's azureMonitorProfile.metrics)",
+	},
+}
+
+// requiredAddons is what Deploy waits for: RequiredAddons, plus MetricsAddons when the stack
+// scrapes metrics. A new slice each time, so callers cannot change the shared lists.
+func requiredAddons(scrapeMetrics bool) []addonPath {
+	paths := append([]addonPath{}, RequiredAddons...)
+	if scrapeMetrics {
+		paths = append(paths, MetricsAddons...)
+	}
+	return paths
 }
 
 // AddonWait bounds the wait for the add-ons.
@@ -78,26 +101,42 @@ func WaitForAddons(ctx context.Context, kubeconfig string, paths []addonPath, w 
 	host := strings.TrimSuffix(cfg.Host, "/")
 	ctx, cancel := context.WithTimeout(ctx, w.Timeout)
 	defer cancel()
-	for {
-		missing, lastErr := missingAddons(ctx, client, host, paths)
-		if len(missing) == 0 {
+	var missing []addonPath
+	var lastErr error
+	for polled := false; ; polled = true {
+		m, err := missingAddons(ctx, client, host, paths)
+		if len(m) == 0 {
 			return nil
+		}
+		// What the last poll found, unless the deadline cut it short: then every request it had
+		// left failed with "context deadline exceeded", and the poll before says more (what is
+		// really missing, a 401).
+		if ctx.Err() == nil || !polled {
+			missing, lastErr = m, err
 		}
 		select {
 		case <-ctx.Done():
-			msg := fmt.Sprintf("after %s the cluster at %s still does not serve: %s", w.Timeout, host, strings.Join(missing, "; "))
+			var whats []string
+			advice := "Check that the KEDA add-on and node autoprovisioning are enabled"
+			for _, p := range missing {
+				whats = append(whats, p.What)
+				if p.Hint != "" && !strings.Contains(advice, p.Hint) {
+					advice += " and " + p.Hint
+				}
+			}
+			msg := fmt.Sprintf("after %s the cluster at %s still does not serve: %s", w.Timeout, host, strings.Join(whats, "; "))
 			if lastErr != nil {
 				msg += fmt.Sprintf(" (last error: %v)", lastErr)
 			}
-			return errors.New(msg + ". Check that the KEDA add-on and node autoprovisioning are enabled, then run `pulumi up` again")
+			return errors.New(msg + ". " + advice + ", then run `pulumi up` again")
 		case <-time.After(w.Interval):
 		}
 	}
 }
 
 // missingAddons returns what of paths is not served yet, and the last transport error.
-func missingAddons(ctx context.Context, client *http.Client, host string, paths []addonPath) ([]string, error) {
-	var missing []string
+func missingAddons(ctx context.Context, client *http.Client, host string, paths []addonPath) ([]addonPath, error) {
+	var missing []addonPath
 	var lastErr error
 	docs := map[string][]byte{}
 	for _, p := range paths {
@@ -111,7 +150,7 @@ func missingAddons(ctx context.Context, client *http.Client, host string, paths 
 			docs[p.Path] = body
 		}
 		if body == nil || (p.Resource != "" && !lists(body, p.Resource)) {
-			missing = append(missing, p.What)
+			missing = append(missing, p)
 		}
 	}
 	return missing, lastErr
@@ -157,12 +196,12 @@ func get(ctx context.Context, client *http.Client, url string) ([]byte, error) {
 	}
 }
 
-// addonsReady is an output that resolves once the cluster serves the add-ons' kinds and
-// objects; resources take it with pulumi.DependsOnInputs, so they are registered only after it
+// addonsReady is an output that resolves once the cluster serves paths (requiredAddons of the
+// args); resources take it with pulumi.DependsOnInputs, so they are registered only after it
 // (and it is skipped while the kubeconfig is unknown, in a preview of a new cluster).
-func addonsReady(ctx *pulumi.Context, kubeconfig pulumi.StringOutput, w AddonWait) pulumi.ResourceArrayOutput {
+func addonsReady(ctx *pulumi.Context, kubeconfig pulumi.StringOutput, paths []addonPath, w AddonWait) pulumi.ResourceArrayOutput {
 	return kubeconfig.ApplyTWithContext(ctx.Context(), func(c context.Context, kc string) ([]pulumi.Resource, error) {
-		if err := WaitForAddons(c, kc, RequiredAddons, w); err != nil {
+		if err := WaitForAddons(c, kc, paths, w); err != nil {
 			return nil, fmt.Errorf("waiting for the cluster's add-ons: %w", err)
 		}
 		return nil, nil

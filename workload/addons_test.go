@@ -114,3 +114,34 @@ func TestDeployWaitsForAddons(t *testing.T) {
 		assert.Empty(t, m.ByType(typ), "%s must not be created before the add-ons serve it", typ)
 	}
 }
+
+// When the deadline cuts a poll short, the error reports the poll before it: what is really
+// missing, not every path with "context deadline exceeded".
+func TestWaitForAddonsReportsThePollBeforeTheDeadline(t *testing.T) {
+	paths := requiredAddons(true)
+	distinct := map[string]bool{}
+	for _, p := range paths {
+		distinct[p.Path] = true
+	}
+	release := make(chan struct{})
+	var calls atomic.Int32
+	srv, kc := pulumitest.NewAPIServerFunc(func(path string) (any, bool) {
+		if calls.Add(1) > int32(len(distinct)) {
+			<-release // every poll after the first hangs until the wait has given up
+		}
+		if path == "/apis/azmonitoring.coreos.com/v1" {
+			return nil, false // all but the PodMonitor kind
+		}
+		body, ok := pulumitest.AddonDiscovery[path]
+		return body, ok
+	})
+	defer srv.Close()
+	defer close(release)
+	err := WaitForAddons(context.Background(), kc, paths, fast)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Azure Monitor's PodMonitor kind")
+	for _, served := range []string{"KEDA's ScaledObject kind", "Karpenter's NodePool kind", "the KEDA operator's Deployment"} {
+		assert.NotContains(t, err.Error(), served, "served in the last complete poll")
+	}
+	assert.NotContains(t, err.Error(), "context deadline exceeded")
+}

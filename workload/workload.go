@@ -38,6 +38,12 @@ type Args struct {
 	KedaDependsOn []pulumi.Resource
 	// AddonWait bounds the wait for the cluster's add-ons (optional; 15 minutes by default).
 	AddonWait AddonWait
+	// ScrapeMetrics is true when the stack runs Azure Monitor managed Prometheus (the cluster's
+	// azureMonitorProfile.metrics): Deploy then creates PodMonitors for the consumer's and the
+	// KEDA operator's metrics (components.MetricsScraping named name+"-metrics"), and the add-on
+	// wait also waits for the azmonitoring.coreos.com/v1 PodMonitor kind (optional; default
+	// false: no PodMonitor, and nothing waits for that add-on).
+	ScrapeMetrics bool
 }
 
 // Workload is what Deploy created.
@@ -46,6 +52,8 @@ type Workload struct {
 	Consumer *components.QueueConsumer
 	// KedaIdentity makes the KEDA add-on's operator use the workload identity.
 	KedaIdentity *components.KedaOperatorIdentity
+	// Metrics are the consumer's and KEDA's PodMonitors; nil unless Args.ScrapeMetrics.
+	Metrics *components.MetricsScraping
 }
 
 func (a Args) validate() error {
@@ -106,8 +114,10 @@ func clusterIdentifier(cluster pulumi.Resource) pulumi.StringInput {
 
 // Deploy creates the explicit Kubernetes provider for the cluster and, through it, the KEDA
 // operator's identity (components.KedaOperatorIdentity named name+"-keda-identity") and the
-// queue consumer (components.QueueConsumer named name). Objects that need the cluster's add-ons
-// (KEDA, node autoprovisioning) wait until the API server serves them.
+// queue consumer (components.QueueConsumer named name), and with args.ScrapeMetrics the
+// PodMonitors that have managed Prometheus scrape them (components.MetricsScraping named
+// name+"-metrics"). Objects that need the cluster's add-ons (KEDA, node autoprovisioning,
+// managed Prometheus) wait until the API server serves them.
 func Deploy(ctx *pulumi.Context, name string, args Args) (*Workload, error) {
 	if err := args.validate(); err != nil {
 		return nil, fmt.Errorf("workload %q: invalid args: %w", name, err)
@@ -120,7 +130,7 @@ func Deploy(ctx *pulumi.Context, name string, args Args) (*Workload, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating Kubernetes provider %q: %w", name+"-k8s", err)
 	}
-	ready := addonsReady(ctx, args.Kubeconfig, args.AddonWait)
+	ready := addonsReady(ctx, args.Kubeconfig, requiredAddons(args.ScrapeMetrics), args.AddonWait)
 	keda, err := components.NewKedaOperatorIdentity(ctx, name+"-keda-identity", &components.KedaOperatorIdentityArgs{
 		ClientID:  args.ClientID,
 		DependsOn: args.KedaDependsOn,
@@ -146,5 +156,20 @@ func Deploy(ctx *pulumi.Context, name string, args Args) (*Workload, error) {
 	if err != nil {
 		return nil, fmt.Errorf("deploying queue consumer %q: %w", name, err)
 	}
-	return &Workload{Consumer: consumer, KedaIdentity: keda}, nil
+	w := &Workload{Consumer: consumer, KedaIdentity: keda}
+	if args.ScrapeMetrics {
+		// After the consumer: its PodMonitor goes into the consumer's namespace, whose output
+		// name it takes.
+		w.Metrics, err = components.NewMetricsScraping(ctx, name+"-metrics", &components.MetricsScrapingArgs{
+			Settings:    args.Settings,
+			Namespace:   consumer.Namespace,
+			AddonsReady: ready,
+			Cluster:     args.Cluster,
+			Provider:    provider,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("deploying metrics scraping for %q: %w", name, err)
+		}
+	}
+	return w, nil
 }

@@ -23,6 +23,8 @@ var AddonDiscovery = map[string]any{
 	"/apis/keda.sh/v1alpha1": apiResourceList("keda.sh/v1alpha1", "scaledobjects", "scaledjobs", "triggerauthentications",
 		"clustertriggerauthentications"),
 	"/apis/karpenter.sh/v1": apiResourceList("karpenter.sh/v1", "nodepools", "nodeclaims"),
+	// The managed Prometheus add-on's kinds (the stacks with managedPrometheus scrape through them).
+	"/apis/azmonitoring.coreos.com/v1":                               apiResourceList("azmonitoring.coreos.com/v1", "podmonitors", "servicemonitors"),
 	"/api/v1/namespaces/kube-system/serviceaccounts/keda-operator":   map[string]any{"kind": "ServiceAccount", "apiVersion": "v1", "metadata": map[string]any{"name": "keda-operator", "namespace": "kube-system"}},
 	"/apis/apps/v1/namespaces/kube-system/deployments/keda-operator": map[string]any{"kind": "Deployment", "apiVersion": "apps/v1", "metadata": map[string]any{"name": "keda-operator", "namespace": "kube-system"}},
 }
