@@ -44,7 +44,8 @@ func forEachStackAndMode(t *testing.T, check func(t *testing.T, stack, mode stri
 func TestContainerInsightsDataCollection(t *testing.T) {
 	forEachStackAndMode(t, func(t *testing.T, stack, mode string, m *pulumitest.Mocks) {
 		mc, ws := m.One(t, tCluster), m.One(t, tWorkspace)
-		rule, assoc := m.One(t, tDCR), m.One(t, tDCRA)
+		// By name: with managedPrometheus (prod) there is a second rule and association.
+		rule, assoc := m.Get(t, tDCR, "cluster-insights-rule"), m.Get(t, tDCRA, "cluster-insights-association")
 		rg := m.One(t, tResourceGrp).Input("resourceGroupName")
 
 		assert.Equal(t, "true", mc.Input("addonProfiles.omsagent.config.useAADAuth"), "the add-on authenticates with its identity")

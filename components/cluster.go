@@ -43,6 +43,10 @@ type ClusterSpec struct {
 	LogRetentionDays int
 	// Tier is the AKS pricing tier: Free (default) or Standard (uptime SLA, for prod).
 	Tier string
+	// ManagedPrometheus turns on the Azure Monitor metrics add-on (managed Prometheus); optional,
+	// default false (no azureMonitorProfile at all). The add-on's data collection rule and
+	// association are the ManagedPrometheus component's.
+	ManagedPrometheus bool
 }
 
 // ClusterArgs configures the AKS cluster component.
@@ -255,9 +259,30 @@ func managedClusterArgs(a *ClusterArgs, identityID, workspaceID pulumi.StringInp
 				},
 			},
 		},
+		AzureMonitorProfile:    azureMonitorProfile(spec.ManagedPrometheus),
 		AutoUpgradeProfile:     autoUpgrade,
 		ApiServerAccessProfile: apiAccess,
 		Tags:                   tagsInput(a.Tags),
+	}
+}
+
+// azureMonitorProfile turns the managed Prometheus metrics add-on on, with kube-state-metrics
+// label and annotation allow-lists empty (the default of Microsoft's templates:
+// github.com/Azure/prometheus-collector AddonArmTemplate/FullAzureMonitorMetricsProfile.json,
+// nested_azuremonitormetrics_profile_clusterResourceId.bicep; mind the casing, metricLabelsAllowlist
+// but metricAnnotationsAllowList). Off: nil, so the cluster has no azureMonitorProfile.
+func azureMonitorProfile(on bool) *containerservice.ManagedClusterAzureMonitorProfileArgs {
+	if !on {
+		return nil
+	}
+	return &containerservice.ManagedClusterAzureMonitorProfileArgs{
+		Metrics: &containerservice.ManagedClusterAzureMonitorProfileMetricsArgs{
+			Enabled: pulumi.Bool(true),
+			KubeStateMetrics: &containerservice.ManagedClusterAzureMonitorProfileKubeStateMetricsArgs{
+				MetricLabelsAllowlist:      pulumi.String(""),
+				MetricAnnotationsAllowList: pulumi.String(""),
+			},
+		},
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pulumi/pulumi-azure-native-sdk/containerservice/v3"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
 	"github.com/stretchr/testify/assert"
@@ -112,4 +113,43 @@ func TestClusterRefusesAMovingVersionPin(t *testing.T) {
 	args.Spec.UpgradeChannel = "patch"
 	built := managedClusterArgs(args, pulumi.String("id"), pulumi.String("ws"))
 	assert.NotNil(t, built.KubernetesVersion, "a minor pin with the patch channel is kept")
+}
+
+// Managed Prometheus on the cluster: the metrics add-on with empty kube-state-metrics allow-lists
+// when on; no azureMonitorProfile at all when off. The builder, then the component under mocks.
+func TestClusterAzureMonitorProfile(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		on   bool
+	}{
+		{"off", false},
+		{"on", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := clusterTestArgs()
+			args.Spec.ManagedPrometheus = tc.on
+			built := managedClusterArgs(args, pulumi.String("id"), pulumi.String("ws"))
+			m := runAzure(t, func(ctx *pulumi.Context) error { _, err := NewCluster(ctx, "c", args); return err })
+			mc := m.One(t, "azure-native:containerservice:ManagedCluster")
+			if !tc.on {
+				assert.Nil(t, built.AzureMonitorProfile, "off: no azureMonitorProfile")
+				assert.Nil(t, mc.Input("azureMonitorProfile"), "off: no azureMonitorProfile sent")
+				return
+			}
+			profile := built.AzureMonitorProfile.(*containerservice.ManagedClusterAzureMonitorProfileArgs)
+			metrics := profile.Metrics.(*containerservice.ManagedClusterAzureMonitorProfileMetricsArgs)
+			assert.Equal(t, pulumi.Bool(true), metrics.Enabled)
+			ksm := metrics.KubeStateMetrics.(*containerservice.ManagedClusterAzureMonitorProfileKubeStateMetricsArgs)
+			assert.Equal(t, pulumi.String(""), ksm.MetricLabelsAllowlist)
+			assert.Equal(t, pulumi.String(""), ksm.MetricAnnotationsAllowList)
+			assert.Equal(t, map[string]any{"metrics": map[string]any{
+				"enabled":          true,
+				"kubeStateMetrics": map[string]any{"metricLabelsAllowlist": "", "metricAnnotationsAllowList": ""},
+			}}, mc.Input("azureMonitorProfile"), "the profile as sent")
+			// The add-on's rule and association are the ManagedPrometheus component's: the
+			// cluster keeps exactly its Container Insights pair.
+			assert.Len(t, m.ByType("azure-native:monitor:DataCollectionRule"), 1)
+			assert.Len(t, m.ByType("azure-native:monitor:DataCollectionRuleAssociation"), 1)
+		})
+	}
 }

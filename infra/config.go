@@ -91,6 +91,17 @@ type Config struct {
 	// ClusterTier is the AKS pricing tier (Free, or Standard for the uptime SLA).
 	ClusterTier string `json:"clusterTier"`
 
+	// ManagedPrometheus turns on Azure Monitor managed Prometheus: the cluster's metrics add-on,
+	// an Azure Monitor workspace with its data collection endpoint, rule and association, and
+	// a Prometheus rule group with the workload's alerts (internal/observability).
+	ManagedPrometheus bool `json:"managedPrometheus"`
+	// AlertEmails are the e-mail receivers of the alerts' action group (only with
+	// ManagedPrometheus; empty: the alerts fire without notifying anyone).
+	AlertEmails []string `json:"alertEmails"`
+	// BacklogAlertFor is how long the queue backlog may stay above what KEDA scales for before
+	// the backlog alert fires, a Go duration from 1m to 24h.
+	BacklogAlertFor string `json:"backlogAlertFor"`
+
 	// ImageSourceRepository is the git repository (https) the consumer image is built from when
 	// the image key is empty; required then (no default: only the user knows where their copy of
 	// this project lives).
@@ -134,6 +145,9 @@ func DefaultConfig() Config {
 		NodeOSUpgradeChannel:        "NodeImage",
 		LogRetentionDays:            30,
 		ClusterTier:                 "Free",
+		ManagedPrometheus:           false,
+		AlertEmails:                 []string{},
+		BacklogAlertFor:             "15m",
 		ImageSourceRepository:       "",
 		ImageSourceRef:              "main",
 		ImageSourceFolder:           "",

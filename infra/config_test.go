@@ -75,6 +75,10 @@ func TestValidateNamesEveryKey(t *testing.T) {
 		{"imageDockerfile", func(c *Config) { c.ImageDockerfile = "/Dockerfile" }},
 		{"imageBuildTimeoutSeconds", func(c *Config) { c.ImageBuildTimeoutSeconds = 10 }},
 		{"image", func(c *Config) { c.Consumer.Image = "https://registry.example/app:1" }},
+		{"alertEmails", func(c *Config) { c.AlertEmails = []string{"ops@example.com"} }},                           // without managedPrometheus
+		{"alertEmails", func(c *Config) { c.ManagedPrometheus, c.AlertEmails = true, []string{"not-an-address"} }}, // after the row above: the all-at-once case keeps a bad address
+		{"backlogAlertFor", func(c *Config) { c.BacklogAlertFor = "30s" }},
+		{"backlogAlertFor", func(c *Config) { c.BacklogAlertFor = "soon" }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.key, func(t *testing.T) {

@@ -23,6 +23,10 @@ type Names struct {
 	VirtualNetwork      pulumi.StringOutput
 	AksSubnet           pulumi.StringOutput
 	LogAnalytics        pulumi.StringOutput
+	// MonitorWorkspace, AlertRuleGroup and ActionGroup are used only with managedPrometheus.
+	MonitorWorkspace pulumi.StringOutput
+	AlertRuleGroup   pulumi.StringOutput
+	ActionGroup      pulumi.StringOutput
 }
 
 // suffixArgs is the random suffix: 6 lowercase letters and digits, stable for the stack's life.
@@ -61,10 +65,22 @@ func namesFrom(cfg Config, sfx pulumi.StringOutput) *Names {
 		VirtualNetwork:      pulumi.Sprintf("vnet-%s-%s", p, sfx),
 		AksSubnet:           pulumi.String("snet-aks").ToStringOutput(),
 		LogAnalytics:        pulumi.Sprintf("log-%s-%s", p, sfx),
+		MonitorWorkspace:    pulumi.Sprintf("amw-%s-%s", p, sfx),
+		AlertRuleGroup:      pulumi.Sprintf("prom-alerts-%s-%s", p, sfx),
+		ActionGroup:         pulumi.Sprintf("ag-%s-%s", p, sfx),
 	}
 	if cfg.StorageAccountName != "" {
 		n.StorageAccount = pulumi.String(cfg.StorageAccountName).ToStringOutput()
 	}
 	n.NodeResourceGroup = pulumi.Sprintf("MC_%s_%s_%s", n.ResourceGroup, n.Cluster, cfg.Location)
 	return n
+}
+
+// ActionGroupShortName is the action group's short name, shown in its notifications: the prefix,
+// cut to Azure's 12 characters.
+func ActionGroupShortName(prefix string) string {
+	if len(prefix) > 12 {
+		return prefix[:12]
+	}
+	return prefix
 }

@@ -25,6 +25,8 @@ type Stack struct {
 	ImageBuild *components.ImageBuild
 	// ConsumerImage is the image the consumer runs: the prebuilt image, or the built one.
 	ConsumerImage pulumi.StringOutput
+	// Prometheus is managed Prometheus and the alerts; nil when managedPrometheus is off.
+	Prometheus *components.ManagedPrometheus
 }
 
 // Deploy composes the Azure components for one stack.
@@ -137,10 +139,16 @@ func Deploy(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 			APIServerAuthorizedIPRanges: cfg.APIServerAuthorizedIPRanges,
 			LogRetentionDays:            cfg.LogRetentionDays,
 			Tier:                        cfg.ClusterTier,
+			ManagedPrometheus:           cfg.ManagedPrometheus,
 		},
 		Tags:    cfg.Tags,
 		Protect: cfg.Protect,
 	})
+	if err != nil {
+		return nil, err
+	}
+
+	prometheus, err := deployMonitoring(ctx, cfg, names, rg.Name, cluster)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +187,7 @@ func Deploy(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 	return &Stack{
 		Config: cfg, Names: names, ResourceGroup: rg, Network: net, Storage: store,
 		Registry: registry, Cluster: cluster, WorkloadIdentity: wi,
-		ImageBuild: build, ConsumerImage: image,
+		ImageBuild: build, ConsumerImage: image, Prometheus: prometheus,
 	}, nil
 }
 
@@ -190,6 +198,7 @@ var OutputKeys = []string{
 	"aksClusterName", "workloadManagedIdentityName", "workloadManagedIdentityClientId",
 	"serviceAccount", "federatedIdentityCredentialName", "kedaServiceAccountCredentialName",
 	"oidcIssuerUrl", "kubeconfig", "deployState", "consumerImage",
+	"azureMonitorWorkspaceId", "prometheusQueryEndpoint",
 }
 
 // Outputs are the stack outputs of SPEC §6; the kubeconfig is a secret.
@@ -214,7 +223,18 @@ func (s *Stack) Outputs() pulumi.Map {
 		"kubeconfig":                       s.Cluster.Kubeconfig, // secret from the cluster component
 		"deployState":                      s.DeployState(),
 		"consumerImage":                    s.ConsumerImage,
+		// Always exported, empty when managedPrometheus is off, so the outputs do not change shape.
+		"azureMonitorWorkspaceId": s.prometheusOutput(func(p *components.ManagedPrometheus) pulumi.StringOutput { return p.WorkspaceID }),
+		"prometheusQueryEndpoint": s.prometheusOutput(func(p *components.ManagedPrometheus) pulumi.StringOutput { return p.QueryEndpoint }),
 	}
+}
+
+// prometheusOutput is get(s.Prometheus), or "" when managed Prometheus is off.
+func (s *Stack) prometheusOutput(get func(*components.ManagedPrometheus) pulumi.StringOutput) pulumi.StringOutput {
+	if s.Prometheus == nil {
+		return pulumi.String("").ToStringOutput()
+	}
+	return get(s.Prometheus)
 }
 
 // DeployState renders the KEY=VALUE lines the original script wrote to deploy.state, so

@@ -155,6 +155,9 @@ func (c Config) problems() []error {
 		bad("logRetentionDays", "%d must be between 30 and 730", c.LogRetentionDays)
 	}
 
+	// Monitoring (managed Prometheus and its alerts).
+	errs = append(errs, c.monitoringProblems()...)
+
 	// Network.
 	vnet, vnetOK := prefixOf(c.VnetAddressSpace)
 	if !vnetOK {

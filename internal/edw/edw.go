@@ -32,6 +32,8 @@ func Deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		Image:              stack.ConsumerImage,
 		PodsDependOn:       podsDependOn(stack),
 		KedaDependsOn:      stack.WorkloadIdentity.KedaGrants,
+		// Managed Prometheus scrapes the consumer and KEDA through PodMonitors.
+		ScrapeMetrics: cfg.ManagedPrometheus,
 	}); err != nil {
 		return nil, err
 	}
