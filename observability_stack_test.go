@@ -1,14 +1,11 @@
 package main
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -26,45 +23,9 @@ const (
 	tDCE              = "azure-native:monitor:DataCollectionEndpoint"
 	tActionGroup      = "azure-native:monitor:ActionGroup"
 	tRuleGroup        = "azure-native:alertsmanagement:PrometheusRuleGroup"
-	testQueryEndpoint = "https://amw-aksdemo-x7k2p9-abcd.westus3.prometheus.monitor.azure.com"
+	// testQueryEndpoint is what the shared mocks compute for the stack's workspace.
+	testQueryEndpoint = "https://prometheus-workspace-abcd.westus3.prometheus.monitor.azure.com"
 )
-
-// promMocks adds to the project's mocks what Azure computes for an Azure Monitor workspace: its
-// Prometheus query endpoint (metrics.prometheusQueryEndpoint).
-type promMocks struct{ *pulumitest.Mocks }
-
-func (m promMocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
-	id, out, err := m.Mocks.NewResource(args)
-	if err == nil && args.TypeToken == tMonitorWorkspace {
-		out["metrics"] = resource.NewObjectProperty(resource.NewPropertyMapFromMap(map[string]any{
-			"internalId": "mac_0000", "prometheusQueryEndpoint": testQueryEndpoint,
-		}))
-	}
-	return id, out, err
-}
-
-// runStackWithPrometheusMocks is runStack with promMocks.
-func runStackWithPrometheusMocks(t *testing.T, stack string, cfg map[string]string) *stackRun {
-	t.Helper()
-	m := pulumitest.New(infra.Project, stack)
-	run := &stackRun{mocks: m, outputs: map[string]internals.UnsafeAwaitOutputResult{}}
-	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
-		outs, err := deploy(ctx)
-		if err != nil {
-			return err
-		}
-		for k, v := range outs {
-			res, err := internals.UnsafeAwaitOutput(ctx.Context(), pulumi.ToOutput(v))
-			if err != nil {
-				return fmt.Errorf("resolving output %s: %w", k, err)
-			}
-			run.outputs[k] = res
-		}
-		return nil
-	}, pulumi.WithMocks(infra.Project, stack, promMocks{m}), pulumitest.WithConfig(cfg))
-	require.NoError(t, err, "running the program for stack %s", stack)
-	return run
-}
 
 // loadConfig is the typed config the program sees for these config values.
 func loadConfig(t *testing.T, stack string, cfg map[string]string) infra.Config {
@@ -100,7 +61,7 @@ func TestManagedPrometheusStacks(t *testing.T) {
 			t.Run(stack+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				cfg := withConfig(loadStackConfig(t, stack), tc.kv...)
-				run := runStackWithPrometheusMocks(t, stack, cfg)
+				run := runStack(t, stack, cfg)
 				m := run.mocks
 				mc := m.One(t, tCluster)
 				insights := m.Get(t, tDCR, "cluster-insights-rule")

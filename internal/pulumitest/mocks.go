@@ -206,6 +206,11 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		out["provisioningState"] = "Succeeded"
 	case "azure-native:operationalinsights:Workspace":
 		out["customerId"] = "workspace-customer-id-of-" + name
+	case "azure-native:monitor:AzureMonitorWorkspace":
+		out["metrics"] = map[string]any{
+			"internalId":              "mac_0000",
+			"prometheusQueryEndpoint": "https://" + name + "-abcd.westus3.prometheus.monitor.azure.com",
+		}
 	case "azure-native:storage:StorageAccount":
 		out["primaryEndpoints"] = map[string]any{
 			"queue": "https://" + name + ".queue.core.windows.net/",
