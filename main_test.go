@@ -112,6 +112,12 @@ func TestStacks(t *testing.T) {
 				"KEDA_SERVICE_ACCT_CRED_NAME=fed-cred-aksdemo-kedasvc-" + sfx,
 			}, "\n") + "\n"
 			assert.Equal(t, wantState, run.outputs["deployState"].Value)
+			// verify finds the workload through this output (cmd/verify); names as the stack's config.
+			assert.Equal(t, map[string]string{
+				"namespace": "aqs-demo", "scaleMode": cfgOr(cfg, "scaleMode", "ScaledObject"),
+				"deploymentName": "aqs-app", "scaledObjectName": "aws2az-queue-scaleobj",
+				"scaledJobName": "aws2az-queue-scaledjob", "nodePoolName": "aqs-app-pool", "appLabel": "aqs-reader",
+			}, run.outputs["consumerWorkload"].Value, "consumerWorkload")
 
 			checkGolden(t, stack, m)
 		})
@@ -248,9 +254,20 @@ func TestPitfallRoleAssignments(t *testing.T) {
 	assert.Equal(t, pulumitest.DeployerObjectID, dep.Input("principalId"))
 	assert.Equal(t, "User", dep.Input("principalType"))
 	assert.Equal(t, mainQueue.ID, dep.Input("scope"))
+	// ... and what `make verify` needs besides: the table (read, then delete its burst's
+	// entities) and a look at the poison queue, each scoped to that one resource.
+	depTable := m.Get(t, tRole, "deployer-table-data-contributor")
+	assert.Equal(t, pulumitest.DeployerObjectID, depTable.Input("principalId"))
+	assert.Equal(t, "User", depTable.Input("principalType"))
+	assert.Equal(t, roleID(components.RoleStorageTableDataContributor), depTable.Input("roleDefinitionId"))
+	assert.Equal(t, m.One(t, tTable).ID, depTable.Input("scope"))
+	depPoison := m.Get(t, tRole, "deployer-poison-queue-data-reader")
+	assert.Equal(t, pulumitest.DeployerObjectID, depPoison.Input("principalId"))
+	assert.Equal(t, roleID(components.RoleStorageQueueDataReader), depPoison.Input("roleDefinitionId"))
+	assert.Equal(t, poisonQueue.ID, depPoison.Input("scope"))
 
 	for _, r := range m.ByType(tRole) {
-		if r.Name == "deployer-queue-data-contributor" {
+		if strings.HasPrefix(r.Name, "deployer-") {
 			continue
 		}
 		assert.Equal(t, "ServicePrincipal", r.Input("principalType"), "role assignment %s needs principalType ServicePrincipal", r.Name)
@@ -261,7 +278,7 @@ func TestPitfallRoleAssignments(t *testing.T) {
 func TestDeployerGrantOnlyWhenConfigured(t *testing.T) {
 	m := runStack(t, "prod", loadStackConfig(t, "prod")).mocks
 	for _, r := range m.ByType(tRole) {
-		assert.NotEqual(t, "deployer-queue-data-contributor", r.Name)
+		assert.False(t, strings.HasPrefix(r.Name, "deployer-"), "prod grants the deployer nothing: %s", r.Name)
 	}
 }
 
@@ -469,4 +486,12 @@ func TestWorkloadWiring(t *testing.T) {
 			assert.GreaterOrEqual(t, pulumitest.CheckKubernetesObjects(t, m, provider, mc), 5)
 		})
 	}
+}
+
+// cfgOr is the stack's value for a project config key, or def when the stack leaves it out.
+func cfgOr(cfg map[string]string, key, def string) string {
+	if v, ok := cfg[infra.Project+":"+key]; ok {
+		return v
+	}
+	return def
 }

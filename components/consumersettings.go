@@ -56,6 +56,10 @@ const (
 	DefaultJobMaxReplicas = DefaultMaxReplicas
 )
 
+// QueueLengthStrategy is the azure-queue trigger's queueLengthStrategy in both scale modes: "all"
+// counts the queue's approximate message count, in-flight (invisible) messages included.
+const QueueLengthStrategy = "all"
+
 // reservedNodePoolNames are the NodePools AKS node autoprovisioning owns; the component never
 // writes them.
 var reservedNodePoolNames = map[string]bool{"default": true, "system-surge": true}
@@ -368,4 +372,20 @@ func (s ConsumerSettings) Validate() error {
 	}
 
 	return errors.Join(errs...)
+}
+
+// WorkloadOutput is the stack's consumerWorkload output: where the workload lives on the cluster,
+// so `verify` (and anyone scripting against the stack) finds it without the stack's config. The
+// scaling numbers are not here on purpose: verify reads them from the live ScaledObject or
+// ScaledJob, which is what KEDA acts on.
+func (s ConsumerSettings) WorkloadOutput() map[string]string {
+	return map[string]string{
+		"namespace":        s.Namespace,
+		"scaleMode":        s.ScaleMode,
+		"deploymentName":   s.DeploymentName,
+		"scaledObjectName": s.ScaledObjectName,
+		"scaledJobName":    s.ScaledJobName,
+		"nodePoolName":     s.NodePoolName,
+		"appLabel":         s.AppLabel,
+	}
 }

@@ -370,7 +370,12 @@ func azureQueueTrigger(s ConsumerSettings, in consumerInputs, queueLength int) p
 			"accountName":           in.StorageAccountName,
 			"queueLength":           pulumi.String(strconv.Itoa(queueLength)),
 			"activationQueueLength": pulumi.String(strconv.Itoa(s.ActivationQueueLength)),
-			"cloud":                 pulumi.String("AzurePublicCloud"),
+			// "all" (KEDA's default, explicit so nobody flips it): the depth counts in-flight
+			// (invisible) messages, so a replica stays active while it works, and the ScaledJob's
+			// "default" strategy, which subtracts running jobs, counts each message once. With
+			// "visibleonly" both go wrong; docs/cloud-notes.md has KEDA's source for each.
+			"queueLengthStrategy": pulumi.String(QueueLengthStrategy),
+			"cloud":               pulumi.String("AzurePublicCloud"),
 		},
 		"authenticationRef": pulumi.Map{"name": in.TriggerAuthenticationName},
 	}

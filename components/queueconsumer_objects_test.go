@@ -351,6 +351,7 @@ func assertAzureQueueTrigger(t *testing.T, triggers []kedav1alpha1.ScaleTriggers
 		"accountName":           "storaksdemox7k2p9",
 		"queueLength":           strconv.Itoa(queueLength),
 		"activationQueueLength": strconv.Itoa(activation),
+		"queueLengthStrategy":   "all",
 		"cloud":                 "AzurePublicCloud",
 	}, tr.Metadata, "trigger metadata")
 	require.NotNil(t, tr.AuthenticationRef, "authenticationRef")

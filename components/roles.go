@@ -12,6 +12,7 @@ const (
 	RoleAcrPull                     = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 	RoleStorageQueueDataContributor = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 	RoleStorageTableDataContributor = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+	RoleStorageQueueDataReader      = "19e7f393-937e-4f77-808e-94535e297925"
 	RoleNetworkContributor          = "4d97b98b-1d4f-4787-a291-c67834d212e7"
 )
 

@@ -55,6 +55,10 @@ type Config struct {
 	// GrantDeployerQueueAccess gives the deploying principal Storage Queue Data Contributor on
 	// the queue, so an operator can run the producer with their own Entra identity.
 	GrantDeployerQueueAccess bool `json:"grantDeployerQueueAccess"`
+	// GrantDeployerVerifyAccess gives the deploying principal what `verify` needs besides the
+	// queue: Storage Table Data Contributor on the table (it reads and then deletes the entities
+	// of its burst) and Storage Queue Data Reader on the poison queue (it peeks it).
+	GrantDeployerVerifyAccess bool `json:"grantDeployerVerifyAccess"`
 	// DeployerPrincipalType is the principal type of the deploying identity (User or ServicePrincipal).
 	DeployerPrincipalType string `json:"deployerPrincipalType"`
 

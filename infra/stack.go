@@ -183,6 +183,26 @@ func Deploy(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 			return nil, fmt.Errorf("granting the deployer queue access: %w", err)
 		}
 	}
+	if cfg.GrantDeployerVerifyAccess {
+		// `verify` (cmd/verify) runs with the operator's or CI's own Entra identity: it reads and
+		// deletes the entities of its burst and peeks the poison queue.
+		for _, g := range []struct {
+			name, role string
+			scope      pulumi.StringOutput
+		}{
+			{"deployer-table-data-contributor", components.RoleStorageTableDataContributor, store.TableID},
+			{"deployer-poison-queue-data-reader", components.RoleStorageQueueDataReader, store.PoisonQueueID},
+		} {
+			if _, err := authorization.NewRoleAssignment(ctx, g.name, &authorization.RoleAssignmentArgs{
+				PrincipalId:      client.ObjectId(),
+				PrincipalType:    authorization.PrincipalType(cfg.DeployerPrincipalType),
+				RoleDefinitionId: components.RoleDefinitionID(subscriptionID, g.role),
+				Scope:            g.scope,
+			}); err != nil {
+				return nil, fmt.Errorf("granting the deployer %s: %w", g.name, err)
+			}
+		}
+	}
 
 	return &Stack{
 		Config: cfg, Names: names, ResourceGroup: rg, Network: net, Storage: store,
@@ -197,7 +217,7 @@ var OutputKeys = []string{
 	"containerRegistryName", "containerRegistryLoginServer", "aksManagedIdentityName",
 	"aksClusterName", "workloadManagedIdentityName", "workloadManagedIdentityClientId",
 	"serviceAccount", "federatedIdentityCredentialName", "kedaServiceAccountCredentialName",
-	"oidcIssuerUrl", "kubeconfig", "deployState", "consumerImage",
+	"oidcIssuerUrl", "kubeconfig", "deployState", "consumerImage", "consumerWorkload",
 	"azureMonitorWorkspaceId", "prometheusQueryEndpoint",
 }
 
@@ -223,6 +243,7 @@ func (s *Stack) Outputs() pulumi.Map {
 		"kubeconfig":                       s.Cluster.Kubeconfig, // secret from the cluster component
 		"deployState":                      s.DeployState(),
 		"consumerImage":                    s.ConsumerImage,
+		"consumerWorkload":                 pulumi.ToStringMap(s.Config.Consumer.WorkloadOutput()),
 		// Always exported, empty when managedPrometheus is off, so the outputs do not change shape.
 		"azureMonitorWorkspaceId": s.prometheusOutput(func(p *components.ManagedPrometheus) pulumi.StringOutput { return p.WorkspaceID }),
 		"prometheusQueryEndpoint": s.prometheusOutput(func(p *components.ManagedPrometheus) pulumi.StringOutput { return p.QueryEndpoint }),

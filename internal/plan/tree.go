@@ -100,6 +100,7 @@ var roleNames = map[string]string{
 	components.RoleAcrPull:                     "AcrPull",
 	components.RoleStorageQueueDataContributor: "Storage Queue Data Contributor",
 	components.RoleStorageTableDataContributor: "Storage Table Data Contributor",
+	components.RoleStorageQueueDataReader:      "Storage Queue Data Reader",
 	components.RoleNetworkContributor:          "Network Contributor",
 }
 
