@@ -63,9 +63,14 @@ up: ## pulumi up for STACK (default dev)
 destroy: ## pulumi destroy for STACK (default dev)
 	pulumi destroy --stack $(STACK)
 
+.PHONY: verify
+
+verify: ## After `pulumi up`: tagged burst, then scale-up, NAP nodes, stored once, drained, not poisoned, back to rest, for STACK [VERIFY_ARGS="-json"]
+	go run ./cmd/verify -stack $(STACK) $(VERIFY_ARGS)
+
 .PHONY: e2e e2e-tools
 
-e2e: e2e-tools ## Real Pulumi engine + Kubernetes provider on a local API server (kwok nodes); last line `e2e: 6/6 steps hold` [E2E_BREAK=kind]
+e2e: e2e-tools ## Real Pulumi engine, Kubernetes provider and KEDA operator on a local API server (kwok nodes, Azurite); last line `e2e: 13/13 steps hold` [E2E_BREAK=kind]
 	go run ./e2e
 
 e2e-tools: ## Build the pinned e2e tools (Pulumi CLI, kubernetes plugin, etcd, kube-*, kwok) into E2E_TOOLS_DIR; skips what is built
