@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -89,4 +90,52 @@ func TestRefusalFindsTheAPIServerMessage(t *testing.T) {
 	errs := []string{"consumer-node-pool: other", `consumer-node-pool: NodePool.karpenter.sh "aqs-app-pool" is invalid: spec.template.spec.requirements[4].key: Invalid value: "string": label "karpenter.sh/nodepool" is restricted`}
 	assert.Contains(t, refusal(errs, breaks["nodepool-restricted-label"].refusal), `is invalid`)
 	assert.Empty(t, refusal(errs[:1], breaks["nodepool-restricted-label"].refusal))
+}
+
+func triggerAuthProps() pulumi.Map {
+	return pulumi.Map{
+		"apiVersion": pulumi.String("keda.sh/v1alpha1"),
+		"kind":       pulumi.String("TriggerAuthentication"),
+		"spec": pulumi.Map{"podIdentity": pulumi.Map{
+			"provider": pulumi.String("azure-workload"), "identityId": pulumi.String(fakeClientID),
+		}},
+	}
+}
+
+// The one substitution: only the TriggerAuthentication's spec changes, to the Secret's connection
+// string, and the stack's own spec is kept for the evidence.
+func TestSubstituteAuthRewritesOnlyTheTriggerAuthentication(t *testing.T) {
+	d := &desired{}
+	other := &pulumi.ResourceTransformArgs{Type: "kubernetes:keda.sh/v1alpha1:ScaledObject", Props: triggerAuthProps()}
+	assert.Nil(t, d.substituteAuth(context.Background(), other), "a ScaledObject is left alone")
+
+	res := d.substituteAuth(context.Background(), &pulumi.ResourceTransformArgs{Type: "kubernetes:keda.sh/v1alpha1:TriggerAuthentication", Props: triggerAuthProps()})
+	require.NotNil(t, res)
+	awaited, err := internals.UnsafeAwaitOutput(context.Background(), res.Props.ToMapOutput())
+	require.NoError(t, err)
+	plain := awaited.Value.(map[string]any)
+	assert.Equal(t, azuriteAuthSpec(), plain["spec"])
+	assert.Equal(t, "keda.sh/v1alpha1", plain["apiVersion"], "everything but the spec stays")
+	assert.Equal(t, map[string]any{"podIdentity": map[string]any{"provider": "azure-workload", "identityId": fakeClientID}}, d.productionAuth)
+	refs, err := dig[[]any](plain, "spec", "secretTargetRef")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"parameter": "connection", "name": azuriteSecretName, "key": azuriteSecretKey}, refs[0], "the azure-queue scaler's `connection` parameter")
+}
+
+// The operator-only defect misspells queueName and nothing else; step 5 leaves it to the operator.
+func TestTriggerMetadataTypo(t *testing.T) {
+	so := map[string]any{"spec": map[string]any{"triggers": []any{map[string]any{
+		"type": "azure-queue", "metadata": map[string]any{"queueName": "aws2azmsgs", "accountName": "a"},
+	}}}}
+	b := breaks["trigger-metadata-typo"]
+	require.True(t, b.byOperator)
+	require.NoError(t, b.edit(so))
+	md := so["spec"].(map[string]any)["triggers"].([]any)[0].(map[string]any)["metadata"]
+	assert.Equal(t, map[string]any{"queueNme": "aws2azmsgs", "accountName": "a"}, md)
+	assert.Error(t, b.edit(map[string]any{"spec": map[string]any{}}), "no triggers to break is an error")
+	for k, other := range breaks {
+		if k != "trigger-metadata-typo" {
+			assert.False(t, other.byOperator, "%s is refused by the API server", k)
+		}
+	}
 }

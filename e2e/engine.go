@@ -39,17 +39,7 @@ func newStack(ctx context.Context, toolsDir, work string, program pulumi.RunFunc
 	if err != nil {
 		return auto.Stack{}, "", fmt.Errorf("the Pulumi CLI in %s/bin (run `make e2e-tools`): %w", toolsDir, err)
 	}
-	env := map[string]string{
-		"PATH":                     filepath.Join(toolsDir, "bin") + string(os.PathListSeparator) + os.Getenv("PATH"),
-		"PULUMI_HOME":              home,
-		"PULUMI_BACKEND_URL":       "file://" + state,
-		"PULUMI_CONFIG_PASSPHRASE": "e2e-only-passphrase",
-		"PULUMI_SKIP_UPDATE_CHECK": "true",
-		"PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-		"PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK":    "true",
-		// The provider must use only the kubeconfig the program gives it.
-		"KUBECONFIG": filepath.Join(work, "no-ambient-kubeconfig"),
-	}
+	env := pulumiEnv(toolsDir, work)
 	stack, err := auto.UpsertStackInlineSource(ctx, stackName, projectName, program,
 		auto.Pulumi(cli),
 		auto.WorkDir(work),
@@ -62,6 +52,23 @@ func newStack(ctx context.Context, toolsDir, work string, program pulumi.RunFunc
 		}),
 	)
 	return stack, "Pulumi CLI v" + cli.Version().String(), err
+}
+
+// pulumiEnv is the environment of every Pulumi CLI run on the stack: the engine's own and
+// verify's `pulumi stack output`.
+func pulumiEnv(toolsDir, work string) map[string]string {
+	return map[string]string{
+		"PATH":                     filepath.Join(toolsDir, "bin") + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"HOME":                     os.Getenv("HOME"),
+		"PULUMI_HOME":              filepath.Join(work, "pulumi-home"),
+		"PULUMI_BACKEND_URL":       "file://" + filepath.Join(work, "state"),
+		"PULUMI_CONFIG_PASSPHRASE": "e2e-only-passphrase",
+		"PULUMI_SKIP_UPDATE_CHECK": "true",
+		"PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+		"PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK":    "true",
+		// The provider must use only the kubeconfig the program gives it.
+		"KUBECONFIG": filepath.Join(work, "no-ambient-kubeconfig"),
+	}
 }
 
 // outcome is what the engine reported for one operation, from its event stream.

@@ -5,7 +5,7 @@
 // the Azure outputs, and a ConfigMap plays the AKS cluster.
 //
 // It prints one line per scenario step with its evidence, read from the engine's events and the
-// API server, then `e2e: N/6 steps hold`, and exits non-zero unless all hold. `make e2e` builds
+// API server, then `e2e: N/13 steps hold`, and exits non-zero unless all hold. `make e2e` builds
 // the tools and runs it. Usage: go run ./e2e [-tools DIR] [-break KIND] [-keep]
 package main
 
@@ -64,12 +64,14 @@ func run() int {
 	r := &runner{tools: *tools, bin: bin, work: work, brk: *brk, out: os.Stdout}
 	passed, total, err := r.run(ctx)
 
-	// Nothing may outlive the run: the control plane, the engine and its provider plugin.
-	leftErr := waitNoLeftovers(bin, 15*time.Second)
+	// Nothing may outlive the run: the control plane, the KEDA operator, the engine and its
+	// provider plugin (all from the tools' bin), and the consumer processes (from the work bin).
+	ownBin := filepath.Join(work, "bin")
+	leftErr := errors.Join(waitNoLeftovers(bin, 15*time.Second), waitNoLeftovers(ownBin, 15*time.Second))
 	if leftErr != nil {
 		fmt.Printf("e2e: %v\n", leftErr)
 	} else {
-		fmt.Printf("e2e: nothing left running (no process from %s)\n", bin)
+		fmt.Printf("e2e: nothing left running (no process from %s or %s)\n", bin, ownBin)
 	}
 	failed := err != nil || leftErr != nil || passed != total
 	if failed || *keep {

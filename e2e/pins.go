@@ -23,22 +23,27 @@ const (
 	kwokVersion = "v0.8.0"
 )
 
-// crdFiles are the CustomResourceDefinitions of the kinds the workload creates.
+// crdFiles are the CustomResourceDefinitions of the kinds the workload creates, and every other
+// CRD of that KEDA release: its operator watches them all and does not start without them.
 var crdFiles = []localcluster.ModuleFile{
 	{Module: "github.com/kedacore/keda/v2", Version: kedaVersion, Path: "config/crd/bases/keda.sh_scaledobjects.yaml"},
 	{Module: "github.com/kedacore/keda/v2", Version: kedaVersion, Path: "config/crd/bases/keda.sh_scaledjobs.yaml"},
 	{Module: "github.com/kedacore/keda/v2", Version: kedaVersion, Path: "config/crd/bases/keda.sh_triggerauthentications.yaml"},
+	{Module: "github.com/kedacore/keda/v2", Version: kedaVersion, Path: "config/crd/bases/keda.sh_clustertriggerauthentications.yaml"},
+	{Module: "github.com/kedacore/keda/v2", Version: kedaVersion, Path: "config/crd/bases/eventing.keda.sh_cloudeventsources.yaml"},
+	{Module: "github.com/kedacore/keda/v2", Version: kedaVersion, Path: "config/crd/bases/eventing.keda.sh_clustercloudeventsources.yaml"},
 	{Module: "sigs.k8s.io/karpenter", Version: karpenterVersion, Path: "pkg/apis/crds/karpenter.sh_nodepools.yaml"},
 	{Module: "sigs.k8s.io/karpenter", Version: karpenterVersion, Path: "pkg/apis/crds/karpenter.sh_nodeclaims.yaml"},
 }
 
 // kwokStages are kwok's "fast" lifecycles: nodes become Ready and keep a lease, pods become
-// Ready once scheduled, Job pods complete, deleted pods go away.
+// Ready once scheduled, deleted pods go away. Not its pod-complete stage, which completes a Job's
+// pod at once: here a Job's pod runs a real consumer and completes when that process exits
+// (localcluster.WriteJobPodStages, driven by the pod mirror).
 var kwokStages = []localcluster.ModuleFile{
 	{Module: "sigs.k8s.io/kwok", Version: kwokVersion, Path: "kustomize/stage/node/fast/node-initialize.yaml"},
 	{Module: "sigs.k8s.io/kwok", Version: kwokVersion, Path: "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml"},
 	{Module: "sigs.k8s.io/kwok", Version: kwokVersion, Path: "kustomize/stage/pod/fast/pod-ready.yaml"},
-	{Module: "sigs.k8s.io/kwok", Version: kwokVersion, Path: "kustomize/stage/pod/fast/pod-complete.yaml"},
 	{Module: "sigs.k8s.io/kwok", Version: kwokVersion, Path: "kustomize/stage/pod/fast/pod-delete.yaml"},
 }
 
@@ -66,4 +71,9 @@ func nodes(appPool string) []localcluster.Node {
 		app("aks-"+appPool+"-a", "local-1"),
 		app("aks-"+appPool+"-b", "local-2"),
 	}
+}
+
+// kedaOptions run the operator as AKS's add-on does, in kube-system.
+func kedaOptions() localcluster.KEDAOptions {
+	return localcluster.KEDAOptions{Namespace: "kube-system"}
 }

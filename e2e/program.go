@@ -36,6 +36,16 @@ type desired struct {
 	withWorkload bool
 	// brk names a deliberate defect from breaks, or "".
 	brk string
+	// azuriteAuth is the one substitution the harness makes (on from the start): the
+	// TriggerAuthentication's workload identity, for which KEDA always builds
+	// https://<account>.queue.core.windows.net, becomes a secretTargetRef to Azurite's connection
+	// string, so the real operator can read the queue. Everything else is what the stack deploys.
+	azuriteAuth bool
+	// connectionString is Azurite's, held in the harness's Secret (empty: no Secret).
+	connectionString string
+	// productionAuth records the TriggerAuthentication spec the stack rendered before the
+	// substitution rewrote it (for the evidence).
+	productionAuth map[string]any
 }
 
 func (d desired) image() string { return imageRepository + ":" + d.imageTag }
@@ -69,18 +79,73 @@ func program(kubeconfig string, d *desired) pulumi.RunFunc {
 				return err
 			}
 		}
-		_, err = workload.Deploy(ctx, "consumer", workload.Args{
+		if d.azuriteAuth {
+			if err := ctx.RegisterResourceTransform(d.substituteAuth); err != nil {
+				return err
+			}
+		}
+		wl, err := workload.Deploy(ctx, "consumer", workload.Args{
 			Kubeconfig:         pulumi.String(kubeconfig).ToStringOutput(),
 			Cluster:            cluster,
 			Settings:           d.settings,
 			StorageAccountName: pulumi.String(fakeStorageAccount),
-			QueueName:          pulumi.String("aws2azmsgs"),
-			TableName:          pulumi.String("aws2azpmts"),
+			QueueName:          pulumi.String(queueName),
+			TableName:          pulumi.String(tableName),
 			ClientID:           pulumi.String(fakeClientID),
 			Image:              pulumi.String(d.image()),
 		})
-		return err
+		if err != nil {
+			return err
+		}
+		if d.connectionString != "" {
+			// The Secret the substituted TriggerAuthentication reads; deleted with the cluster
+			// like the workload's own objects.
+			if _, err := corev1.NewSecret(ctx, "azurite-connection", &corev1.SecretArgs{
+				Metadata:   &metav1.ObjectMetaArgs{Name: pulumi.String(azuriteSecretName), Namespace: pulumi.String(d.settings.Namespace)},
+				StringData: pulumi.StringMap{azuriteSecretKey: pulumi.ToSecret(pulumi.String(d.connectionString)).(pulumi.StringOutput)},
+			}, pulumi.Provider(standInProvider), pulumi.DependsOn([]pulumi.Resource{wl.Consumer}), pulumi.DeletedWith(cluster)); err != nil {
+				return err
+			}
+		}
+		// The outputs verify reads, under the stack's own keys (infra.OutputKeys).
+		ctx.Export("storageAccountName", pulumi.String(fakeStorageAccount))
+		ctx.Export("queueName", pulumi.String(queueName))
+		ctx.Export("tableName", pulumi.String(tableName))
+		ctx.Export("kubeconfig", pulumi.ToSecret(pulumi.String(kubeconfig)))
+		ctx.Export("consumerWorkload", pulumi.ToStringMap(d.settings.WorkloadOutput()))
+		return nil
 	}
+}
+
+const (
+	queueName         = "aws2azmsgs"
+	tableName         = "aws2azpmts"
+	azuriteSecretName = "azurite-connection"
+	azuriteSecretKey  = "connection"
+)
+
+// substituteAuth rewrites the TriggerAuthentication's spec to read the azure-queue scaler's
+// `connection` parameter from the harness's Secret, and records the spec it replaced.
+func (d *desired) substituteAuth(_ context.Context, args *pulumi.ResourceTransformArgs) *pulumi.ResourceTransformResult {
+	if !strings.HasSuffix(args.Type, "keda.sh/v1alpha1:TriggerAuthentication") {
+		return nil
+	}
+	plain, err := toPlain(args.Props)
+	if err != nil {
+		return nil
+	}
+	if spec, ok := plain["spec"].(map[string]any); ok {
+		d.productionAuth = spec
+	}
+	plain["spec"] = azuriteAuthSpec()
+	return &pulumi.ResourceTransformResult{Props: pulumi.ToMap(plain), Opts: args.Opts}
+}
+
+// azuriteAuthSpec is the substituted TriggerAuthentication spec.
+func azuriteAuthSpec() map[string]any {
+	return map[string]any{"secretTargetRef": []any{
+		map[string]any{"parameter": "connection", "name": azuriteSecretName, "key": azuriteSecretKey},
+	}}
 }
 
 // breakKind is a deliberate defect, injected with a Pulumi resource transform (the harness's
@@ -96,9 +161,33 @@ type breakKind struct {
 	refusal string
 	// edit changes the object's props.
 	edit func(props map[string]any) error
+	// byOperator marks a defect no schema catches (trigger metadata is a string map): the API
+	// server stores it and the real KEDA operator refuses it, so step 5 leaves it out and the
+	// operator's steps catch it.
+	byOperator bool
 }
 
 var breaks = map[string]breakKind{
+	"trigger-metadata-typo": {
+		what:       "a ScaledObject whose azure-queue trigger misspells queueName (queueNme)",
+		kind:       "keda.sh/v1alpha1:ScaledObject",
+		refusal:    `missing required parameter "queueName"`,
+		byOperator: true,
+		edit: func(p map[string]any) error {
+			triggers, err := dig[[]any](p, "spec", "triggers")
+			if err != nil || len(triggers) == 0 {
+				return fmt.Errorf("spec.triggers: %v", err)
+			}
+			t, _ := triggers[0].(map[string]any)
+			md, ok := t["metadata"].(map[string]any)
+			if !ok {
+				return fmt.Errorf("spec.triggers[0].metadata: a %T", t["metadata"])
+			}
+			md["queueNme"] = md["queueName"]
+			delete(md, "queueName")
+			return nil
+		},
+	},
 	"nodepool-restricted-label": {
 		what:    `a NodePool requirement on the restricted label karpenter.sh/nodepool`,
 		kind:    "karpenter.sh/v1:NodePool",

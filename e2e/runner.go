@@ -6,16 +6,21 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/aks-edw/aks-edw/components"
+	"github.com/aks-edw/aks-edw/internal/azurite"
 	"github.com/aks-edw/aks-edw/internal/localcluster"
+	"github.com/aks-edw/aks-edw/internal/procs"
+	"github.com/aks-edw/aks-edw/internal/storage"
 )
 
 // runner holds one end-to-end run: the local cluster, the engine, and what to deploy next.
@@ -28,6 +33,13 @@ type runner struct {
 	kube    *kube
 	eng     engine
 	want    *desired
+
+	// The event-driven loop: Azurite's queue, the real KEDA operator (started by step 6) and the
+	// consumer processes that stand in for the consumer's pods.
+	azurite *azurite.Instance
+	queue   *azqueue.QueueClient
+	keda    *localcluster.KEDA
+	mirror  *localcluster.Mirror
 }
 
 type step struct {
@@ -43,6 +55,13 @@ func (r *runner) run(ctx context.Context) (passed, total int, err error) {
 		{"user settings update in place, never replace", r.stepUpdateInPlace},
 		{"scaleMode ScaledObject -> ScaledJob -> ScaledObject", r.stepSwitchScaleMode},
 		{"the API server refuses invalid objects with its own message", r.stepRefused},
+		{"(a) the real KEDA operator takes over: the idle Deployment goes to 0 and stays there", r.stepIdleAtZero},
+		{"(b) fewer messages than activationQueueLength: KEDA reads them and stays at 0", r.stepBelowActivation},
+		{"(c) a burst scales 0 -> 1, the real consumer drains it, each message stored once (verify)", r.stepBurstScalesUp},
+		{"(d) back to 0 after the cooldown; the consumer process drains and exits 0", r.stepBackToZero},
+		{"(e) ScaledJob mode: a burst creates bounded Jobs that complete and drain the queue (verify)", r.stepScaledJob},
+		{"(f) the stack's own TriggerAuthentication: KEDA accepts the trigger and fails only at the token", r.stepProductionAuth},
+		{"(g) a misspelt trigger key: the API server stores it, the operator refuses it with its own message", r.stepOperatorRefusesTypo},
 		{"removing the workload deletes its objects; destroy leaves DeletedWith objects to the cluster", r.stepRemoveAndDestroy},
 	}
 	total = len(steps)
@@ -61,6 +80,9 @@ func (r *runner) run(ctx context.Context) (passed, total int, err error) {
 		}
 		if err != nil {
 			fmt.Fprintf(r.out, "e2e: step %d FAILS (%s) after %.0fs: %v\n", i+1, s.title, time.Since(start).Seconds(), err)
+			if r.keda != nil {
+				fmt.Fprintf(r.out, "e2e: last lines of the KEDA operator's log (%s):\n%s\n", r.keda.LogPath, r.keda.Tail(25))
+			}
 			return passed, total, fmt.Errorf("step %d: %w", i+1, err)
 		}
 		passed++
@@ -71,7 +93,7 @@ func (r *runner) run(ctx context.Context) (passed, total int, err error) {
 
 func (r *runner) setup(ctx context.Context) error {
 	start := time.Now()
-	for _, b := range append([]string{"pulumi", "pulumi-resource-kubernetes"}, localcluster.Binaries...) {
+	for _, b := range append([]string{"pulumi", "pulumi-resource-kubernetes", "keda-operator"}, localcluster.Binaries...) {
 		if _, err := os.Stat(filepath.Join(r.bin, b)); err != nil {
 			return fmt.Errorf("%s is not built in %s: run `make e2e-tools` (or `make e2e`, which does): %w", b, r.bin, err)
 		}
@@ -83,6 +105,18 @@ func (r *runner) setup(ctx context.Context) error {
 	stages, err := localcluster.Resolve(ctx, kwokStages)
 	if err != nil {
 		return fmt.Errorf("kwok's stage files: %w", err)
+	}
+	jobStages, err := localcluster.WriteJobPodStages(filepath.Join(r.work, "stages"))
+	if err != nil {
+		return fmt.Errorf("the Job pod stages: %w", err)
+	}
+	stages = append(stages, jobStages...)
+	bins, err := r.buildPrograms(ctx)
+	if err != nil {
+		return err
+	}
+	if err := r.startAzurite(ctx); err != nil {
+		return err
 	}
 	crds, err := localcluster.Resolve(ctx, crdFiles)
 	if err != nil {
@@ -100,6 +134,12 @@ func (r *runner) setup(ctx context.Context) error {
 		return err
 	}
 	settings := components.DefaultConsumerSettings()
+	settings.PollingInterval, settings.CooldownPeriod = e2ePollingInterval, e2eCooldownPeriod
+	settings.ActivationQueueLength, settings.QueueLength = e2eActivationQueueLength, e2eQueueLength
+	settings.JobQueueLength, settings.JobMaxReplicas = e2eJobQueueLength, e2eJobMaxReplicas
+	if err := settings.Validate(); err != nil {
+		return fmt.Errorf("the e2e's stack config: %w", err)
+	}
 	ns := nodes(settings.NodePoolName)
 	if err := r.cluster.AddNodes(ctx, ns); err != nil {
 		return err
@@ -107,7 +147,20 @@ func (r *runner) setup(ctx context.Context) error {
 	if err := r.kedaOperatorStandIn(ctx); err != nil {
 		return fmt.Errorf("the KEDA add-on's operator stand-in: %w", err)
 	}
-	r.want = &desired{settings: settings, imageTag: "v1", withWorkload: true, brk: r.brk}
+	// One real consumer process per consumer pod kwok runs, against Azurite.
+	r.mirror, err = localcluster.StartMirror(ctx, r.kube.cs, localcluster.MirrorOptions{
+		Namespace: settings.Namespace,
+		Selector:  "app=" + settings.AppLabel,
+		Binary:    bins.Consumer,
+		Env:       map[string]string{"AZURE_STORAGE_CONNECTION_STRING": r.azurite.ConnectionString()},
+		LogDir:    filepath.Join(r.work, "logs", "pods"),
+		Log:       r.log,
+	})
+	if err != nil {
+		return fmt.Errorf("the pod mirror: %w", err)
+	}
+	r.want = &desired{settings: settings, imageTag: "v1", withWorkload: true, brk: r.brk,
+		azuriteAuth: true, connectionString: r.azurite.ConnectionString()}
 	stack, cliVersion, err := newStack(ctx, r.tools, r.work, program(r.cluster.Kubeconfig, r.want))
 	if err != nil {
 		return err
@@ -117,14 +170,20 @@ func (r *runner) setup(ctx context.Context) error {
 		return err
 	}
 	r.eng = engine{stack: stack, log: r.log}
-	fmt.Fprintf(r.out, "e2e: setup in %.0fs: %s; etcd, kube-apiserver %s, controller manager, scheduler and kwok on loopback; CRDs %s (KEDA %s, Karpenter %s); %d kwok nodes Ready; kube-system/%s stands in for the KEDA add-on (engine log: %s)\n",
-		time.Since(start).Seconds(), cliVersion, server.GitVersion, strings.Join(names, ", "), kedaVersion, karpenterVersion, len(ns), components.KedaOperatorName, r.log.Name())
+	fmt.Fprintf(r.out, "e2e: setup in %.0fs: %s; etcd, kube-apiserver %s, controller manager, scheduler and kwok on loopback; CRDs %s (KEDA %s, Karpenter %s); %d kwok nodes Ready; kube-system/%s plays the KEDA add-on's objects (its operator runs from step 6); Azurite queue %s on 127.0.0.1:%d; consumer pods mirrored to processes (engine log: %s)\n",
+		time.Since(start).Seconds(), cliVersion, server.GitVersion, strings.Join(names, ", "), kedaVersion, karpenterVersion, len(ns), components.KedaOperatorName, queueName, r.azurite.QueuePort, r.log.Name())
 	return nil
 }
 
 func (r *runner) teardown() {
+	if r.mirror != nil {
+		r.mirror.Stop()
+	}
 	if r.cluster != nil {
 		r.cluster.Stop()
+	}
+	if r.azurite != nil {
+		r.azurite.Stop()
 	}
 	if r.log != nil {
 		r.log.Close()
@@ -195,3 +254,45 @@ func engineError(op string, o outcome, err error) error {
 }
 
 var errStep = errors.New("does not hold")
+
+// buildPrograms builds the consumer (run for each mirrored pod) and verify into <work>/bin; the
+// leftover check covers that folder too.
+func (r *runner) buildPrograms(ctx context.Context) (procs.Binaries, error) {
+	root, err := azurite.RepoRoot()
+	if err != nil {
+		return procs.Binaries{}, err
+	}
+	dir := filepath.Join(r.work, "bin")
+	bins, err := procs.Build(ctx, root, dir)
+	if err != nil {
+		return bins, err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(dir, "verify"), "./cmd/verify")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return bins, fmt.Errorf("go build ./cmd/verify: %w\n%s", err, out)
+	}
+	return bins, nil
+}
+
+// startAzurite starts the queue, poison queue and table's Azurite and creates the queue and the
+// table, as the stack's storage component does (the consumer recreates the poison queue itself).
+func (r *runner) startAzurite(ctx context.Context) error {
+	var err error
+	if r.azurite, err = azurite.Start(ctx, azurite.Options{Log: r.log}); err != nil {
+		return fmt.Errorf("starting Azurite: %w", err)
+	}
+	set := storage.Settings{QueueName: queueName, TableName: tableName, ConnectionString: r.azurite.ConnectionString()}
+	c, err := storage.NewClients(set, storage.NewHTTPClient(8))
+	if err != nil {
+		return err
+	}
+	if err := storage.EnsureQueue(ctx, c.Queue); err != nil {
+		return err
+	}
+	if err := storage.EnsureTable(ctx, c.Table); err != nil {
+		return err
+	}
+	r.queue = c.Queue
+	return nil
+}

@@ -4,7 +4,7 @@
 # proxy, into a cache folder outside the repository. A tool is rebuilt only when its pin changes.
 #
 #   e2e/tools.sh [TOOL...]      build all tools, or only the named ones:
-#                               pulumi kubernetes-provider etcd kubernetes kwok
+#                               pulumi kubernetes-provider etcd kubernetes kwok keda-operator
 #
 #   E2E_TOOLS_DIR   cache folder (default ${XDG_CACHE_HOME:-$HOME/.cache}/aks-edw-e2e);
 #                   binaries go to $E2E_TOOLS_DIR/bin, one stamp per tool to stamps/, build logs
@@ -29,8 +29,11 @@ ETCD_VERSION=v3.6.16
 KUBERNETES_VERSION=v1.34.4
 KUBERNETES_STAGING_VERSION=v0.34.4 # the k8s.io/* staging modules released with KUBERNETES_VERSION
 KWOK_VERSION=v0.8.0
+# The KEDA operator AKS's add-on runs (AKS 1.33-1.35: 2.17.x; see docs/cloud-notes.md). Its go.mod
+# pins k8s.io/* to v0.31.7 and a few others with replace directives, copied into the throwaway module.
+KEDA_VERSION=v2.17.3
 
-ALL_TOOLS=(etcd kwok kubernetes pulumi kubernetes-provider) # cheapest first: failures show early
+ALL_TOOLS=(etcd kwok kubernetes keda-operator pulumi kubernetes-provider) # cheapest first: failures show early
 
 usage() {
 	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
@@ -45,6 +48,7 @@ pin_of() {
 	etcd) echo "go.etcd.io/etcd/server/v3 $ETCD_VERSION" ;;
 	kubernetes) echo "k8s.io/kubernetes $KUBERNETES_VERSION staging $KUBERNETES_STAGING_VERSION" ;;
 	kwok) echo "sigs.k8s.io/kwok/cmd/kwok $KWOK_VERSION" ;;
+	keda-operator) echo "github.com/kedacore/keda/v2/cmd/operator $KEDA_VERSION" ;;
 	*) return 1 ;;
 	esac
 }
@@ -56,6 +60,7 @@ bins_of() {
 	etcd) echo etcd ;;
 	kubernetes) echo kube-apiserver kube-controller-manager kube-scheduler ;;
 	kwok) echo kwok ;;
+	keda-operator) echo keda-operator ;;
 	*) return 1 ;;
 	esac
 }
@@ -67,6 +72,7 @@ short_version_of() {
 	etcd) echo "$ETCD_VERSION" ;;
 	kubernetes) echo "$KUBERNETES_VERSION" ;;
 	kwok) echo "$KWOK_VERSION" ;;
+	keda-operator) echo "$KEDA_VERSION" ;;
 	esac
 }
 
@@ -202,6 +208,22 @@ build_kwok() {
 	# files (kustomize/stage/) are in the module cache: go mod download -json sigs.k8s.io/kwok@$KWOK_VERSION
 	cd "$SRC"
 	GOBIN=$out measured go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+}
+
+build_keda_operator() {
+	local out=$1 dir=$SRC/keda-operator gomod v=$KEDA_VERSION
+	# keda/v2's go.mod has a replace block (k8s.io/* => v0.31.7, controller-runtime's friends), so
+	# `go install @version` refuses it; as a dependency of a throwaway module that repeats the
+	# replaces it builds the same thing. Version stamped as KEDA's Makefile does.
+	new_module "$dir" keda-operator
+	cd "$dir"
+	go mod edit "-require=github.com/kedacore/keda/v2@$v" -tool=github.com/kedacore/keda/v2/cmd/operator
+	gomod=$(mod_field GoMod "github.com/kedacore/keda/v2@$v")
+	copy_replaces "$gomod"
+	measured go mod tidy
+	measured go build -trimpath -o "$out/keda-operator" \
+		-ldflags "-s -w -X github.com/kedacore/keda/v2/version.Version=${v#v} -X github.com/kedacore/keda/v2/version.GitCommit=$v" \
+		github.com/kedacore/keda/v2/cmd/operator
 }
 
 # ---- driver ------------------------------------------------------------------------------------

@@ -1,0 +1,653 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/aks-edw/aks-edw/components"
+	"github.com/aks-edw/aks-edw/internal/localcluster"
+	"github.com/aks-edw/aks-edw/internal/procs"
+	"github.com/aks-edw/aks-edw/internal/producer"
+	"github.com/aks-edw/aks-edw/internal/verify"
+)
+
+// The stack config the scaling steps deploy with, set in setup like any stack's config (never by
+// changing components): KEDA's own e2e for this scaler polls every 5 s with a 10 s cooldown and
+// activation 5; queue lengths small enough that a burst of 100 means several jobs.
+const (
+	e2ePollingInterval       = 5
+	e2eCooldownPeriod        = 10
+	e2eActivationQueueLength = 5
+	e2eQueueLength           = 50
+	e2eJobQueueLength        = 40
+	e2eJobMaxReplicas        = 5
+	// burst is how many messages verify sends in each mode.
+	burst = 100
+	// slack is what the scaling checks allow on top of KEDA's own intervals on a loaded 2-core
+	// machine.
+	slack = 30 * time.Second
+)
+
+// Step 6 (a): the real KEDA operator, at the version AKS runs, takes over the ScaledObject the
+// stack deployed: it reports it Ready and not Active, scales the idle Deployment down to
+// minReplicaCount 0, and keeps it there for two polling intervals.
+func (r *runner) stepIdleAtZero(ctx context.Context) (string, error) {
+	s := r.want.settings
+	start := time.Now()
+	keda, err := r.cluster.StartKEDA(ctx, kedaOptions())
+	if err != nil {
+		return "", fmt.Errorf("starting the KEDA operator: %w", err)
+	}
+	r.keda = keda
+	kedaUp := time.Since(start)
+	if keda.Version != strings.TrimPrefix(kedaVersion, "v") {
+		return "", fmt.Errorf("the operator reports KEDA %q, want %s (the CRDs' version): %w", keda.Version, kedaVersion, errStep)
+	}
+	so := object{gvrScaledObject, "ScaledObject", s.Namespace, s.ScaledObjectName}
+	ready, err := r.waitCondition(ctx, so, "Ready", 60*time.Second)
+	if err != nil {
+		return "", err
+	}
+	if ready.status != "True" {
+		return "", fmt.Errorf("KEDA reports ScaledObject %s not Ready: %s: %w", s.ScaledObjectName, ready.message, errStep)
+	}
+	toZero, err := r.waitReplicas(ctx, s, 0, time.Duration(s.CooldownPeriod+s.PollingInterval)*time.Second+slack)
+	if err != nil {
+		return "", err
+	}
+	hold := 2 * time.Duration(s.PollingInterval) * time.Second
+	if err := r.holdReplicas(ctx, s, 0, hold); err != nil {
+		return "", err
+	}
+	active, err := r.condition(ctx, so, "Active")
+	if err != nil {
+		return "", err
+	}
+	if active.status == "True" {
+		return "", fmt.Errorf("ScaledObject Active with an empty queue: %s: %w", active.message, errStep)
+	}
+	return fmt.Sprintf("KEDA %s operator (out of cluster, log %s) up in %.0fs; ScaledObject Ready=True (%s), Active=%s; idle Deployment scaled to 0 after %.0fs and held at 0 for %s; %d consumer processes running",
+		keda.Version, keda.LogPath, kedaUp.Seconds(), ready.reason, active.status, toZero.Seconds(), hold, len(r.mirror.Running())), nil
+}
+
+// Step 7 (b): fewer messages than activationQueueLength: KEDA reads the depth (its own metric
+// says so) and still leaves the Deployment at zero for two polling intervals.
+func (r *runner) stepBelowActivation(ctx context.Context) (string, error) {
+	s := r.want.settings
+	n := s.ActivationQueueLength - 1
+	if n < 1 {
+		return "", fmt.Errorf("activationQueueLength %d leaves no room below it: %w", s.ActivationQueueLength, errStep)
+	}
+	if err := r.send(ctx, n, "e2e-below-activation"); err != nil {
+		return "", err
+	}
+	seen, err := r.waitKEDAMetric(ctx, s, float64(n), 3*time.Duration(s.PollingInterval)*time.Second+slack)
+	if err != nil {
+		return "", err
+	}
+	hold := 2 * time.Duration(s.PollingInterval) * time.Second
+	if err := r.holdReplicas(ctx, s, 0, hold); err != nil {
+		return "", err
+	}
+	depth, err := r.depth(ctx)
+	if err != nil {
+		return "", err
+	}
+	if depth != n {
+		return "", fmt.Errorf("queue depth %d after holding at zero, want the %d messages still there: %w", depth, n, errStep)
+	}
+	return fmt.Sprintf("%d messages (activationQueueLength %d): KEDA's keda_scaler_metrics_value read %s after %.0fs; replicas held at 0 for %s; %d still queued; no consumer process",
+		n, s.ActivationQueueLength, fmtFloat(seen.value), seen.after.Seconds(), hold, depth), nil
+}
+
+// Step 8 (c): verify, run against this local stack exactly as a user runs it against Azure,
+// sends a burst: KEDA scales 0 -> 1 within a polling interval (+ slack), the real consumer
+// process drains the queue, and every message is stored once.
+func (r *runner) stepBurstScalesUp(ctx context.Context) (string, error) {
+	rep, err := r.verify(ctx, "-skip-scale-down")
+	if err != nil {
+		return "", err
+	}
+	if rep.ScaleMode != components.ScaleModeScaledObject || rep.Burst != burst {
+		return "", fmt.Errorf("verify checked %s with a burst of %d, want ScaledObject and %d: %w", rep.ScaleMode, rep.Burst, burst, errStep)
+	}
+	return "verify: " + summarize(rep), nil
+}
+
+// Step 9 (d): once the queue is empty, KEDA scales the Deployment back to 0 after the cooldown;
+// the consumer's process gets SIGTERM and exits 0 (drained).
+func (r *runner) stepBackToZero(ctx context.Context) (string, error) {
+	s := r.want.settings
+	start := time.Now()
+	before := len(r.mirror.Events())
+	took, err := r.waitReplicas(ctx, s, 0, time.Duration(s.CooldownPeriod+s.PollingInterval)*time.Second+slack)
+	if err != nil {
+		return "", err
+	}
+	// The pod's deletion reaches the process a moment later.
+	deadline := time.Now().Add(time.Duration(s.TerminationGracePeriodSeconds)*time.Second + 10*time.Second)
+	for len(r.mirror.Running()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+	}
+	if run := r.mirror.Running(); len(run) > 0 {
+		return "", fmt.Errorf("consumer processes still running for %v after scale-down: %w", run, errStep)
+	}
+	var exits []string
+	for _, e := range r.mirror.Events()[before:] {
+		switch e.Kind {
+		case "exited":
+			if e.ExitCode != 0 {
+				return "", fmt.Errorf("consumer for pod %s exited %d after SIGTERM (want 0: drained): %s: %w", e.Pod, e.ExitCode, e.Detail, errStep)
+			}
+			exits = append(exits, fmt.Sprintf("%s exit 0", e.Pod))
+		case "killed":
+			return "", fmt.Errorf("consumer for pod %s had to be SIGKILLed: %w", e.Pod, errStep)
+		}
+	}
+	if len(exits) == 0 {
+		return "", fmt.Errorf("no consumer process stopped on the scale-down: %w", errStep)
+	}
+	return fmt.Sprintf("replicas 1 -> 0 %.0fs after the step began (cooldownPeriod %ds, pollingInterval %ds); SIGTERM to the pod's process: %s; all stopped after %.0fs",
+		took.Seconds(), s.CooldownPeriod, s.PollingInterval, strings.Join(exits, ", "), time.Since(start).Seconds()), nil
+}
+
+// Step 10 (e): in ScaledJob mode a burst makes KEDA create Jobs, no more than
+// ceil(burst/queueLength) and maxReplicaCount; each Job's pod runs a real consumer that drains
+// the queue and exits 0, which completes the Job. Then back to ScaledObject.
+func (r *runner) stepScaledJob(ctx context.Context) (string, error) {
+	s := r.want.settings
+	s.ScaleMode = components.ScaleModeScaledJob
+	r.want.settings = s
+	o, err := r.eng.up(ctx)
+	if err != nil {
+		return "", engineError("up", o, err)
+	}
+	sj := object{gvrScaledJob, "ScaledJob", s.Namespace, s.ScaledJobName}
+	ready, err := r.waitCondition(ctx, sj, "Ready", 60*time.Second)
+	if err != nil {
+		return "", err
+	}
+	if ready.status != "True" {
+		return "", fmt.Errorf("KEDA reports ScaledJob %s not Ready: %s: %w", s.ScaledJobName, ready.message, errStep)
+	}
+	rep, err := r.verify(ctx)
+	if err != nil {
+		return "", err
+	}
+	bound := min(int(math.Ceil(float64(burst)/float64(s.JobQueueLength))), s.JobMaxReplicas)
+	if rep.JobsCreated < 1 || rep.JobsCreated > bound {
+		return "", fmt.Errorf("KEDA created %d Jobs for %d messages (jobQueueLength %d, maxReplicaCount %d): want 1..%d: %w",
+			rep.JobsCreated, burst, s.JobQueueLength, s.JobMaxReplicas, bound, errStep)
+	}
+	jobs, err := r.kube.cs.BatchV1().Jobs(s.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "scaledjob.keda.sh/name=" + s.ScaledJobName})
+	if err != nil {
+		return "", err
+	}
+	succeeded := 0
+	for _, j := range jobs.Items {
+		if j.Status.Succeeded > 0 {
+			succeeded++
+		}
+		if j.Status.Failed > 0 {
+			return "", fmt.Errorf("the Job %s failed (%d pods): %w", j.Name, j.Status.Failed, errStep)
+		}
+	}
+	evidence := fmt.Sprintf("verify: %s; Jobs created %d (bound min(ceil(%d/%d), %d) = %d), %d succeeded",
+		summarize(rep), rep.JobsCreated, burst, s.JobQueueLength, s.JobMaxReplicas, bound, succeeded)
+
+	s.ScaleMode = components.ScaleModeScaledObject
+	r.want.settings = s
+	if o, err = r.eng.up(ctx); err != nil {
+		return "", engineError("up", o, err)
+	}
+	so := object{gvrScaledObject, "ScaledObject", s.Namespace, s.ScaledObjectName}
+	if ready, err = r.waitCondition(ctx, so, "Ready", 60*time.Second); err != nil {
+		return "", err
+	}
+	if ready.status != "True" {
+		return "", fmt.Errorf("back in ScaledObject mode, KEDA reports it not Ready: %s: %w", ready.message, errStep)
+	}
+	if _, err := r.waitReplicas(ctx, s, 0, time.Duration(s.CooldownPeriod+s.PollingInterval)*time.Second+slack); err != nil {
+		return "", err
+	}
+	return evidence + "; back to ScaledObject: Ready, at 0", nil
+}
+
+// Step 11 (f): with the stack's own TriggerAuthentication (workload identity, no substitution),
+// the same operator accepts the trigger's metadata and fails only at getting a token: there is
+// no projected service account token outside AKS. KEDA rebuilds a ScaledObject's scalers when
+// the ScaledObject changes, not when its TriggerAuthentication does (its TriggerAuthentication
+// controller only counts references), so the step also moves pollingInterval by one second.
+func (r *runner) stepProductionAuth(ctx context.Context) (string, error) {
+	s := r.want.settings
+	restore := func() {
+		r.want.azuriteAuth = true
+		r.want.settings = s
+	}
+	defer restore()
+	changed := s
+	changed.PollingInterval++
+	r.want.azuriteAuth = false
+	r.want.settings = changed
+	o, err := r.eng.up(ctx)
+	if err != nil {
+		return "", engineError("up", o, err)
+	}
+	ta, err := r.kube.get(ctx, object{gvrTriggerAuth, "TriggerAuthentication", s.Namespace, s.TriggerAuthenticationName})
+	if err != nil || ta == nil {
+		return "", fmt.Errorf("reading the TriggerAuthentication: %v: %w", err, errStep)
+	}
+	provider := nestedString(ta, "spec", "podIdentity", "provider")
+	identity := nestedString(ta, "spec", "podIdentity", "identityId")
+	if provider != "azure-workload" || identity != fakeClientID {
+		return "", fmt.Errorf("the TriggerAuthentication is not the stack's (podIdentity %q, identityId %q): %w", provider, identity, errStep)
+	}
+	so := object{gvrScaledObject, "ScaledObject", s.Namespace, s.ScaledObjectName}
+	msg, err := r.waitKEDAText(ctx, so, tokenFailures, 3*time.Duration(changed.PollingInterval)*time.Second+slack)
+	if err != nil {
+		return "", err
+	}
+	if texts, _ := r.kedaTexts(ctx, so); containsAny(strings.Join(texts, "\n"), "error parsing", "missing required parameter") {
+		return "", fmt.Errorf("KEDA refused the stack's trigger metadata: %s: %w", strings.Join(texts, " | "), errStep)
+	}
+	wi := ""
+	if log, err := os.ReadFile(r.keda.LogPath); err == nil && bytes.Contains(log, []byte("error starting azure workload-identity token provider")) {
+		wi = "; its log: \"error starting azure workload-identity token provider\" (no projected token, tenant or token file outside AKS)"
+	}
+	// Back to the substitution for the steps after this one.
+	restore()
+	if o, err = r.eng.up(ctx); err != nil {
+		return "", engineError("up", o, err)
+	}
+	if _, err := r.waitConditionStatus(ctx, so, "Ready", "True", 60*time.Second); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("TriggerAuthentication podIdentity azure-workload, identityId %s; KEDA accepted the metadata and failed at the token: %q%s", identity, clip(msg, 220), wi), nil
+}
+
+// tokenFailures are fragments of what azidentity says when no credential of KEDA's chain can
+// get a token (ChainedTokenCredential: "failed to acquire a token"; the workload identity
+// credential without the webhook's projected token file).
+var tokenFailures = []string{"failed to acquire a token", "no token file", "AZURE_FEDERATED_TOKEN_FILE"}
+
+// Step 12 (g): a misspelt trigger key, which no schema checks, is refused by the operator with
+// its own message; without it, the ScaledObject is Ready again.
+func (r *runner) stepOperatorRefusesTypo(ctx context.Context) (string, error) {
+	s := r.want.settings
+	b := breaks["trigger-metadata-typo"]
+	changed := s
+	changed.PollingInterval++ // see stepProductionAuth: a new generation, whatever the transform does
+	r.want.brk, r.want.settings = "trigger-metadata-typo", changed
+	o, err := r.eng.up(ctx)
+	r.want.brk, r.want.settings = r.brk, s
+	if err != nil {
+		return "", engineError("up", o, err)
+	}
+	so := object{gvrScaledObject, "ScaledObject", s.Namespace, s.ScaledObjectName}
+	msg, err := r.waitKEDAText(ctx, so, []string{b.refusal}, 60*time.Second)
+	if err != nil {
+		return "", err
+	}
+	if o, err = r.eng.up(ctx); err != nil {
+		return "", engineError("up", o, err)
+	}
+	ready, err := r.waitConditionStatus(ctx, so, "Ready", "True", 60*time.Second)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("the API server stored it; KEDA refused it: %q; fixed: Ready=%s again", clip(msg, 200), ready.status), nil
+}
+
+// kedaOK fails with KEDA's own words when it does not report the ScaledObject Ready: the
+// check that makes E2E_BREAK=trigger-metadata-typo fail at the first step the operator runs.
+func (r *runner) kedaRefusal(ctx context.Context, so object) error {
+	texts, err := r.kedaTexts(ctx, so)
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("KEDA refused %s: %s: %w", so, strings.Join(texts, " | "), errStep)
+}
+
+// ---- helpers --------------------------------------------------------------------------------
+
+type cond struct{ status, reason, message string }
+
+// condition reads one status condition of a KEDA object.
+func (r *runner) condition(ctx context.Context, o object, typ string) (cond, error) {
+	u, err := r.kube.get(ctx, o)
+	if err != nil {
+		return cond{}, err
+	}
+	if u == nil {
+		return cond{}, fmt.Errorf("%s is missing: %w", o, errStep)
+	}
+	return conditionOf(u, typ), nil
+}
+
+func conditionOf(u *unstructured.Unstructured, typ string) cond {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == typ {
+			str := func(k string) string { s, _ := m[k].(string); return s }
+			return cond{status: str("status"), reason: str("reason"), message: str("message")}
+		}
+	}
+	return cond{status: "Unknown"}
+}
+
+// waitCondition waits until the condition is set to True or False (KEDA has reconciled).
+func (r *runner) waitCondition(ctx context.Context, o object, typ string, timeout time.Duration) (cond, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := r.condition(ctx, o, typ)
+		if err != nil {
+			return c, err
+		}
+		if c.status == "True" || c.status == "False" {
+			if c.status == "False" && typ == "Ready" {
+				return c, r.kedaRefusal(ctx, o)
+			}
+			return c, nil
+		}
+		if err := r.waitTick(ctx, deadline); err != nil {
+			return c, fmt.Errorf("KEDA set no %s condition on %s within %s (is the operator running? %w)", typ, o, timeout, err)
+		}
+	}
+}
+
+// waitConditionStatus waits until the condition has the wanted status.
+func (r *runner) waitConditionStatus(ctx context.Context, o object, typ, want string, timeout time.Duration) (cond, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := r.condition(ctx, o, typ)
+		if err != nil {
+			return c, err
+		}
+		if c.status == want {
+			return c, nil
+		}
+		if err := r.waitTick(ctx, deadline); err != nil {
+			return c, fmt.Errorf("%s %s=%s (%s) after %s, want %s: %w", o, typ, c.status, c.message, timeout, want, errStep)
+		}
+	}
+}
+
+// kedaTexts are what KEDA says about an object: its condition messages and its events.
+func (r *runner) kedaTexts(ctx context.Context, o object) ([]string, error) {
+	u, err := r.kube.get(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	var texts []string
+	if u != nil {
+		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		for _, c := range conds {
+			m, _ := c.(map[string]any)
+			if msg, _ := m["message"].(string); msg != "" {
+				texts = append(texts, fmt.Sprintf("%v=%v: %s", m["type"], m["status"], msg))
+			}
+		}
+	}
+	evs, err := r.kube.cs.CoreV1().Events(o.namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + o.name})
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range evs.Items {
+		if e.Type == corev1.EventTypeWarning {
+			texts = append(texts, e.Reason+": "+e.Message)
+		}
+	}
+	return texts, nil
+}
+
+// waitKEDAText waits until one of KEDA's texts about o contains one of the fragments.
+func (r *runner) waitKEDAText(ctx context.Context, o object, fragments []string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		texts, err := r.kedaTexts(ctx, o)
+		if err != nil {
+			return "", err
+		}
+		for _, t := range texts {
+			if containsAny(t, fragments...) {
+				return t, nil
+			}
+		}
+		if err := r.waitTick(ctx, deadline); err != nil {
+			return "", fmt.Errorf("KEDA said nothing containing %q about %s within %s (it said: %s): %w", fragments, o, timeout, strings.Join(texts, " | "), errStep)
+		}
+	}
+}
+
+func (r *runner) waitTick(ctx context.Context, deadline time.Time) error {
+	if err := r.cluster.Exited(); err != nil {
+		return err
+	}
+	if time.Now().After(deadline) {
+		return errStep
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(500 * time.Millisecond):
+		return nil
+	}
+}
+
+// replicas is the Deployment's spec.replicas (what KEDA sets).
+func (r *runner) replicas(ctx context.Context, s components.ConsumerSettings) (int32, error) {
+	d, err := r.kube.cs.AppsV1().Deployments(s.Namespace).Get(ctx, s.DeploymentName, metav1.GetOptions{})
+	if err != nil {
+		return 0, err
+	}
+	if d.Spec.Replicas == nil {
+		return 1, nil
+	}
+	return *d.Spec.Replicas, nil
+}
+
+// waitReplicas waits until spec.replicas is want and returns how long that took.
+func (r *runner) waitReplicas(ctx context.Context, s components.ConsumerSettings, want int32, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	deadline := start.Add(timeout)
+	for {
+		n, err := r.replicas(ctx, s)
+		if err != nil {
+			return 0, err
+		}
+		if n == want {
+			return time.Since(start), nil
+		}
+		if err := r.waitTick(ctx, deadline); err != nil {
+			return 0, fmt.Errorf("the Deployment %s at %d replicas after %s, want %d: %w", s.DeploymentName, n, timeout, want, err)
+		}
+	}
+}
+
+// holdReplicas fails if spec.replicas leaves want during d.
+func (r *runner) holdReplicas(ctx context.Context, s components.ConsumerSettings, want int32, d time.Duration) error {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		n, err := r.replicas(ctx, s)
+		if err != nil {
+			return err
+		}
+		if n != want {
+			return fmt.Errorf("the Deployment %s went to %d replicas, want it held at %d: %w", s.DeploymentName, n, want, errStep)
+		}
+		if err := r.cluster.Exited(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+type metricSeen struct {
+	value float64
+	after time.Duration
+}
+
+// waitKEDAMetric waits until KEDA's own keda_scaler_metrics_value for the ScaledObject reads want:
+// proof that the operator read the queue, not just that nothing happened.
+func (r *runner) waitKEDAMetric(ctx context.Context, s components.ConsumerSettings, want float64, timeout time.Duration) (metricSeen, error) {
+	start := time.Now()
+	deadline := start.Add(timeout)
+	last := "no sample"
+	for {
+		samples, err := kedaMetrics(ctx, r.keda)
+		if err == nil {
+			for series, v := range samples {
+				if strings.HasPrefix(series, "keda_scaler_metrics_value{") && strings.Contains(series, `scaledObject="`+s.ScaledObjectName+`"`) {
+					last = fmt.Sprintf("%s = %s", series, fmtFloat(v))
+					if v == want {
+						return metricSeen{value: v, after: time.Since(start)}, nil
+					}
+				}
+			}
+		} else {
+			last = err.Error()
+		}
+		if err := r.waitTick(ctx, deadline); err != nil {
+			return metricSeen{}, fmt.Errorf("KEDA's keda_scaler_metrics_value never read %s within %s (last: %s): %w", fmtFloat(want), timeout, last, err)
+		}
+	}
+}
+
+// send puts n messages on the queue with the producer's code.
+func (r *runner) send(ctx context.Context, n int, text string) error {
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	sum, err := producer.Run(ctx, r.queue, producer.Options{Count: n, Concurrency: 4, Text: text}, io.Discard, log)
+	if err != nil {
+		return fmt.Errorf("sending %d messages: %w", n, err)
+	}
+	if sum.Sent != int64(n) {
+		return fmt.Errorf("sent %d of %d messages: %w", sum.Sent, n, errStep)
+	}
+	return nil
+}
+
+// depth is the queue's approximate message count.
+func (r *runner) depth(ctx context.Context) (int, error) {
+	p, err := r.queue.GetProperties(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("reading the queue's depth: %w", err)
+	}
+	if p.ApproximateMessagesCount == nil {
+		return 0, nil
+	}
+	return int(*p.ApproximateMessagesCount), nil
+}
+
+var _ producer.Enqueuer = (*azqueue.QueueClient)(nil)
+
+// verify runs the verify command against this stack, as a user would after `pulumi up`: it reads
+// the stack's outputs through the Pulumi CLI, the cluster through the stack's kubeconfig, and
+// the queue through Azurite's connection string (the one substitution). Its output goes to the
+// engine log; its JSON report comes back.
+func (r *runner) verify(ctx context.Context, extra ...string) (verify.Report, error) {
+	args := append([]string{"-stack", stackName, "-cwd", r.work, "-count", fmt.Sprint(burst), "-slack", slack.String(), "-timeout", "3m", "-json"}, extra...)
+	cmd := exec.CommandContext(ctx, filepath.Join(r.work, "bin", "verify"), args...)
+	cmd.Dir = r.work
+	env := []string{"AZURE_STORAGE_CONNECTION_STRING=" + r.azurite.ConnectionString(), "TMPDIR=" + os.TempDir()}
+	for k, v := range pulumiEnv(r.tools, r.work) {
+		env = append(env, k+"="+v)
+	}
+	cmd.Env = env
+	var out bytes.Buffer
+	cmd.Stdout = io.MultiWriter(&out, r.log)
+	cmd.Stderr = io.MultiWriter(&out, r.log)
+	fmt.Fprintf(r.log, "==== verify %s\n", strings.Join(args, " "))
+	runErr := cmd.Run()
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	var rep verify.Report
+	if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &rep); jerr != nil {
+		return rep, fmt.Errorf("verify (%v) printed no JSON report: %s: %w", runErr, clip(out.String(), 1500), errStep)
+	}
+	if runErr != nil {
+		var failed []string
+		for _, c := range rep.Checks {
+			if !c.OK && !c.Skipped {
+				failed = append(failed, c.Name+": "+c.Evidence)
+			}
+		}
+		return rep, fmt.Errorf("verify failed (%v): %s: %w", runErr, strings.Join(failed, "; "), errStep)
+	}
+	return rep, nil
+}
+
+// summarize is verify's checks in one line: each check with its time and evidence.
+func summarize(rep verify.Report) string {
+	var parts []string
+	for _, c := range rep.Checks {
+		state := "ok"
+		if c.Skipped {
+			state = "skipped"
+		} else if !c.OK {
+			state = "FAILED"
+		}
+		parts = append(parts, fmt.Sprintf("%s %s %.0fs (%s)", c.Name, state, c.Seconds, clip(c.Evidence, 160)))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func containsAny(s string, frags ...string) bool {
+	for _, f := range frags {
+		if strings.Contains(s, f) {
+			return true
+		}
+	}
+	return false
+}
+
+func clip(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+func fmtFloat(v float64) string { return fmt.Sprintf("%g", v) }
+
+// kedaMetrics reads the operator's own Prometheus metrics (series -> value).
+func kedaMetrics(ctx context.Context, k *localcluster.KEDA) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+k.MetricsAddr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("KEDA's /metrics: %s", resp.Status)
+	}
+	return procs.ParseMetrics(string(body)), nil
+}
