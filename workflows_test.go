@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -82,6 +83,7 @@ var wfChecks = []wfCheck{
 	{"config-map", wfCheckConfigMaps},
 	{"required pipelines", wfCheckPipelines},
 	{"deploy jobs", wfCheckDeployJobs},
+	{"checks after a push deploy", wfCheckAfterDeploy},
 	{"no stored secrets", wfCheckSecrets},
 }
 
@@ -95,6 +97,24 @@ func TestWorkflowChecks(t *testing.T) {
 				t.Error(p)
 			}
 		})
+	}
+}
+
+// TestWorkflowMakeCallsSkipRedirections: a redirection is not a make target or argument.
+func TestWorkflowMakeCallsSkipRedirections(t *testing.T) {
+	for _, script := range []string{
+		"make verify STACK=dev 2>&1 | tee verify.log",
+		"make verify STACK=dev > verify.log",
+		"make verify 2>/dev/null STACK=dev",
+	} {
+		calls := wfMakeCalls(script)
+		if len(calls) != 1 || !reflect.DeepEqual(calls[0].Targets, []string{"verify"}) ||
+			!reflect.DeepEqual(calls[0].Vars, map[string]string{"STACK": "dev"}) {
+			t.Errorf("%q: got %+v, want one call of target verify with STACK=dev", script, calls)
+		}
+	}
+	if got := wfGoRunPaths("go run ./cmd/verify -stack dev 2>&1 | tee v.log"); !reflect.DeepEqual(got, []string{"./cmd/verify"}) {
+		t.Errorf("go run paths: got %v", got)
 	}
 }
 
@@ -133,6 +153,10 @@ func TestWorkflowChecksCatchMutations(t *testing.T) {
 		{"undeclared config key", "main.yml", `"aks-edw:deployerPrincipalType"`, `"aks-edw:noSuchKey"`, `aks-edw:noSuchKey is not declared in Pulumi.yaml`},
 		{"image not built from the commit", "main.yml", `value: "${{ github.sha }}"`, `value: "latest"`, "aks-edw:imageSourceRef"},
 		{"pull_request_target", "pr.yml", "  pull_request:\n", "  pull_request_target:\n", "pull_request_target"},
+		{"no idempotency check after up", "main.yml", "expect-no-changes: true", "expect-no-changes: false", "expect-no-changes: true"},
+		{"no verify after up", "main.yml", "make verify STACK=dev", "make lint", "make verify STACK=dev"},
+		{"verify of another stack", "main.yml", "make verify STACK=dev", "make verify STACK=prod", "make verify STACK=dev"},
+		{"verify's output lost on failure", "main.yml", "if: ${{ !cancelled() }}", "if: success()", "GITHUB_STEP_SUMMARY"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -412,6 +436,18 @@ func wfStackOf(stackName string) (stack string, dispatch, ok bool) {
 // wfCommandRe finds commands at command position in a shell script line.
 var wfCommandRe = regexp.MustCompile(`(?:^|[;&|(]|\bthen\b|\bdo\b)\s*(make|go\s+run)\b([^;&|()<>#]*)`)
 
+// wfRedirectRe matches a shell redirection (`2>&1`, `>out.log`, `< in`), which is no argument.
+var wfRedirectRe = regexp.MustCompile(`\s\d*(?:[<>]+&?)\s*[-\w./]*`)
+
+// wfCommands returns the commands at command position in a run script, redirections removed.
+func wfCommands(script string) [][]string {
+	var found [][]string
+	for _, line := range strings.Split(script, "\n") {
+		found = append(found, wfCommandRe.FindAllStringSubmatch(wfRedirectRe.ReplaceAllString(line, " "), -1)...)
+	}
+	return found
+}
+
 // wfMakeCall is one `make` invocation in a run script.
 type wfMakeCall struct {
 	Targets []string
@@ -420,24 +456,22 @@ type wfMakeCall struct {
 
 func wfMakeCalls(script string) []wfMakeCall {
 	var calls []wfMakeCall
-	for _, line := range strings.Split(script, "\n") {
-		for _, m := range wfCommandRe.FindAllStringSubmatch(line, -1) {
-			if m[1] != "make" {
-				continue
-			}
-			c := wfMakeCall{Vars: map[string]string{}}
-			for _, tok := range strings.Fields(m[2]) {
-				switch {
-				case strings.HasPrefix(tok, "-"):
-				case strings.Contains(tok, "="):
-					k, v, _ := strings.Cut(tok, "=")
-					c.Vars[k] = v
-				default:
-					c.Targets = append(c.Targets, tok)
-				}
-			}
-			calls = append(calls, c)
+	for _, m := range wfCommands(script) {
+		if m[1] != "make" {
+			continue
 		}
+		c := wfMakeCall{Vars: map[string]string{}}
+		for _, tok := range strings.Fields(m[2]) {
+			switch {
+			case strings.HasPrefix(tok, "-"):
+			case strings.Contains(tok, "="):
+				k, v, _ := strings.Cut(tok, "=")
+				c.Vars[k] = v
+			default:
+				c.Targets = append(c.Targets, tok)
+			}
+		}
+		calls = append(calls, c)
 	}
 	return calls
 }
@@ -445,20 +479,18 @@ func wfMakeCalls(script string) []wfMakeCall {
 // wfGoRunPaths returns the package paths of every `go run ./...` in a run script.
 func wfGoRunPaths(script string) []string {
 	var paths []string
-	for _, line := range strings.Split(script, "\n") {
-		for _, m := range wfCommandRe.FindAllStringSubmatch(line, -1) {
-			if m[1] == "make" {
+	for _, m := range wfCommands(script) {
+		if m[1] == "make" {
+			continue
+		}
+		for _, tok := range strings.Fields(m[2]) {
+			if strings.HasPrefix(tok, "-") {
 				continue
 			}
-			for _, tok := range strings.Fields(m[2]) {
-				if strings.HasPrefix(tok, "-") {
-					continue
-				}
-				if strings.HasPrefix(tok, "./") || tok == "." {
-					paths = append(paths, tok)
-				}
-				break // the first non-flag argument is the package
+			if strings.HasPrefix(tok, "./") || tok == "." {
+				paths = append(paths, tok)
 			}
+			break // the first non-flag argument is the package
 		}
 	}
 	return paths
@@ -1028,6 +1060,54 @@ func wfCheckDeployJobs(files []wfFile, _ wfRepo) []string {
 			problems = append(problems, fmt.Sprintf("%s: concurrency group %q is not per stack (should contain %s)", p.where(), group, stackRef))
 		case cancel != "" && cancel != "false":
 			problems = append(problems, fmt.Sprintf("%s: concurrency cancel-in-progress is %s; a running deployment must never be cancelled", p.where(), cancel))
+		}
+	}
+	return problems
+}
+
+// wfCheckAfterDeploy: a `pulumi up` that runs on push (a literal stack, not a dispatch input) is
+// followed in its job by `pulumi preview --expect-no-changes` of the same stack (the idempotency
+// check AVM runs), then by `make verify STACK=<that stack>` (the event-driven loop on what was
+// deployed), and by a step that puts verify's output in the job summary even when it failed.
+func wfCheckAfterDeploy(files []wfFile, _ wfRepo) []string {
+	var problems []string
+	for _, p := range wfPulumiSteps(files) {
+		if p.Step.With["command"] != "up" {
+			continue
+		}
+		stack, dispatch, ok := wfStackOf(p.Step.With["stack-name"])
+		if !ok || dispatch {
+			continue
+		}
+		later := wfJobSteps(p.File, p.JobID)[p.Index+1:]
+		previewAt, verifyAt, summaryAt := -1, -1, -1
+		for _, r := range later {
+			switch {
+			case wfUsesAction(r.Step, "pulumi/actions") && r.Step.With["command"] == "preview":
+				if s, _, ok := wfStackOf(r.Step.With["stack-name"]); ok && s == stack && r.Step.With["expect-no-changes"] == "true" && previewAt < 0 {
+					previewAt = r.Index
+				}
+			case r.Step.Run != "":
+				for _, c := range wfMakeCalls(r.Step.Run) {
+					if slices.Contains(c.Targets, "verify") && c.Vars["STACK"] == stack && verifyAt < 0 {
+						verifyAt = r.Index
+					}
+				}
+				if strings.Contains(r.Step.Run, "GITHUB_STEP_SUMMARY") && strings.Contains(r.Step.Run, "verify") &&
+					(strings.Contains(r.Step.If, "always()") || strings.Contains(r.Step.If, "!cancelled()")) && summaryAt < 0 {
+					summaryAt = r.Index
+				}
+			}
+		}
+		switch {
+		case previewAt < 0:
+			problems = append(problems, fmt.Sprintf("%s: pulumi up of %s is not followed by a preview of it with expect-no-changes: true", p.where(), stack))
+		case verifyAt < 0:
+			problems = append(problems, fmt.Sprintf("%s: pulumi up of %s is not followed by `make verify STACK=%s`", p.where(), stack, stack))
+		case verifyAt < previewAt:
+			problems = append(problems, fmt.Sprintf("%s: make verify runs before the expect-no-changes preview", p.where()))
+		case summaryAt < verifyAt:
+			problems = append(problems, fmt.Sprintf("%s: no step after make verify writes its output to $GITHUB_STEP_SUMMARY under if: always() or !cancelled()", p.where()))
 		}
 	}
 	return problems
