@@ -84,14 +84,15 @@ func TestManagedPrometheusStacks(t *testing.T) {
 				// plus the action group with e-mails, on top of the same config with the switch off;
 				// and on the cluster the scraping component with its two PodMonitors.
 				off := len(runStack(t, stack, withConfig(cfg, "managedPrometheus", "false", "alertEmails", "[]")).mocks.Resources())
-				want := 6 + 3
+				// + Microsoft's three Linux recording rule groups.
+				want := 6 + 3 + 3
 				assert.Len(t, m.ByType("kubernetes:azmonitoring.coreos.com/v1:PodMonitor"), 2, "the consumer's and KEDA's PodMonitors")
 				if tc.emails > 0 {
 					want++
 				}
 				assert.Equal(t, off+want, len(m.Resources()), "managed Prometheus adds %d resources", want)
 				comp := m.One(t, components.ManagedPrometheusType)
-				amw, dce, rg := m.One(t, tMonitorWorkspace), m.One(t, tDCE), m.One(t, tRuleGroup)
+				amw, dce, rg := m.One(t, tMonitorWorkspace), m.One(t, tDCE), m.Get(t, tRuleGroup, "prometheus-alerts")
 				dcr, dcra := m.Get(t, tDCR, "prometheus-rule"), m.Get(t, tDCRA, "prometheus-association")
 				assert.Len(t, m.ByType(tDCR), 2, "the Container Insights rule and the Prometheus rule")
 				assert.Len(t, m.ByType(tDCRA), 2)
@@ -221,7 +222,7 @@ func ruleExpression(t *testing.T, rg *pulumitest.Resource, alert string) string 
 // leaves it off, as their stack files say.
 func TestManagedPrometheusStackSettings(t *testing.T) {
 	m := runStack(t, "prod", withConfig(loadStackConfig(t, "prod"), "backlogAlertFor", "1h30m")).mocks
-	assert.Equal(t, "PT1H30M", ruleField(t, m.One(t, tRuleGroup), "QueueBacklogAboveCapacity", "for"))
+	assert.Equal(t, "PT1H30M", ruleField(t, m.Get(t, tRuleGroup, "prometheus-alerts"), "QueueBacklogAboveCapacity", "for"))
 	assert.Equal(t, "true", loadStackConfig(t, "prod")[infra.Project+":managedPrometheus"], "prod turns managed Prometheus on")
 	assert.Equal(t, "false", loadStackConfig(t, "dev")[infra.Project+":managedPrometheus"], "dev keeps the default, off")
 }

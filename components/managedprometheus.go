@@ -78,8 +78,9 @@ type ManagedPrometheusArgs struct {
 
 // ManagedPrometheus is an Azure Monitor workspace receiving the cluster's Prometheus metrics
 // (through a data collection endpoint, rule and association), a Prometheus rule group with the
-// workload's alerts and, when e-mails are given, the action group the alerts notify. The cluster
-// itself turns the metrics add-on on (ClusterSpec.ManagedPrometheus).
+// workload's alerts, Microsoft's three default Linux recording rule groups (recordingrules.go)
+// and, when e-mails are given, the action group the alerts notify. The cluster itself turns the
+// metrics add-on on (ClusterSpec.ManagedPrometheus).
 type ManagedPrometheus struct {
 	pulumi.ResourceState
 
@@ -87,8 +88,11 @@ type ManagedPrometheus struct {
 	WorkspaceID pulumi.StringOutput
 	// QueryEndpoint is the workspace's Prometheus query endpoint (metrics.prometheusQueryEndpoint).
 	QueryEndpoint pulumi.StringOutput
-	// RuleGroupID is the Prometheus rule group's resource id.
+	// RuleGroupID is the Prometheus rule group's resource id (the alerts).
 	RuleGroupID pulumi.StringOutput
+	// RecordingRuleGroupIDs are the resource ids of Microsoft's default recording rule groups
+	// (node, kubernetes, ux).
+	RecordingRuleGroupIDs pulumi.StringArrayOutput
 	// ActionGroupID is the action group's resource id; empty when there are no alert e-mails.
 	ActionGroupID pulumi.StringOutput
 }
@@ -148,10 +152,12 @@ func (a *ManagedPrometheusArgs) validate() error {
 
 // prometheusName is MSProm-<region>-<cluster>, cut to max characters when max > 0, as Microsoft's
 // templates name the data collection endpoint (44), the rule (64) and the association (not cut).
+// A cut that ends on "-" drops it, as AVM does: Microsoft's templates keep it, and a name ending
+// in a hyphen is one Azure's naming rules commonly refuse (docs/cloud-notes.md).
 func prometheusName(region, cluster string, max int) string {
 	n := "MSProm-" + region + "-" + cluster
 	if max > 0 && len(n) > max {
-		n = n[:max]
+		n = strings.TrimRight(n[:max], "-")
 	}
 	return n
 }
@@ -263,8 +269,9 @@ func actionGroupArgs(a *ManagedPrometheusArgs) *monitor.ActionGroupArgs {
 
 // alertRuleArgs is the pure builder of one alerting rule, in the format of Microsoft's
 // recommended alerts (recommendedMetricAlerts.bicep): ISO 8601 "for", the severity both as
-// Azure's severity and as the rule's severity label, auto-resolution after AlertTimeToResolve,
-// and the action group when there is one (nil: no actions).
+// Azure's severity and as the rule's severity label (plus needs=keda-operator-metrics on the
+// rules that fire only where KEDA's metrics are scraped), auto-resolution after
+// AlertTimeToResolve, and the action group when there is one (nil: no actions).
 func alertRuleArgs(r observability.Rule, actionGroupID pulumi.StringInput) *alertsmanagement.PrometheusRuleArgs {
 	var forDuration pulumi.StringPtrInput
 	if r.For > 0 {
@@ -282,7 +289,7 @@ func alertRuleArgs(r observability.Rule, actionGroupID pulumi.StringInput) *aler
 		For:        forDuration,
 		Severity:   pulumi.Int(int(r.Severity)),
 		Enabled:    pulumi.Bool(true),
-		Labels:     pulumi.StringMap{"severity": pulumi.String(r.Severity.Label())},
+		Labels:     pulumi.ToStringMap(r.Labels()),
 		Annotations: pulumi.StringMap{
 			"summary":     pulumi.String(r.Summary),
 			"description": pulumi.String(r.Action),
@@ -326,7 +333,9 @@ func ruleGroupArgs(a *ManagedPrometheusArgs, workspaceID, actionGroupID pulumi.S
 
 // NewManagedPrometheus creates the Azure Monitor workspace, the data collection endpoint and rule
 // that carry the cluster's Prometheus metrics into it, the rule's association with the cluster,
-// the action group (only with alert e-mails) and the rule group with the alerts.
+// the action group (only with alert e-mails), the rule group with the alerts, and Microsoft's
+// three default Linux recording rule groups. Like the alerts, the recording groups need no
+// ordering after the association: they evaluate whatever the workspace holds.
 //
 // The association is an extension resource of the cluster, so it follows the cluster (which
 // turns the metrics add-on on as it is created, like `az aks create --enable-azure-monitor-metrics`);
@@ -334,6 +343,10 @@ func ruleGroupArgs(a *ManagedPrometheusArgs, workspaceID, actionGroupID pulumi.S
 // cluster's azureMonitorProfile last.
 func NewManagedPrometheus(ctx *pulumi.Context, name string, args *ManagedPrometheusArgs, opts ...pulumi.ResourceOption) (*ManagedPrometheus, error) {
 	if err := args.validate(); err != nil {
+		return nil, fmt.Errorf("managed Prometheus %q: %w", name, err)
+	}
+	// The recording rules are embedded data: a broken copy fails before anything is registered.
+	if _, _, err := LinuxRecordingRuleGroups(); err != nil {
 		return nil, fmt.Errorf("managed Prometheus %q: %w", name, err)
 	}
 	p := &ManagedPrometheus{}
@@ -374,13 +387,27 @@ func NewManagedPrometheus(ctx *pulumi.Context, name string, args *ManagedPrometh
 	if err != nil {
 		return nil, fmt.Errorf("creating Prometheus rule group %q: %w", name, err)
 	}
+	recording, err := recordingRuleGroupsArgs(args, workspaceID)
+	if err != nil {
+		return nil, fmt.Errorf("managed Prometheus %q: %w", name, err)
+	}
+	recordingIDs := pulumi.StringArray{}
+	for _, g := range recording {
+		rg, err := alertsmanagement.NewPrometheusRuleGroup(ctx, name+"-recording-"+g.Key, g.Args, pulumi.Parent(p))
+		if err != nil {
+			return nil, fmt.Errorf("creating the %s recording rule group %q: %w", g.Key, name, err)
+		}
+		recordingIDs = append(recordingIDs, rg.ID().ToStringOutput())
+	}
 
 	p.WorkspaceID = workspaceID
 	p.QueryEndpoint = workspace.Metrics.PrometheusQueryEndpoint()
 	p.RuleGroupID = group.ID().ToStringOutput()
+	p.RecordingRuleGroupIDs = recordingIDs.ToStringArrayOutput()
 	if err := ctx.RegisterResourceOutputs(p, pulumi.Map{
 		"workspaceId": p.WorkspaceID, "queryEndpoint": p.QueryEndpoint,
 		"ruleGroupId": p.RuleGroupID, "actionGroupId": p.ActionGroupID,
+		"recordingRuleGroupIds": p.RecordingRuleGroupIDs,
 	}); err != nil {
 		return nil, fmt.Errorf("registering managed Prometheus %q outputs: %w", name, err)
 	}

@@ -27,7 +27,7 @@ const (
 )
 
 func testAlertParams() observability.Params {
-	return observability.Params{Namespace: "aqs-demo", Scaler: "scaler", QueueName: "q1", MaxReplicas: 5, QueueLength: 4000, BacklogFor: 15 * time.Minute}
+	return observability.Params{Namespace: "aqs-demo", Scaler: "scaler", Container: "consumer", QueueName: "q1", MaxReplicas: 5, QueueLength: 4000, BacklogFor: 15 * time.Minute}
 }
 
 func managedPrometheusTestArgs(emails ...string) *ManagedPrometheusArgs {
@@ -59,6 +59,25 @@ func TestManagedPrometheusNames(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.Equal(t, tc.want, prometheusName(tc.region, tc.cluster, tc.max))
 		})
+	}
+
+	// A cut that lands on a hyphen drops it (issue 17 item 5e).
+	onHyphen := strings.Repeat("a", maxEndpointName-len("MSProm-westus3-")-1) + "-x7k2p9"
+	assert.Equal(t, "MSProm-westus3-"+strings.Repeat("a", 28), prometheusName("westus3", onHyphen, maxEndpointName))
+	// Over long regions and prefixes (aks-<prefix>-<6-char suffix>, as infra names the cluster):
+	// never longer than the limit, never ending in "-", always the start of the full name.
+	for _, region := range []string{"westus3", "eastus", "southcentralus", "australiasoutheast", "germanywestcentral", "switzerlandnorth"} {
+		for n := 1; n <= 30; n++ {
+			cluster := "aks-" + strings.Repeat("p", n) + "-x7k2p9"
+			full := "MSProm-" + region + "-" + cluster
+			for _, max := range []int{maxEndpointName, maxRuleName} {
+				got := prometheusName(region, cluster, max)
+				assert.LessOrEqual(t, len(got), max, got)
+				assert.False(t, strings.HasSuffix(got, "-"), "%s ends with a hyphen", got)
+				assert.True(t, strings.HasPrefix(full, got), got)
+				assert.GreaterOrEqual(t, len(got), min(len(full), max)-1, "at most the one hyphen is dropped: %s", got)
+			}
+		}
 	}
 }
 
@@ -129,15 +148,20 @@ func TestManagedPrometheusAlertRuleBuilder(t *testing.T) {
 	base := observability.Rule{Alert: "A", Expr: "up == 0", Severity: observability.SeverityError, Summary: "s", Action: "do x"}
 	withFor := base
 	withFor.For = 90 * time.Minute
+	keda := base
+	keda.NeedsKEDAMetrics = true
 	for _, tc := range []struct {
 		name        string
 		rule        observability.Rule
 		actionGroup pulumi.StringInput
 		wantFor     pulumi.StringPtrInput
 		wantActions int
+		wantLabels  pulumi.StringMap
 	}{
-		{"no for, no action group", base, nil, nil, 0},
-		{"for, action group", withFor, pulumi.String("/ag"), pulumi.String("PT1H30M"), 1},
+		{"no for, no action group", base, nil, nil, 0, pulumi.StringMap{"severity": pulumi.String("error")}},
+		{"for, action group", withFor, pulumi.String("/ag"), pulumi.String("PT1H30M"), 1, pulumi.StringMap{"severity": pulumi.String("error")}},
+		{"needs KEDA's metrics", keda, nil, nil, 0,
+			pulumi.StringMap{"severity": pulumi.String("error"), "needs": pulumi.String("keda-operator-metrics")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := alertRuleArgs(tc.rule, tc.actionGroup)
@@ -145,7 +169,7 @@ func TestManagedPrometheusAlertRuleBuilder(t *testing.T) {
 			assert.Equal(t, pulumi.String(tc.rule.Expr), r.Expression)
 			assert.Equal(t, tc.wantFor, r.For)
 			assert.Equal(t, pulumi.Int(1), r.Severity)
-			assert.Equal(t, pulumi.StringMap{"severity": pulumi.String("error")}, r.Labels)
+			assert.Equal(t, tc.wantLabels, r.Labels)
 			assert.Equal(t, pulumi.StringMap{"summary": pulumi.String("s"), "description": pulumi.String("do x")}, r.Annotations)
 			assert.Equal(t, &alertsmanagement.PrometheusRuleResolveConfigurationArgs{
 				AutoResolved: pulumi.Bool(true), TimeToResolve: pulumi.String("PT10M"),
@@ -175,9 +199,10 @@ func TestManagedPrometheusComponent(t *testing.T) {
 			m := runAzure(t, func(ctx *pulumi.Context) error { _, err := NewManagedPrometheus(ctx, "p", args); return err })
 			requireChildrenParented(t, m, ManagedPrometheusType)
 
-			amw, dce, dcr, dcra, rg := m.One(t, tAMW), m.One(t, tDCE), m.One(t, tPromDCR), m.One(t, tPromDCRA), m.One(t, tRuleGroup)
+			amw, dce, dcr, dcra, rg := m.One(t, tAMW), m.One(t, tDCE), m.One(t, tPromDCR), m.One(t, tPromDCRA), m.Get(t, tRuleGroup, "p-alerts")
+			require.Len(t, m.ByType(tRuleGroup), 4, "the alerts and Microsoft's three recording rule groups")
 			assert.Equal(t, "amw1", amw.Input("azureMonitorWorkspaceName"))
-			for _, r := range []*pulumitest.Resource{amw, dce, dcr, rg} {
+			for _, r := range append([]*pulumitest.Resource{amw, dce, dcr}, m.ByType(tRuleGroup)...) {
 				assert.Equal(t, "rg", r.Input("resourceGroupName"), "%s in the stack's group", r.Type)
 				assert.Equal(t, "westus3", r.Input("location"), "%s in the workspace's region", r.Type)
 				assert.Equal(t, "me", r.Input("tags.owner"), "%s tagged", r.Type)
@@ -214,7 +239,7 @@ func TestManagedPrometheusComponent(t *testing.T) {
 			groups := m.ByType(tActionGrp)
 			if len(tc.emails) == 0 {
 				assert.Empty(t, groups, "no e-mails: no action group")
-				assert.Len(t, m.Resources(), 6, "component, workspace, endpoint, rule, association, rule group")
+				assert.Len(t, m.Resources(), 9, "component, workspace, endpoint, rule, association, alert rule group, 3 recording rule groups")
 				for i := range rules {
 					assert.Nil(t, rg.Input("rules."+strconv.Itoa(i)+".actions"), "rule %d has no actions", i)
 				}
@@ -222,7 +247,7 @@ func TestManagedPrometheusComponent(t *testing.T) {
 			}
 			require.Len(t, groups, 1)
 			ag := groups[0]
-			assert.Len(t, m.Resources(), 7)
+			assert.Len(t, m.Resources(), 10)
 			assert.Equal(t, "global", ag.Input("location"))
 			assert.Equal(t, "ag1", ag.Input("actionGroupName"))
 			assert.Equal(t, "rg", ag.Input("resourceGroupName"))
@@ -246,7 +271,7 @@ func TestManagedPrometheusRulesMatchObservability(t *testing.T) {
 		_, err := NewManagedPrometheus(ctx, "p", managedPrometheusTestArgs())
 		return err
 	})
-	rg := m.One(t, tRuleGroup)
+	rg := m.Get(t, tRuleGroup, "p-alerts")
 	for i, r := range observability.Rules(testAlertParams()) {
 		p := "rules." + strconv.Itoa(i) + "."
 		assert.Equal(t, r.Alert, rg.Input(p+"alert"))
@@ -258,9 +283,70 @@ func TestManagedPrometheusRulesMatchObservability(t *testing.T) {
 		}
 		assert.EqualValues(t, int(r.Severity), rg.Input(p+"severity"), r.Alert)
 		assert.Equal(t, r.Severity.Label(), rg.Input(p+"labels.severity"), r.Alert)
+		if r.NeedsKEDAMetrics {
+			assert.Equal(t, "keda-operator-metrics", rg.Input(p+"labels.needs"), "%s is labelled as needing KEDA's metrics", r.Alert)
+		} else {
+			assert.Nil(t, rg.Input(p+"labels.needs"), r.Alert)
+		}
 		assert.Equal(t, r.Summary, rg.Input(p+"annotations.summary"), r.Alert)
 		assert.Equal(t, r.Action, rg.Input(p+"annotations.description"), r.Alert)
 		assert.Equal(t, true, rg.Input(p+"resolveConfiguration.autoResolved"), r.Alert)
 		assert.Equal(t, "PT10M", rg.Input(p+"resolveConfiguration.timeToResolve"), r.Alert)
+	}
+}
+
+// Microsoft's three Linux recording rule groups, as its onboarding template creates them: named
+// for the cluster, in the workspace's region, scoped to the workspace and the cluster, every
+// minute, enabled, each rule verbatim; parented to the component, tagged, not protected.
+func TestManagedPrometheusRecordingRuleGroups(t *testing.T) {
+	m := runAzure(t, func(ctx *pulumi.Context) error {
+		_, err := NewManagedPrometheus(ctx, "p", managedPrometheusTestArgs())
+		return err
+	})
+	requireChildrenParented(t, m, ManagedPrometheusType)
+	amw := m.One(t, tAMW)
+	_, groups, err := LinuxRecordingRuleGroups()
+	require.NoError(t, err)
+	for _, tc := range []struct{ resource, name, description string }{
+		{"p-recording-node", "NodeRecordingRulesRuleGroup-aks1", "Node Recording Rules RuleGroup - 0.1"},
+		{"p-recording-kubernetes", "KubernetesRecordingRulesRuleGroup-aks1", "Kubernetes Recording Rules RuleGroup - 0.1"},
+		{"p-recording-ux", "UXRecordingRulesRuleGroup - aks1", "UX recording rules for Linux"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rg := m.Get(t, tRuleGroup, tc.resource)
+			assert.Equal(t, tc.name, rg.Input("ruleGroupName"))
+			assert.Equal(t, tc.description, rg.Input("description"))
+			assert.Equal(t, "rg", rg.Input("resourceGroupName"))
+			assert.Equal(t, "westus3", rg.Input("location"), "in the workspace's region")
+			assert.Equal(t, []any{amw.ID, testAKSID}, rg.Input("scopes"), "workspace and cluster, as the template")
+			assert.Equal(t, "aks1", rg.Input("clusterName"))
+			assert.Equal(t, "PT1M", rg.Input("interval"))
+			assert.Equal(t, true, rg.Input("enabled"))
+			assert.Equal(t, "me", rg.Input("tags.owner"))
+			assert.False(t, rg.Protect)
+
+			var want RecordingRuleGroup
+			for _, g := range groups {
+				if "p-recording-"+g.Key == tc.resource {
+					want = g
+				}
+			}
+			rules, _ := rg.Input("rules").([]any)
+			require.Len(t, rules, len(want.Rules))
+			for i, r := range want.Rules {
+				p := "rules." + strconv.Itoa(i) + "."
+				assert.Equal(t, r.Record, rg.Input(p+"record"), "%s rule %d", tc.name, i)
+				assert.Equal(t, r.Expression, rg.Input(p+"expression"), "%s rule %s", tc.name, r.Record)
+				for k, v := range r.Labels {
+					assert.Equal(t, v, rg.Input(p+"labels."+k), "%s rule %s label %s", tc.name, r.Record, k)
+				}
+				if len(r.Labels) == 0 {
+					assert.Nil(t, rg.Input(p+"labels"), "%s rule %s has no labels", tc.name, r.Record)
+				}
+				for _, alertOnly := range []string{"alert", "for", "severity", "actions", "annotations", "resolveConfiguration"} {
+					assert.Nil(t, rg.Input(p+alertOnly), "%s rule %s: a recording rule has no %s", tc.name, r.Record, alertOnly)
+				}
+			}
+		})
 	}
 }

@@ -35,6 +35,7 @@ func (c Config) AlertParams() observability.Params {
 	p := observability.Params{
 		Namespace:   s.Namespace,
 		Scaler:      s.ScaledObjectName,
+		Container:   components.ConsumerContainerName,
 		QueueName:   c.QueueName,
 		MaxReplicas: s.MaxReplicas,
 		QueueLength: s.QueueLength,

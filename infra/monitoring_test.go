@@ -74,8 +74,8 @@ func TestAlertParams(t *testing.T) {
 		mode string
 		want observability.Params
 	}{
-		{components.ScaleModeScaledObject, observability.Params{Namespace: "edw", Scaler: "so", QueueName: "orders", MaxReplicas: 7, QueueLength: 100, BacklogFor: 20 * time.Minute}},
-		{components.ScaleModeScaledJob, observability.Params{Namespace: "edw", Scaler: "sj", QueueName: "orders", MaxReplicas: 3, QueueLength: 900, BacklogFor: 20 * time.Minute}},
+		{components.ScaleModeScaledObject, observability.Params{Namespace: "edw", Scaler: "so", Container: "consumer", QueueName: "orders", MaxReplicas: 7, QueueLength: 100, BacklogFor: 20 * time.Minute}},
+		{components.ScaleModeScaledJob, observability.Params{Namespace: "edw", Scaler: "sj", Container: "consumer", QueueName: "orders", MaxReplicas: 3, QueueLength: 900, BacklogFor: 20 * time.Minute}},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			s.ScaleMode = tc.mode

@@ -26,6 +26,8 @@ func TestMetricNames(t *testing.T) {
 		{`rate(x[5m]) * 1e3 + y offset 5m`, []string{"x", "y"}},
 		{`sum(a{l="has {braces} and \"quotes\""}) without (pod)`, []string{"a"}},
 		{`label_replace(up, "dst", "$1", "src", "(.*)")`, []string{"up"}},
+		{`absent_over_time(keda_build_info[15m])`, []string{"keda_build_info"}},
+		{`max by (namespace) (a{h="keda-hpa-x"}) >= 5 or sum by (namespace) (b{job_name=~"x-.+"}) >= 5`, []string{"a", "b"}},
 	} {
 		got, err := MetricNames(tc.expr)
 		require.NoError(t, err, tc.expr)
@@ -63,6 +65,61 @@ func TestRulesNameOnlyExportedMetrics(t *testing.T) {
 	require.NoError(t, err)
 	for _, r := range Rules(testParams) {
 		checkNames(t, "alert "+r.Alert, r.Expr, catalogue)
+	}
+}
+
+// Every kube-state-metrics series the rules and dashboard use is kept by managed Prometheus's
+// minimal ingestion profile (the add-on's default): any other is dropped before it is stored,
+// and a rule on it never fires.
+func TestKubeStateMetricsAreKeptByMinimalIngestion(t *testing.T) {
+	for _, n := range KubeStateMetrics {
+		assert.True(t, KeptByMinimalIngestion(n), "%s is not in the minimal ingestion profile's keep list: the add-on drops it", n)
+	}
+	// The check can fail: these are dropped. The keep list is matched whole, as a relabel regex
+	// is: kube_node_status_capacity does not keep kube-state-metrics v1's
+	// kube_node_status_capacity_cpu_cores.
+	for _, n := range []string{"kube_deployment_status_replicas", "kube_pod_status_ready", "kube_node_status_capacity_cpu_cores",
+		"kube_pod_container_resource_requests_cpu_cores"} {
+		assert.False(t, KeptByMinimalIngestion(n), "%s must not be kept", n)
+	}
+}
+
+// The alerts that matter never depend on metrics AKS's KEDA add-on may not expose (SPEC §11):
+// a rule naming a KEDA operator metric is marked NeedsKEDAMetrics (and labelled so), except the
+// guard that alerts on their absence; a marked rule does name one.
+func TestOnlyMarkedRulesNeedKEDAMetrics(t *testing.T) {
+	keda := map[string]bool{}
+	for _, n := range KEDAMetrics {
+		keda[n] = true
+	}
+	marked := 0
+	for _, r := range Rules(testParams) {
+		names, err := MetricNames(r.Expr)
+		require.NoError(t, err, r.Alert)
+		var kedaNames []string
+		for _, n := range names {
+			if keda[n] {
+				kedaNames = append(kedaNames, n)
+			}
+		}
+		switch {
+		case r.NeedsKEDAMetrics:
+			marked++
+			assert.NotEmpty(t, kedaNames, "%s is marked NeedsKEDAMetrics but names no KEDA metric", r.Alert)
+			assert.Equal(t, NeedsKEDAMetricsValue, r.Labels()[NeedsLabel], "%s is not labelled", r.Alert)
+		case r.Alert == "KedaMetricsMissing":
+			assert.Equal(t, "absent_over_time(keda_build_info[15m])", r.Expr, "the guard fires on the absence of KEDA's metrics")
+			assert.NotContains(t, r.Labels(), NeedsLabel)
+		default:
+			assert.Empty(t, kedaNames, "%s needs KEDA's operator metrics, which the AKS add-on most likely does not serve: "+
+				"base it on the consumer's or kube-state-metrics' series, or mark it NeedsKEDAMetrics", r.Alert)
+			assert.NotContains(t, r.Labels(), NeedsLabel, r.Alert)
+		}
+	}
+	assert.Equal(t, 3, marked, "the KEDA-based extras: KedaScalerErrors, QueueBacklogAboveCapacity, KedaBacklogNoReadyConsumer")
+	// The alerts that must not need KEDA: the backlog, not-ready and both blind-spot alerts.
+	for _, want := range []string{"ConsumerNotReadyWithBacklog", "ConsumerScaledToMaximum", "ConsumerMetricsMissing", "KedaMetricsMissing"} {
+		assert.Contains(t, Names(Rules(testParams)), want)
 	}
 }
 

@@ -7,6 +7,7 @@ package observability
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,6 +25,8 @@ const (
 	SeverityError Severity = 1
 	// SeverityWarning is for degraded processing that needs a look.
 	SeverityWarning Severity = 2
+	// SeverityInformational is for a known gap that needs no action now.
+	SeverityInformational Severity = 3
 )
 
 // Label is the severity as the `severity` label of the Prometheus rule.
@@ -35,7 +38,7 @@ func (s Severity) Label() string {
 		return "error"
 	case SeverityWarning:
 		return "warning"
-	case 3:
+	case SeverityInformational:
 		return "informational"
 	default:
 		return "verbose"
@@ -56,6 +59,27 @@ type Rule struct {
 	Summary string
 	// Action says what to do about it.
 	Action string
+	// NeedsKEDAMetrics marks a rule on the KEDA operator's series: it fires only where they are
+	// scraped, which AKS's KEDA add-on most likely does not allow (KEDAMetrics). The alerts that
+	// matter never need them; these are extras, labelled so in Azure (Labels).
+	NeedsKEDAMetrics bool
+}
+
+// NeedsLabel is the label (with value NeedsKEDAMetricsValue) on the rules that need KEDA's
+// operator metrics.
+const (
+	NeedsLabel            = "needs"
+	NeedsKEDAMetricsValue = "keda-operator-metrics"
+)
+
+// Labels are the rule's Prometheus labels: its severity, and `needs: keda-operator-metrics` on
+// the rules that fire only where KEDA's operator metrics are scraped.
+func (r Rule) Labels() map[string]string {
+	l := map[string]string{"severity": r.Severity.Label()}
+	if r.NeedsKEDAMetrics {
+		l[NeedsLabel] = NeedsKEDAMetricsValue
+	}
+	return l
 }
 
 // Params locate the workload's series and size the backlog alert.
@@ -64,7 +88,12 @@ type Params struct {
 	// metrics for its scaler).
 	Namespace string
 	// Scaler is the ScaledObject or ScaledJob name (KEDA's `scaledObject` label carries either).
+	// It also finds the scaler's objects in kube-state-metrics: KEDA names a ScaledObject's HPA
+	// keda-hpa-<Scaler> and a ScaledJob's jobs <Scaler>-<random>.
 	Scaler string
+	// Container is the consumer's container name (kube-state-metrics' `container` label), the
+	// same in the Deployment's pods and the ScaledJob's.
+	Container string
 	// QueueName is the queue, for the messages.
 	QueueName string
 	// MaxReplicas and QueueLength are the scaler's maximum replicas (or jobs) and target
@@ -78,8 +107,8 @@ type Params struct {
 // Validate names what is missing or out of range.
 func (p Params) Validate() error {
 	var problems []string
-	if p.Namespace == "" || p.Scaler == "" || p.QueueName == "" {
-		problems = append(problems, "namespace, scaler and queue name are required")
+	if p.Namespace == "" || p.Scaler == "" || p.Container == "" || p.QueueName == "" {
+		problems = append(problems, "namespace, scaler, container and queue name are required")
 	}
 	if p.MaxReplicas < 1 || p.QueueLength < 1 {
 		problems = append(problems, fmt.Sprintf("maxReplicas (%d) and queueLength (%d) must be >= 1", p.MaxReplicas, p.QueueLength))
@@ -95,13 +124,35 @@ func (p Params) Validate() error {
 
 // Rules are the workload's alerts. Each names only metrics in the catalogue (Catalogue), which
 // a test checks, and each fires and stays quiet when it should, which promtool checks.
+//
+// The alerts that matter use only the consumer's own series and kube-state-metrics series that
+// the minimal ingestion profile keeps. The consumer does not export the queue's depth, so with
+// no KEDA metrics the backlog is read from what KEDA did about it: the desired replicas of the
+// HPA it manages (ScaledObject) or its active jobs (ScaledJob). A backlog KEDA fails to read
+// while at zero replicas is invisible to them; the KEDA-based extras (NeedsKEDAMetrics) see it
+// where KEDA's metrics are scraped. ConsumerMetricsMissing and KedaMetricsMissing make each
+// scrape target's absence visible instead of leaving its alerts silently blind.
 func Rules(p Params) []Rule {
 	ns := strconv.Quote(p.Namespace)
 	consumer := func(metric string) string { return fmt.Sprintf(`%s{namespace=%s}`, metric, ns) }
 	keda := func(metric string) string {
 		return fmt.Sprintf(`%s{namespace=%s,scaledObject=%s}`, metric, ns, strconv.Quote(p.Scaler))
 	}
+	// KEDA's HPA for a ScaledObject, and a ScaledJob's jobs; only one of them exists.
+	hpaDesired := fmt.Sprintf(`kube_horizontalpodautoscaler_status_desired_replicas{namespace=%s,horizontalpodautoscaler=%s}`,
+		ns, strconv.Quote("keda-hpa-"+p.Scaler))
+	activeJobs := fmt.Sprintf(`kube_job_status_active{namespace=%s,job_name=~%s}`, ns, strconv.Quote(regexp.QuoteMeta(p.Scaler)+"-.+"))
+	// consumersWanted: the consumers KEDA has asked for (HPA desired replicas, or active jobs),
+	// where that count compares to n by cmp; its value is the count.
+	consumersWanted := func(cmp string, n int) string {
+		return fmt.Sprintf(`max by (namespace) (%s) %s %d or sum by (namespace) (%s) %s %d`, hpaDesired, cmp, n, activeJobs, cmp, n)
+	}
+	consumerReady := fmt.Sprintf(`sum by (namespace) (kube_pod_container_status_ready{namespace=%s,container=%s}) > 0`,
+		ns, strconv.Quote(p.Container))
 	capacity := p.MaxReplicas * p.QueueLength
+	notReadyAction := "No consumer is processing. If no pod exists or pods are Pending, check the NodePool (pending pods, node " +
+		"autoprovisioning events). If pods exist but are not ready, they report storage unavailable: check the identity's " +
+		"role assignments and the storage firewall."
 	return []Rule{
 		{
 			Alert:    "ConsumerMessagesPoisoned",
@@ -122,15 +173,62 @@ func Rules(p Params) []Rule {
 				"Check the consumer logs by stage (table, delete, poison) for throttling (429) or storage errors.",
 		},
 		{
-			Alert: "ConsumerNotReadyWithBacklog",
-			Expr: fmt.Sprintf(`max by (namespace) (%s) > 0 unless on (namespace) (sum by (namespace) (%s) > 0)`,
-				keda("keda_scaler_metrics_value"), consumer("consumer_ready")),
+			// KEDA asked for consumers (the queue reached activationQueueLength, or minReplicas > 0)
+			// and no consumer container is ready: kube-state-metrics only.
+			Alert:    "ConsumerNotReadyWithBacklog",
+			Expr:     fmt.Sprintf(`(%s) unless on (namespace) (%s)`, consumersWanted(">", 0), consumerReady),
 			For:      10 * time.Minute,
 			Severity: SeverityError,
-			Summary:  `{{ $value | humanize }} messages wait in the queue and no consumer pod is ready`,
-			Action: "No consumer is processing. If no pod exists, check KEDA (KedaScalerErrors) and the NodePool (pending pods, node " +
-				"autoprovisioning events). If pods exist but are not ready, they report storage unavailable: check the identity's " +
-				"role assignments and the storage firewall.",
+			Summary:  `KEDA wants {{ $value | humanize }} consumer pod(s) for the queue and none has been ready for 10 minutes`,
+			Action:   notReadyAction,
+		},
+		{
+			// The backlog alert without KEDA's metrics: KEDA has asked for its maximum. An HPA
+			// wants ceil(backlog / queueLength) replicas, capped at the maximum, so this holds
+			// while the backlog is above (maxReplicas - 1) x queueLength.
+			Alert:    "ConsumerScaledToMaximum",
+			Expr:     consumersWanted(">=", p.MaxReplicas),
+			For:      p.BacklogFor,
+			Severity: SeverityWarning,
+			Summary: fmt.Sprintf(`KEDA has wanted its maximum of %d consumers for %s: the queue backlog is above %d messages ((maxReplicas - 1) x queueLength %d)`,
+				p.MaxReplicas, promDuration(p.BacklogFor), (p.MaxReplicas-1)*p.QueueLength, p.QueueLength),
+			Action: "KEDA is at its maximum and the backlog has not come down. Raise maxReplicas (up to the queue's " +
+				"~2,000 messages/s ceiling) or check why per-replica throughput dropped (latency panel, throttling).",
+		},
+		{
+			Alert:    "ConsumerStorageUnavailable",
+			Expr:     fmt.Sprintf(`min by (namespace) (%s) == 0`, consumer("consumer_storage_available")),
+			For:      10 * time.Minute,
+			Severity: SeverityError,
+			Summary:  `A consumer pod has paused for 10 minutes: the queue, poison queue or table is unavailable to it`,
+			Action: "The consumer pauses instead of poisoning messages. Check that the queue and table exist, the role assignments " +
+				"of the workload identity, the storage firewall (the AKS subnet), and Azure Storage's health.",
+		},
+		{
+			// The consumer's scrape target is missing or failing while consumer containers are
+			// ready: every consumer-metric alert above is blind. Conditioned on ready containers,
+			// because the consumer scales to zero and then has no target by design.
+			Alert:    "ConsumerMetricsMissing",
+			Expr:     fmt.Sprintf(`(%s) unless on (namespace) count by (namespace) (%s)`, consumerReady, consumer("consumer_ready")),
+			For:      10 * time.Minute,
+			Severity: SeverityWarning,
+			Summary:  `{{ $value | humanize }} consumer container(s) ready and none of their metrics scraped for 10 minutes: the consumer alerts are blind`,
+			Action: "Check the consumer's PodMonitor (azmonitoring.coreos.com/v1, in the consumer's namespace): its selector and the " +
+				"port name; that the namespace's NetworkPolicy lets the ama-metrics pods (kube-system) reach that port; and the " +
+				"ama-metrics pods' target status (kubectl -n kube-system port-forward <ama-metrics pod> 9090, then /targets).",
+		},
+		{
+			// KEDA's operator metrics are absent: the extras below cannot fire. Expected on AKS's
+			// KEDA add-on until it serves them, hence informational.
+			Alert:    "KedaMetricsMissing",
+			Expr:     `absent_over_time(keda_build_info[15m])`,
+			Severity: SeverityInformational,
+			Summary: `No KEDA operator metrics for 15 minutes: the alerts labelled needs=keda-operator-metrics ` +
+				`(KedaScalerErrors, QueueBacklogAboveCapacity, KedaBacklogNoReadyConsumer) cannot fire`,
+			Action: "Expected on AKS's KEDA add-on, which most likely runs the operator with --enable-prometheus-metrics=false " +
+				"(Azure/AKS#4090); the alerts that matter do not need these metrics. To check: kubectl -n kube-system get deploy " +
+				"keda-operator -o jsonpath='{.spec.template.spec.containers[0].args}'. Where KEDA serves them, check the " +
+				"aks-edw-keda-operator PodMonitor in kube-system (pod label app=keda-operator, port 8080).",
 		},
 		{
 			Alert: "KedaScalerErrors",
@@ -142,6 +240,7 @@ func Rules(p Params) []Rule {
 			Action: "Read the keda-operator logs in kube-system. An authentication error means the operator's workload identity: " +
 				"its service account annotation, the federated credential for system:serviceaccount:kube-system:keda-operator, " +
 				"and the queue role assignment (allow up to 10 minutes for a new one). Restart the operator after fixing the identity.",
+			NeedsKEDAMetrics: true,
 		},
 		{
 			Alert:    "QueueBacklogAboveCapacity",
@@ -151,15 +250,18 @@ func Rules(p Params) []Rule {
 			Summary:  fmt.Sprintf(`Queue backlog {{ $value | humanize }} above %d (maxReplicas %d x queueLength %d) for %s`, capacity, p.MaxReplicas, p.QueueLength, promDuration(p.BacklogFor)),
 			Action: "KEDA is at its maximum and the backlog still grows or stays. Raise maxReplicas (up to the queue's " +
 				"~2,000 messages/s ceiling) or check why per-replica throughput dropped (latency panel, throttling).",
+			NeedsKEDAMetrics: true,
 		},
 		{
-			Alert:    "ConsumerStorageUnavailable",
-			Expr:     fmt.Sprintf(`min by (namespace) (%s) == 0`, consumer("consumer_storage_available")),
-			For:      10 * time.Minute,
-			Severity: SeverityError,
-			Summary:  `A consumer pod has paused for 10 minutes: the queue, poison queue or table is unavailable to it`,
-			Action: "The consumer pauses instead of poisoning messages. Check that the queue and table exist, the role assignments " +
-				"of the workload identity, the storage firewall (the AKS subnet), and Azure Storage's health.",
+			// The queue's depth as KEDA reads it, with no consumer ready: also sees a backlog
+			// KEDA reads but does not scale for, which ConsumerNotReadyWithBacklog cannot.
+			Alert:            "KedaBacklogNoReadyConsumer",
+			Expr:             fmt.Sprintf(`max by (namespace) (%s) > 0 unless on (namespace) (%s)`, keda("keda_scaler_metrics_value"), consumerReady),
+			For:              10 * time.Minute,
+			Severity:         SeverityError,
+			Summary:          `{{ $value | humanize }} messages wait in the queue and no consumer pod is ready`,
+			Action:           "If no pod exists and KEDA wants none, check KEDA (KedaScalerErrors, the ScaledObject's conditions). " + notReadyAction,
+			NeedsKEDAMetrics: true,
 		},
 	}
 }
@@ -215,7 +317,7 @@ func RuleFile(group string, rules []Rule) ([]byte, error) {
 	for _, r := range rules {
 		fr := fileRule{
 			Alert: r.Alert, Expr: r.Expr,
-			Labels:      map[string]string{"severity": r.Severity.Label()},
+			Labels:      r.Labels(),
 			Annotations: map[string]string{"summary": r.Summary, "description": r.Action},
 		}
 		if r.For > 0 {

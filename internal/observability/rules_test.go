@@ -2,6 +2,7 @@ package observability
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +17,7 @@ import (
 
 // testParams are fixed, so the synthetic series below stay meaningful when defaults change.
 var testParams = Params{
-	Namespace: "aqs-demo", Scaler: "aws2az-queue-scaleobj", QueueName: "aws2azmsgs",
+	Namespace: "aqs-demo", Scaler: "aws2az-queue-scaleobj", Container: "consumer", QueueName: "aws2azmsgs",
 	MaxReplicas: 5, QueueLength: 4000, BacklogFor: 15 * time.Minute,
 }
 
@@ -51,7 +52,7 @@ func TestRulesParseWithPromtool(t *testing.T) {
 	writeRules(t, dir, Rules(testParams))
 	out, err := runPromtool(t, dir, "check", "rules", "rules.yml")
 	require.NoError(t, err, out)
-	assert.Contains(t, out, "SUCCESS: 6 rules found")
+	assert.Contains(t, out, "SUCCESS: 10 rules found")
 
 	// The check can fail: a broken expression is refused with Prometheus's parser message.
 	broken := Rules(testParams)
@@ -87,7 +88,31 @@ const (
 	kedaErrs  = `keda_scaler_detail_errors_total{namespace="aqs-demo",scaledObject="aws2az-queue-scaleobj",scaler="azureQueueScaler",metric="s0-azure-queue-aws2azmsgs",triggerIndex="0",type="scaledobject"}`
 	kedaSOErr = `keda_scaled_object_errors_total{namespace="aqs-demo",scaledObject="aws2az-queue-scaleobj"}`
 	otherNS   = `keda_scaler_metrics_value{namespace="other",scaledObject="aws2az-queue-scaleobj",scaler="azureQueueScaler",metric="m",triggerIndex="0",type="scaledobject"}`
+	kedaBuild = `keda_build_info{namespace="kube-system",job="kube-system/aks-edw-keda-operator",pod="keda-operator-5d9c",version="2.17.3",git_commit="x",goversion="go1.24",goos="linux",goarch="amd64"}`
+
+	// kube-state-metrics, as the add-on's kube-state-metrics target exports them.
+	hpaDesired  = `kube_horizontalpodautoscaler_status_desired_replicas{job="kube-state-metrics",namespace="aqs-demo",horizontalpodautoscaler="keda-hpa-aws2az-queue-scaleobj"}`
+	otherHPA    = `kube_horizontalpodautoscaler_status_desired_replicas{job="kube-state-metrics",namespace="aqs-demo",horizontalpodautoscaler="keda-hpa-other"}`
+	jobActive   = `kube_job_status_active{job="kube-state-metrics",namespace="aqs-demo",job_name="aws2az-queue-scaleobj-x%d"}`
+	otherJob    = `kube_job_status_active{job="kube-state-metrics",namespace="aqs-demo",job_name="nightly-report-x1"}`
+	podReady1   = `kube_pod_container_status_ready{job="kube-state-metrics",namespace="aqs-demo",pod="aqs-app-7d9c-p1",container="consumer",uid="u1"}`
+	podReady2   = `kube_pod_container_status_ready{job="kube-state-metrics",namespace="aqs-demo",pod="aqs-app-7d9c-p2",container="consumer",uid="u2"}`
+	sidecarRdy  = `kube_pod_container_status_ready{job="kube-state-metrics",namespace="aqs-demo",pod="aqs-app-7d9c-p1",container="istio-proxy",uid="u1"}`
+	otherNSRdy  = `kube_pod_container_status_ready{job="kube-state-metrics",namespace="other",pod="x-1",container="consumer",uid="u3"}`
+	notReadySum = `KEDA wants 1 consumer pod(s) for the queue and none has been ready for 10 minutes`
+	atMaxSum    = `KEDA has wanted its maximum of 5 consumers for 15m: the queue backlog is above 16000 messages ((maxReplicas - 1) x queueLength 4000)`
+	missingSum  = `1 consumer container(s) ready and none of their metrics scraped for 10 minutes: the consumer alerts are blind`
+	kedaMissing = `No KEDA operator metrics for 15 minutes: the alerts labelled needs=keda-operator-metrics (KedaScalerErrors, QueueBacklogAboveCapacity, KedaBacklogNoReadyConsumer) cannot fire`
 )
+
+// jobs are n active jobs of the ScaledJob, one active pod each, for promtool's notation values.
+func jobs(n int, values string) []series {
+	var s []series
+	for i := 1; i <= n; i++ {
+		s = append(s, series{fmt.Sprintf(jobActive, i), values})
+	}
+	return s
+}
 
 var alertCases = []alertCase{
 	{"poison: a message poisoned", "ConsumerMessagesPoisoned",
@@ -103,19 +128,88 @@ var alertCases = []alertCase{
 		[]series{{failed, "0+1x25"}, {dequeued, "0+100x25"}}, "20m", nil, ""},
 	{"failures: quiet before 15 minutes have passed", "ConsumerFailuresSustained",
 		[]series{{failed, "0+10x25"}, {dequeued, "0+100x25"}}, "10m", nil, ""},
-	{"not ready: backlog and no consumer series (scaled to zero, KEDA not scaling)", "ConsumerNotReadyWithBacklog",
+	// Without KEDA's metrics: KEDA's HPA (ScaledObject) or jobs (ScaledJob) against ready consumer containers.
+	{"not ready: KEDA wants a pod and none exists (Pending, no node)", "ConsumerNotReadyWithBacklog",
+		[]series{{hpaDesired, "1x20"}}, "15m",
+		[]map[string]string{{"namespace": "aqs-demo"}}, notReadySum},
+	{"not ready: KEDA wants 2 pods and they are not ready (storage unavailable)", "ConsumerNotReadyWithBacklog",
+		[]series{{hpaDesired, "2x20"}, {podReady1, "0x20"}, {podReady2, "0x20"}}, "15m",
+		[]map[string]string{{"namespace": "aqs-demo"}}, `KEDA wants 2 consumer pod(s) for the queue and none has been ready for 10 minutes`},
+	{"not ready: ScaledJob has an active job and no ready container", "ConsumerNotReadyWithBacklog",
+		jobs(1, "1x20"), "15m",
+		[]map[string]string{{"namespace": "aqs-demo"}}, notReadySum},
+	{"not ready: a ready sidecar is not a consumer", "ConsumerNotReadyWithBacklog",
+		[]series{{hpaDesired, "1x20"}, {podReady1, "0x20"}, {sidecarRdy, "1x20"}}, "15m",
+		[]map[string]string{{"namespace": "aqs-demo"}}, notReadySum},
+	{"not ready: a ready consumer in another namespace does not count", "ConsumerNotReadyWithBacklog",
+		[]series{{hpaDesired, "1x20"}, {otherNSRdy, "1x20"}}, "15m",
+		[]map[string]string{{"namespace": "aqs-demo"}}, notReadySum},
+	{"not ready: quiet during the first 10 minutes", "ConsumerNotReadyWithBacklog",
+		[]series{{hpaDesired, "0x8 1x12"}}, "15m", nil, ""},
+	{"not ready: quiet when a consumer is ready", "ConsumerNotReadyWithBacklog",
+		[]series{{hpaDesired, "2x20"}, {podReady1, "1x20"}, {podReady2, "0x20"}}, "15m", nil, ""},
+	{"not ready: quiet for a ScaledJob's ready job pod", "ConsumerNotReadyWithBacklog",
+		append(jobs(1, "1x20"), series{podReady1, "1x20"}), "15m", nil, ""},
+	{"not ready: quiet at zero (empty queue)", "ConsumerNotReadyWithBacklog",
+		append([]series{{hpaDesired, "0x20"}}, jobs(2, "0x20")...), "15m", nil, ""},
+	{"not ready: quiet for another scaler's HPA and jobs", "ConsumerNotReadyWithBacklog",
+		[]series{{otherHPA, "3x20"}, {otherJob, "1x20"}}, "15m", nil, ""},
+
+	{"at maximum: KEDA's HPA wants maxReplicas for 20 minutes", "ConsumerScaledToMaximum",
+		[]series{{hpaDesired, "5x25"}}, "20m",
+		[]map[string]string{{"namespace": "aqs-demo"}}, atMaxSum},
+	{"at maximum: the ScaledJob runs maxReplicas jobs for 20 minutes", "ConsumerScaledToMaximum",
+		jobs(5, "1x25"), "20m",
+		[]map[string]string{{"namespace": "aqs-demo"}}, atMaxSum},
+	{"at maximum: quiet one below", "ConsumerScaledToMaximum",
+		append([]series{{hpaDesired, "4x25"}}, jobs(4, "1x25")...), "20m", nil, ""},
+	{"at maximum: quiet while younger than backlogFor", "ConsumerScaledToMaximum",
+		[]series{{hpaDesired, "3x10 5x15"}}, "20m", nil, ""},
+	{"at maximum: quiet when it came down within the duration", "ConsumerScaledToMaximum",
+		[]series{{hpaDesired, "5x10 2x15"}}, "20m", nil, ""},
+	{"at maximum: quiet for another scaler's HPA", "ConsumerScaledToMaximum",
+		[]series{{otherHPA, "9x25"}}, "20m", nil, ""},
+
+	{"consumer metrics: a ready consumer never scraped", "ConsumerMetricsMissing",
+		[]series{{podReady1, "1x20"}}, "15m",
+		[]map[string]string{{"namespace": "aqs-demo"}}, missingSum},
+	{"consumer metrics: scrapes stopped (PodMonitor deleted, NetworkPolicy) while the pod stays ready", "ConsumerMetricsMissing",
+		[]series{{podReady1, "1x30"}, {ready1, "1x3"}}, "25m",
+		[]map[string]string{{"namespace": "aqs-demo"}}, missingSum},
+	{"consumer metrics: quiet while scraped", "ConsumerMetricsMissing",
+		[]series{{podReady1, "1x20"}, {ready1, "1x20"}}, "15m", nil, ""},
+	{"consumer metrics: quiet when scaled to zero (no target by design)", "ConsumerMetricsMissing",
+		[]series{{hpaDesired, "0x20"}}, "15m", nil, ""},
+	{"consumer metrics: quiet while pods are not ready", "ConsumerMetricsMissing",
+		[]series{{podReady1, "0x20"}}, "15m", nil, ""},
+	{"consumer metrics: quiet during the first 10 minutes of a pod", "ConsumerMetricsMissing",
+		[]series{{podReady1, "0x8 1x12"}}, "15m", nil, ""},
+
+	{"keda metrics: never scraped (the AKS add-on)", "KedaMetricsMissing",
+		[]series{{ready1, "1x20"}}, "20m",
+		[]map[string]string{{}}, kedaMissing},
+	{"keda metrics: gone for more than 15 minutes", "KedaMetricsMissing",
+		[]series{{kedaBuild, "1x2"}}, "20m",
+		[]map[string]string{{}}, kedaMissing},
+	{"keda metrics: quiet while scraped", "KedaMetricsMissing",
+		[]series{{kedaBuild, "1x20"}}, "20m", nil, ""},
+	{"keda metrics: quiet for a gap shorter than 15 minutes", "KedaMetricsMissing",
+		[]series{{kedaBuild, "1x10"}}, "20m", nil, ""},
+
+	// The KEDA-based extras (NeedsKEDAMetrics): they fire only where KEDA's operator metrics are scraped.
+	{"keda not ready: backlog and no consumer (scaled to zero, KEDA not scaling)", "KedaBacklogNoReadyConsumer",
 		[]series{{kedaValue, "500x20"}}, "15m",
 		[]map[string]string{{"namespace": "aqs-demo"}}, "500 messages wait in the queue and no consumer pod is ready"},
-	{"not ready: backlog and a pod reporting not ready", "ConsumerNotReadyWithBacklog",
-		[]series{{kedaValue, "500x20"}, {ready1, "0x20"}}, "15m",
+	{"keda not ready: backlog and a pod not ready", "KedaBacklogNoReadyConsumer",
+		[]series{{kedaValue, "500x20"}, {podReady1, "0x20"}}, "15m",
 		[]map[string]string{{"namespace": "aqs-demo"}}, "500 messages wait in the queue and no consumer pod is ready"},
-	{"not ready: quiet during the first 10 minutes", "ConsumerNotReadyWithBacklog",
+	{"keda not ready: quiet during the first 10 minutes", "KedaBacklogNoReadyConsumer",
 		[]series{{kedaValue, "0x8 500x12"}}, "15m", nil, ""},
-	{"not ready: quiet when a pod is ready", "ConsumerNotReadyWithBacklog",
-		[]series{{kedaValue, "500x20"}, {ready1, "1x20"}}, "15m", nil, ""},
-	{"not ready: quiet with an empty queue", "ConsumerNotReadyWithBacklog",
+	{"keda not ready: quiet when a pod is ready", "KedaBacklogNoReadyConsumer",
+		[]series{{kedaValue, "500x20"}, {podReady1, "1x20"}}, "15m", nil, ""},
+	{"keda not ready: quiet with an empty queue", "KedaBacklogNoReadyConsumer",
 		[]series{{kedaValue, "0x20"}}, "15m", nil, ""},
-	{"not ready: quiet for another namespace's scaler", "ConsumerNotReadyWithBacklog",
+	{"keda not ready: quiet for another namespace's scaler", "KedaBacklogNoReadyConsumer",
 		[]series{{otherNS, "500x20"}}, "15m", nil, ""},
 	{"keda: scaler errors (authentication failing)", "KedaScalerErrors",
 		[]series{{kedaErrs, "0+1x20"}}, "10m",
@@ -181,7 +275,7 @@ func promtoolTests(t *testing.T, rules []Rule, cases []alertCase) []byte {
 		require.True(t, ok, "case %q names alert %s, which no rule defines", c.name, c.alert)
 		exp := []expAlert{}
 		for _, labels := range c.want {
-			l := map[string]string{"severity": r.Severity.Label()}
+			l := r.Labels()
 			for k, v := range labels {
 				l[k] = v
 			}
@@ -223,31 +317,46 @@ func TestAlertsFireAndStayQuietInPromtool(t *testing.T) {
 	assert.Contains(t, out, "SUCCESS")
 }
 
-// The promtool run can fail: a rule that never fires, and a threshold off by a factor, are
-// caught by the same cases.
+// breakRule replaces old by new in the named rule's expression, and fails the test if the
+// expression does not contain old (the mutation would test nothing).
+func breakRule(alert, old, new string) func(*testing.T, []Rule) {
+	return func(t *testing.T, rs []Rule) {
+		t.Helper()
+		for i := range rs {
+			if rs[i].Alert == alert {
+				require.Contains(t, rs[i].Expr, old, "mutation of %s", alert)
+				rs[i].Expr = strings.Replace(rs[i].Expr, old, new, 1)
+				return
+			}
+		}
+		t.Fatalf("no rule %s", alert)
+	}
+}
+
+// The promtool run can fail: each rule broken in a plausible way (a threshold off, a condition
+// dropped, a selector too wide or on the wrong series) is caught by the same cases.
 func TestPromtoolCatchesBrokenRules(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		break_ func([]Rule)
+		break_ func(*testing.T, []Rule)
 	}{
-		{"backlog threshold ignores maxReplicas", func(rs []Rule) {
-			for i := range rs {
-				if rs[i].Alert == "QueueBacklogAboveCapacity" {
-					rs[i].Expr = strings.Replace(rs[i].Expr, "> 20000", "> 30000", 1)
-				}
-			}
-		}},
-		{"not-ready alert without the backlog condition", func(rs []Rule) {
-			for i := range rs {
-				if rs[i].Alert == "ConsumerNotReadyWithBacklog" {
-					rs[i].Expr = strings.Replace(rs[i].Expr, "> 0 unless", ">= 0 unless", 1)
-				}
-			}
-		}},
+		{"backlog threshold ignores maxReplicas", breakRule("QueueBacklogAboveCapacity", "> 20000", "> 30000")},
+		{"KEDA not-ready alert without the backlog condition", breakRule("KedaBacklogNoReadyConsumer", "> 0 unless", ">= 0 unless")},
+		{"not-ready alert without KEDA's request for consumers", breakRule("ConsumerNotReadyWithBacklog", ") > 0 or", ") >= 0 or")},
+		{"not-ready alert counting every container of the namespace", breakRule("ConsumerNotReadyWithBacklog", `,container="consumer"`, "")},
+		{"not-ready alert blind to ScaledJobs", breakRule("ConsumerNotReadyWithBacklog", "kube_job_status_active{", "kube_job_status_succeeded{")},
+		{"at-maximum threshold off by one", breakRule("ConsumerScaledToMaximum", ">= 5", ">= 4")},
+		{"at-maximum alert reading the HPA's current replicas", breakRule("ConsumerScaledToMaximum",
+			"kube_horizontalpodautoscaler_status_desired_replicas", "kube_horizontalpodautoscaler_status_current_replicas")},
+		{"consumer-metrics alert not conditioned on ready pods", breakRule("ConsumerMetricsMissing",
+			`(sum by (namespace) (kube_pod_container_status_ready{namespace="aqs-demo",container="consumer"}) > 0)`, `(vector(1))`)},
+		{"consumer-metrics alert without the metrics condition", breakRule("ConsumerMetricsMissing", "count by (namespace) (consumer_ready", "count by (namespace) (consumer_readyx")},
+		{"KEDA-metrics alert on an instant instead of 15 minutes", breakRule("KedaMetricsMissing", "absent_over_time(keda_build_info[15m])", "absent(keda_build_info)")},
+		{"KEDA-metrics alert on a series KEDA does not serve", breakRule("KedaMetricsMissing", "keda_build_info", "keda_info")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rules := Rules(testParams)
-			tc.break_(rules)
+			tc.break_(t, rules)
 			dir := t.TempDir()
 			writeRules(t, dir, rules)
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "tests.yml"), promtoolTests(t, Rules(testParams), alertCases), 0o644))
@@ -267,6 +376,13 @@ func TestParamsValidate(t *testing.T) {
 	for _, want := range []string{"scaler", "maxReplicas (0)", "backlog duration (1s)"} {
 		assert.Contains(t, err.Error(), want)
 	}
+	p = testParams
+	p.Container = ""
+	err = p.Validate()
+	require.Error(t, err, "the container is required: the not-ready and metrics-missing alerts select it")
+	for _, want := range []string{"container"} {
+		assert.Contains(t, err.Error(), want)
+	}
 }
 
 func TestDurations(t *testing.T) {
@@ -275,4 +391,29 @@ func TestDurations(t *testing.T) {
 	assert.Equal(t, "PT1H30M", ISODuration(90*time.Minute))
 	assert.Equal(t, "PT10M", ISODuration(10*time.Minute))
 	assert.Equal(t, "PT45S", ISODuration(45*time.Second))
+}
+
+// Each alert's severity is a decision: an outage of processing is an error; degraded processing
+// and a blind consumer target are warnings; KEDA's missing metrics are informational, because on
+// AKS's KEDA add-on they are expected to stay missing (a standing warning would teach people to
+// ignore warnings), while the alerts that matter do not need them.
+func TestAlertSeverities(t *testing.T) {
+	want := map[string]Severity{
+		"ConsumerMessagesPoisoned":    SeverityWarning,
+		"ConsumerFailuresSustained":   SeverityWarning,
+		"ConsumerNotReadyWithBacklog": SeverityError,
+		"ConsumerScaledToMaximum":     SeverityWarning,
+		"ConsumerStorageUnavailable":  SeverityError,
+		"ConsumerMetricsMissing":      SeverityWarning,
+		"KedaMetricsMissing":          SeverityInformational,
+		"KedaScalerErrors":            SeverityError,
+		"QueueBacklogAboveCapacity":   SeverityWarning,
+		"KedaBacklogNoReadyConsumer":  SeverityError,
+	}
+	rules := Rules(testParams)
+	require.Len(t, rules, len(want))
+	for _, r := range rules {
+		assert.Equal(t, want[r.Alert], r.Severity, "%s severity", r.Alert)
+	}
+	assert.Equal(t, "informational", SeverityInformational.Label())
 }

@@ -3,6 +3,7 @@ package pulumitest
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
@@ -117,6 +118,9 @@ func Flatten(prefix string, v resource.PropertyValue, out *[]string) {
 		*out = append(*out, prefix+"=null")
 	case v.IsComputed() || v.IsOutput():
 		*out = append(*out, prefix+"=[unknown]")
+	case v.IsString() && strings.ContainsAny(v.StringValue(), "\n\r"):
+		// One line per value: a multi-line string (a PromQL expression) is written quoted.
+		*out = append(*out, fmt.Sprintf("%s=%s", prefix, strconv.Quote(v.StringValue())))
 	default:
 		*out = append(*out, fmt.Sprintf("%s=%v", prefix, v.V))
 	}
