@@ -63,6 +63,11 @@ up: ## pulumi up for STACK (default dev)
 destroy: ## pulumi destroy for STACK (default dev)
 	pulumi destroy --stack $(STACK)
 
+.PHONY: preflight
+
+preflight: ## Before the first `pulumi up` on a subscription: are the resource providers the stack needs registered? Prints the az commands for any that are not [PREFLIGHT_ARGS="-subscription ID -json"]
+	go run ./cmd/preflight $(PREFLIGHT_ARGS)
+
 .PHONY: verify
 
 verify: ## After `pulumi up`: tagged burst, then scale-up, NAP nodes, stored once, drained, not poisoned, back to rest, for STACK [VERIFY_ARGS="-json"]

@@ -1,0 +1,222 @@
+// Command preflight checks, before the first `pulumi up` on a subscription, that the Azure
+// resource providers the stack needs are registered there (internal/preflight), and prints the
+// `az provider register` commands for those that are not. Credentials: DefaultAzureCredential
+// (az login, or the AZURE_* variables of a service principal or workload identity); it only reads
+// (Microsoft.Resources/subscriptions/providers/read, which Reader has).
+//
+// Exit status: 0 every provider is registered; 1 some are not (the commands are printed); 2 the
+// check could not run (no or bad subscription, no credentials, ARM refusing the caller, network,
+// an answer that does not parse). With -json the very last line is the report as JSON.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/aks-edw/aks-edw/internal/preflight"
+	"github.com/aks-edw/aks-edw/internal/redact"
+)
+
+// envSubscription is the variable the Azure SDKs and azure-native read the subscription from.
+const envSubscription = "AZURE_SUBSCRIPTION_ID"
+
+// Time bounds.
+const (
+	azTimeout    = 30 * time.Second
+	checkTimeout = 2 * time.Minute
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	d := deps{credential: func() (azcore.TokenCredential, error) { return azidentity.NewDefaultAzureCredential(nil) }}
+	os.Exit(run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr, d))
+}
+
+// deps are what tests replace: the credential, and where ARM is.
+type deps struct {
+	credential func() (azcore.TokenCredential, error)
+	// baseURL is ARM's endpoint ("" for the public cloud's).
+	baseURL string
+	// client sends the requests (nil for the default).
+	client *http.Client
+}
+
+const usageText = `usage: preflight [-subscription ID] [-json]
+
+Checks that the Azure resource providers the stack needs are registered in the subscription
+(a new subscription's first pulumi up otherwise fails with MissingSubscriptionRegistration) and
+prints the az commands that register the missing ones.
+
+Subscription: -subscription, else AZURE_SUBSCRIPTION_ID, else az's current one (az account show).
+Credentials: DefaultAzureCredential (az login, or the AZURE_* variables of a service principal or
+workload identity); reading providers needs Microsoft.Resources/subscriptions/providers/read
+(Reader has it).
+
+Exit status: 0 all registered; 1 some are not (the commands are printed); 2 the check could not
+run (subscription, credentials, permissions, network).
+
+Flags:
+`
+
+// config is what the flags say.
+type config struct {
+	subscription string
+	json         bool
+}
+
+// parseFlags reads the flags; help says -h was given.
+func parseFlags(args []string, stderr io.Writer) (cfg config, help bool, err error) {
+	fs := flag.NewFlagSet("preflight", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&cfg.subscription, "subscription", "", "the subscription id to check (default: $"+envSubscription+", else `az account show`)")
+	fs.BoolVar(&cfg.json, "json", false, "print the report as one JSON line, last")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, usageText)
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+			return cfg, true, nil
+		}
+		return cfg, false, fmt.Errorf("bad flags: %v (preflight -h lists them)", err)
+	}
+	if fs.NArg() > 0 {
+		return cfg, false, fmt.Errorf("bad flags: unexpected arguments %q (preflight -h lists them)", fs.Args())
+	}
+	return cfg, false, nil
+}
+
+// run is the whole program; it returns the exit status. env is the environment: az is looked up
+// on its PATH and runs with it, and AZURE_SUBSCRIPTION_ID is read from it.
+func run(ctx context.Context, args, env []string, stdout, stderr io.Writer, d deps) int {
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "preflight: %s\n", redact.String(err.Error()))
+		return preflight.ExitBadInput
+	}
+	cfg, help, err := parseFlags(args, stderr)
+	if help {
+		return preflight.ExitOK
+	}
+	if err != nil {
+		return fail(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	sub, from, err := subscription(ctx, cfg.subscription, env)
+	if err != nil {
+		return fail(err)
+	}
+	cred, err := d.credential()
+	if err != nil {
+		return fail(fmt.Errorf("no Azure credentials: DefaultAzureCredential: %v", err))
+	}
+	fmt.Fprintf(stdout, "preflight: subscription %s (from %s)\n", sub, from)
+	c := &preflight.Checker{Credential: cred, BaseURL: d.baseURL, Client: d.client}
+	rep, err := c.Check(ctx, sub, preflight.Namespaces)
+	if err != nil {
+		return fail(err)
+	}
+	if err := rep.WriteText(stdout); err != nil {
+		return fail(err)
+	}
+	if cfg.json {
+		j, err := rep.JSON()
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintln(stdout, j)
+	}
+	return rep.ExitCode()
+}
+
+// subscription returns the subscription id to check and where it came from: the flag, else
+// AZURE_SUBSCRIPTION_ID, else az's current subscription.
+func subscription(ctx context.Context, flagValue string, env []string) (id, from string, err error) {
+	getenv := envLookup(env)
+	if v := strings.TrimSpace(flagValue); v != "" {
+		if err := preflight.ValidateSubscription(v); err != nil {
+			return "", "", fmt.Errorf("-subscription: %v", err)
+		}
+		return v, "-subscription", nil
+	}
+	if v := strings.TrimSpace(getenv(envSubscription)); v != "" {
+		if err := preflight.ValidateSubscription(v); err != nil {
+			return "", "", fmt.Errorf("%s: %v (or pass -subscription ID)", envSubscription, err)
+		}
+		return v, envSubscription, nil
+	}
+	az, err := lookPath("az", getenv("PATH"))
+	if err != nil {
+		return "", "", fmt.Errorf("no subscription: pass -subscription ID (or set %s, or install the az CLI and az login)", envSubscription)
+	}
+	ctx, cancel := context.WithTimeout(ctx, azTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, az, "account", "show", "--query", "id", "-o", "tsv")
+	cmd.Env = env
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		said := oneLine(errOut.String())
+		if said == "" {
+			said = err.Error()
+		}
+		return "", "", fmt.Errorf("no subscription: pass -subscription ID (or set %s); `az account show` failed: %s", envSubscription, said)
+	}
+	v := strings.TrimSpace(out.String())
+	if err := preflight.ValidateSubscription(v); err != nil {
+		return "", "", fmt.Errorf("no subscription: pass -subscription ID (or set %s); `az account show --query id -o tsv` printed %v", envSubscription, err)
+	}
+	return v, "az account show", nil
+}
+
+// envLookup returns a getenv over env (the last value of a name wins, as in the process
+// environment).
+func envLookup(env []string) func(string) string {
+	m := map[string]string{}
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return func(name string) string { return m[name] }
+}
+
+// lookPath finds an executable named file in the directories of path (a PATH value).
+func lookPath(file, path string) (string, error) {
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, file)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", exec.ErrNotFound
+}
+
+// oneLine joins s's non-blank lines with "; ".
+func oneLine(s string) string {
+	var parts []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
