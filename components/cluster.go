@@ -47,6 +47,9 @@ type ClusterSpec struct {
 	// default false (no azureMonitorProfile at all). The add-on's data collection rule and
 	// association are the ManagedPrometheus component's.
 	ManagedPrometheus bool
+	// MaintenanceWindow is optional: when set, AKS's auto-upgrades and node OS upgrades happen
+	// only in this weekly window (one planned maintenance configuration per channel in use).
+	MaintenanceWindow *MaintenanceWindow
 }
 
 // ClusterArgs configures the AKS cluster component.
@@ -117,6 +120,11 @@ func (a *ClusterArgs) validate() error {
 	}
 	if a.Spec.PodCidr == "" || a.Spec.ServiceCidr == "" || a.Spec.DNSServiceIP == "" {
 		errs = append(errs, errors.New("Spec.PodCidr, Spec.ServiceCidr and Spec.DNSServiceIP are required"))
+	}
+	if w := a.Spec.MaintenanceWindow; w != nil {
+		if err := w.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("Spec.MaintenanceWindow: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -439,6 +447,13 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 		return p.IssuerURL, nil
 	}).(pulumi.StringOutput)
 	c.KubeletObjectID = kubeletObjectID(mc)
+
+	for _, schedule := range maintenanceSchedules(args.Spec) {
+		if _, err := containerservice.NewMaintenanceConfiguration(ctx, name+"-"+schedule,
+			maintenanceConfigurationArgs(args, mc.Name, schedule, *args.Spec.MaintenanceWindow), pulumi.Parent(c)); err != nil {
+			return nil, fmt.Errorf("creating maintenance configuration %s of cluster %q: %w", schedule, name, err)
+		}
+	}
 
 	rule, err := monitor.NewDataCollectionRule(ctx, name+"-insights-rule",
 		dataCollectionRuleArgs(args, workspace.ID().ToStringOutput()), pulumi.Parent(c))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -159,6 +160,24 @@ type ConsumerSettings struct {
 	// NodePoolConsolidateAfter is how long a node must be empty or underutilized before Karpenter
 	// consolidates it (default 1m).
 	NodePoolConsolidateAfter string `json:"nodePoolConsolidateAfter"`
+	// AppCapacityTypes are the NodePool's karpenter.sh/capacity-type values: on-demand, spot, or
+	// both, in which case NAP prefers spot and falls back to on-demand when spot capacity is
+	// unavailable (default on-demand). With spot, terminationGracePeriodSeconds must fit Azure's
+	// eviction notice (SpotEvictionNoticeSeconds).
+	AppCapacityTypes []string `json:"appCapacityTypes"`
+}
+
+// Karpenter's capacity types on Azure, and the notice Azure gives a spot VM before evicting it
+// (Scheduled Events "Preempt": 30 s, best effort; docs/cloud-notes.md).
+const (
+	CapacityTypeSpot          = "spot"
+	CapacityTypeOnDemand      = "on-demand"
+	SpotEvictionNoticeSeconds = 30
+)
+
+// AllowsSpot reports whether the consumer's NodePool may run on spot VMs.
+func (s ConsumerSettings) AllowsSpot() bool {
+	return slices.Contains(s.AppCapacityTypes, CapacityTypeSpot)
 }
 
 // DefaultConsumerSettings returns the defaults: the seed's values where the seed had them.
@@ -206,6 +225,7 @@ func DefaultConsumerSettings() ConsumerSettings {
 		NodePoolSKUFamily:        "D",
 		NodePoolCPULimit:         "100",
 		NodePoolConsolidateAfter: "1m",
+		AppCapacityTypes:         []string{CapacityTypeOnDemand},
 	}
 }
 
@@ -369,6 +389,23 @@ func (s ConsumerSettings) Validate() error {
 	}
 	if !consolidateAfterPattern.MatchString(s.NodePoolConsolidateAfter) {
 		add("nodePoolConsolidateAfter (%q) must be a duration in s, m or h (e.g. 30s, 1m, 1h30m) or Never", s.NodePoolConsolidateAfter)
+	}
+	if len(s.AppCapacityTypes) == 0 {
+		add("appCapacityTypes must name at least one of %s, %s", CapacityTypeSpot, CapacityTypeOnDemand)
+	}
+	seen := map[string]bool{}
+	for _, c := range s.AppCapacityTypes {
+		switch {
+		case c != CapacityTypeSpot && c != CapacityTypeOnDemand:
+			add("appCapacityTypes: %q is not a capacity type NAP offers (%s, %s)", c, CapacityTypeSpot, CapacityTypeOnDemand)
+		case seen[c]:
+			add("appCapacityTypes: %q is listed twice", c)
+		}
+		seen[c] = true
+	}
+	if s.AllowsSpot() && s.TerminationGracePeriodSeconds > SpotEvictionNoticeSeconds {
+		add("terminationGracePeriodSeconds (%d) must be <= %d with spot in appCapacityTypes: Azure evicts a spot VM %d s after its notice, so a longer drain is cut off mid-way",
+			s.TerminationGracePeriodSeconds, SpotEvictionNoticeSeconds, SpotEvictionNoticeSeconds)
 	}
 
 	return errors.Join(errs...)

@@ -90,6 +90,10 @@ func TestConsumerSettingsValidate(t *testing.T) {
 		{"pool cpu below pod", func(s *ConsumerSettings) { s.NodePoolCPULimit = "100m" }, []string{"nodePoolCpuLimit (100m) must be >= cpuRequest (250m)"}},
 		{"bad consolidateAfter", func(s *ConsumerSettings) { s.NodePoolConsolidateAfter = "1.5m" }, []string{"nodePoolConsolidateAfter"}},
 		{"consolidateAfter ms", func(s *ConsumerSettings) { s.NodePoolConsolidateAfter = "500ms" }, []string{"nodePoolConsolidateAfter"}},
+		{"no capacity type", func(s *ConsumerSettings) { s.AppCapacityTypes = nil }, []string{"appCapacityTypes must name at least one"}},
+		{"unknown capacity type", func(s *ConsumerSettings) { s.AppCapacityTypes = []string{"reserved"} }, []string{`appCapacityTypes: "reserved" is not a capacity type`}},
+		{"capacity type twice", func(s *ConsumerSettings) { s.AppCapacityTypes = []string{"spot", "spot"} }, []string{`appCapacityTypes: "spot" is listed twice`}},
+		{"spot with a long grace", func(s *ConsumerSettings) { s.AppCapacityTypes = []string{"spot", "on-demand"} }, []string{"terminationGracePeriodSeconds (60) must be <= 30 with spot"}},
 		{"image with scheme", func(s *ConsumerSettings) { s.Image = "https://acr.azurecr.io/x:1" }, []string{"image ("}},
 		{"image with space", func(s *ConsumerSettings) { s.Image = "acr.azurecr.io/x :1" }, []string{"image ("}},
 		{"zero grace", func(s *ConsumerSettings) { s.TerminationGracePeriodSeconds = 0 }, []string{"terminationGracePeriodSeconds"}},
@@ -185,7 +189,7 @@ func TestConsumerSettingsJSONKeys(t *testing.T) {
 func TestConsumerSettingsDocumented(t *testing.T) {
 	doc, err := os.ReadFile("../docs/workload.md")
 	require.NoError(t, err, "docs/workload.md holds the settings table")
-	row := regexp.MustCompile("(?m)^\\| `([A-Za-z0-9]+)` \\| (string|integer) \\| (`[^`]*`|empty) \\| .+ \\|$")
+	row := regexp.MustCompile("(?m)^\\| `([A-Za-z0-9]+)` \\| (string|integer|array) \\| (`[^`]*`|empty) \\| .+ \\|$")
 	documented := map[string][2]string{}
 	for _, m := range row.FindAllStringSubmatch(string(doc), -1) {
 		documented[m[1]] = [2]string{m[2], strings.Trim(m[3], "`")}
@@ -203,6 +207,11 @@ func TestConsumerSettingsDocumented(t *testing.T) {
 		wantType, wantDefault := "string", fmt.Sprint(defaults[k])
 		if _, isNumber := defaults[k].(float64); isNumber {
 			wantType = "integer"
+		}
+		if list, isList := defaults[k].([]any); isList {
+			raw, err := json.Marshal(list)
+			require.NoError(t, err)
+			wantType, wantDefault = "array", string(raw)
 		}
 		if wantDefault == "" {
 			wantDefault = "empty"

@@ -7,6 +7,7 @@ import (
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	policyv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/policy/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -142,6 +143,10 @@ func NewQueueConsumer(ctx *pulumi.Context, name string, args *QueueConsumerArgs,
 	auth, err := apiextensions.NewCustomResource(ctx, name+"-trigger-auth", triggerAuthenticationArgs(s, nsName, args.ClientID), kedaOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("creating KEDA TriggerAuthentication %q: %w", s.TriggerAuthenticationName, err)
+	}
+
+	if _, err := networkingv1.NewNetworkPolicy(ctx, name+"-network-policy", networkPolicyArgs(s, nsName), child...); err != nil {
+		return nil, fmt.Errorf("creating network policy %q: %w", NetworkPolicyName(s), err)
 	}
 
 	pool, err := apiextensions.NewCustomResource(ctx, name+"-node-pool", nodePoolArgs(s), opt(addons...)...)

@@ -181,6 +181,13 @@ func goMemLimit(memoryLimit string) (string, bool) {
 	return fmt.Sprintf("%dMiB", mib), true
 }
 
+// ConsumerContainerName is the consumer container's name in its pods (the alert rules select
+// its kube-state-metrics series by it).
+const ConsumerContainerName = consumerContainerName
+
+// spotTaintKey is the taint AKS puts on spot nodes (kubernetes.azure.com/scalesetpriority=spot).
+const spotTaintKey = "kubernetes.azure.com/scalesetpriority"
+
 // consumerPodTemplate is the consumer pod, shared by the Deployment and the ScaledJob's jobs.
 func consumerPodTemplate(s ConsumerSettings, in consumerInputs, mode string) *corev1.PodTemplateSpecArgs {
 	container := corev1.ContainerArgs{
@@ -285,6 +292,14 @@ func consumerPodTemplate(s ConsumerSettings, in consumerInputs, mode string) *co
 			spread("kubernetes.io/hostname"),
 			spread("topology.kubernetes.io/zone"),
 		},
+	}
+	if s.AllowsSpot() {
+		// AKS taints the spot nodes of its own node pools with this; whether NAP does on its
+		// spot machines is unconfirmed (docs/cloud-notes.md). Tolerating it costs nothing.
+		podSpec.Tolerations = append(podSpec.Tolerations.(corev1.TolerationArray), corev1.TolerationArgs{
+			Key: pulumi.String(spotTaintKey), Operator: pulumi.String("Equal"),
+			Value: pulumi.String("spot"), Effect: pulumi.String("NoSchedule"),
+		})
 	}
 	if mode == ScaleModeScaledJob {
 		// The Job controller retries failed pods (backoffLimit); the pod itself must not restart.
@@ -476,7 +491,7 @@ func nodePoolArgs(s ConsumerSettings) *apiextensions.CustomResourceArgs {
 						"requirements": pulumi.Array{
 							requirement("kubernetes.io/os", "linux"),
 							requirement("kubernetes.io/arch", "amd64"),
-							requirement("karpenter.sh/capacity-type", "on-demand"),
+							requirement("karpenter.sh/capacity-type", s.AppCapacityTypes...),
 							requirement("karpenter.azure.com/sku-family", s.NodePoolSKUFamily),
 						},
 						"nodeClassRef": pulumi.Map{

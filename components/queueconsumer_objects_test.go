@@ -31,6 +31,15 @@ func renderScaledJob(t *testing.T, s ConsumerSettings) kedav1alpha1.ScaledJob {
 	return decodeStrict[kedav1alpha1.ScaledJob](t, "scaled job", renderArgs(t, kedaAPIVersion, "ScaledJob", scaledJobArgs(s, testInputs())))
 }
 
+// decodePodTemplate renders the consumer pod template of a mode through its owner's builder.
+func decodePodTemplate(t *testing.T, s ConsumerSettings, mode string) corev1.PodTemplateSpec {
+	t.Helper()
+	if mode == ScaleModeScaledJob {
+		return renderScaledJob(t, s).Spec.JobTargetRef.Template
+	}
+	return renderDeployment(t, s).Spec.Template
+}
+
 func envMap(c corev1.Container) map[string]string {
 	m := map[string]string{}
 	for _, e := range c.Env {
@@ -231,6 +240,7 @@ func TestDrainTimeout(t *testing.T) {
 		want  string
 	}{
 		{60, "50s"},
+		{SpotEvictionNoticeSeconds, "20s"}, // what cmd/consumer's spot-eviction test drains within
 		{120, "1m50s"},
 		{20, "10s"},
 		{10, "5s"},
@@ -419,6 +429,9 @@ func TestNodePoolArgs(t *testing.T) {
 			s.NodePoolName, s.NodePoolSKUFamily, s.NodePoolCPULimit, s.NodePoolConsolidateAfter = "consumer-pool", "E", "40", "5m"
 		}},
 		{"never consolidate", func(s *ConsumerSettings) { s.NodePoolConsolidateAfter = "Never" }},
+		{"spot with on-demand fallback", func(s *ConsumerSettings) {
+			s.AppCapacityTypes, s.TerminationGracePeriodSeconds = []string{CapacityTypeSpot, CapacityTypeOnDemand}, 30
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -448,7 +461,7 @@ func assertNodePool(t *testing.T, s ConsumerSettings, np karpv1.NodePool) {
 	assert.Equal(t, map[string][]string{
 		"kubernetes.io/os":               {"linux"},
 		"kubernetes.io/arch":             {"amd64"},
-		"karpenter.sh/capacity-type":     {"on-demand"},
+		"karpenter.sh/capacity-type":     s.AppCapacityTypes,
 		"karpenter.azure.com/sku-family": {s.NodePoolSKUFamily},
 	}, reqs, "requirements")
 	require.NotNil(t, tmpl.NodeClassRef)
@@ -467,4 +480,22 @@ func assertNodePool(t *testing.T, s ConsumerSettings, np karpv1.NodePool) {
 	}
 	// Karpenter's own runtime validation (labels, taints, requirements).
 	assert.NoError(t, np.RuntimeValidate(context.Background()))
+}
+
+// With spot allowed, the pod tolerates AKS's spot taint (in both modes); on-demand only, it
+// does not, and nothing else in the pod changes.
+func TestSpotToleration(t *testing.T) {
+	spot := corev1.Toleration{Key: "kubernetes.azure.com/scalesetpriority", Operator: corev1.TolerationOpEqual, Value: "spot", Effect: corev1.TaintEffectNoSchedule}
+	for _, mode := range []string{ScaleModeScaledObject, ScaleModeScaledJob} {
+		s := DefaultConsumerSettings()
+		onDemand := decodePodTemplate(t, s, mode)
+		assert.NotContains(t, onDemand.Spec.Tolerations, spot, "%s, on-demand: no spot toleration", mode)
+
+		s.AppCapacityTypes, s.TerminationGracePeriodSeconds = []string{CapacityTypeSpot, CapacityTypeOnDemand}, 30
+		require.NoError(t, s.Validate())
+		withSpot := decodePodTemplate(t, s, mode)
+		assert.Contains(t, withSpot.Spec.Tolerations, spot, "%s, spot: tolerates the spot taint", mode)
+		assert.Len(t, withSpot.Spec.Tolerations, len(onDemand.Spec.Tolerations)+1)
+		assert.Equal(t, int64(30), *withSpot.Spec.TerminationGracePeriodSeconds)
+	}
 }

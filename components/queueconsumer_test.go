@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
@@ -32,6 +33,7 @@ const (
 	typeScaledJob      = "kubernetes:keda.sh/v1alpha1:ScaledJob"
 	typeTriggerAuth    = "kubernetes:keda.sh/v1alpha1:TriggerAuthentication"
 	typeNodePool       = "kubernetes:karpenter.sh/v1:NodePool"
+	typeNetworkPolicy  = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 	typeK8sProvider    = "pulumi:providers:kubernetes"
 	typeStandInCluster = "random:index/randomString:RandomString"
 	typeIdentity       = "azure-native:managedidentity:UserAssignedIdentity"
@@ -133,10 +135,10 @@ func TestQueueConsumerInventory(t *testing.T) {
 		absent []string
 	}{
 		{ScaleModeScaledObject,
-			[]string{typeDeployment, typeNamespace, typeServiceAccount, typeNodePool, typeScaledObject, typeTriggerAuth, typePDB},
+			[]string{typeDeployment, typeNamespace, typeServiceAccount, typeNodePool, typeScaledObject, typeTriggerAuth, typePDB, typeNetworkPolicy},
 			[]string{typeScaledJob}},
 		{ScaleModeScaledJob,
-			[]string{typeNamespace, typeServiceAccount, typeNodePool, typeScaledJob, typeTriggerAuth},
+			[]string{typeNamespace, typeServiceAccount, typeNodePool, typeScaledJob, typeTriggerAuth, typeNetworkPolicy},
 			[]string{typeDeployment, typePDB, typeScaledObject}},
 	}
 	for _, tt := range tests {
@@ -243,6 +245,8 @@ func TestQueueConsumerScaledObjectModeObjects(t *testing.T) {
 	assert.Equal(t, "aqs-reader", pod.Labels["app"], "pod template matches the selector")
 	assert.Equal(t, "true", pod.Labels["azure.workload.identity/use"], "SPEC §7.10: workload identity label")
 	assert.Equal(t, sa.Name, pod.Spec.ServiceAccountName, "SPEC §7.10: the federated service account")
+	netpol := decodeRecorded[networkingv1.NetworkPolicy](t, run.m.One(t, typeNetworkPolicy))
+	assertSelects(t, netpol.Spec.PodSelector, pod.Labels, "the NetworkPolicy applies to the Deployment's pods")
 	c := pod.Spec.Containers[0]
 	assert.Equal(t, mockImage, c.Image)
 	env := envMap(c)
@@ -322,6 +326,10 @@ func TestQueueConsumerScaledJobModeObjects(t *testing.T) {
 			assert.Equal(t, mockStorageAccount, sj.Spec.Triggers[0].Metadata["accountName"])
 			assert.Equal(t, mockQueue, sj.Spec.Triggers[0].Metadata["queueName"])
 			assert.Equal(t, "keda-az-credentials", sj.Spec.Triggers[0].AuthenticationRef.Name)
+			np := decodeRecorded[networkingv1.NetworkPolicy](t, run.m.One(t, typeNetworkPolicy))
+			assertSelects(t, np.Spec.PodSelector, pod.Labels, "the NetworkPolicy applies to the jobs' pods")
+		case typeNetworkPolicy:
+			// checked with the ScaledJob's pods above
 		default:
 			t.Errorf("unexpected %s %s in ScaledJob mode", r.Type, r.Name)
 		}

@@ -57,6 +57,7 @@ var (
 	gvrServiceAccount = schema.GroupVersionResource{Version: "v1", Resource: "serviceaccounts"}
 	gvrDeployment     = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
 	gvrPDB            = schema.GroupVersionResource{Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"}
+	gvrNetworkPolicy  = schema.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"}
 	gvrScaledObject   = schema.GroupVersionResource{Group: "keda.sh", Version: "v1alpha1", Resource: "scaledobjects"}
 	gvrScaledJob      = schema.GroupVersionResource{Group: "keda.sh", Version: "v1alpha1", Resource: "scaledjobs"}
 	gvrTriggerAuth    = schema.GroupVersionResource{Group: "keda.sh", Version: "v1alpha1", Resource: "triggerauthentications"}
@@ -72,6 +73,7 @@ func workloadObjects(s components.ConsumerSettings, mode string) []object {
 		{gvrServiceAccount, "ServiceAccount", ns, s.ServiceAccountName},
 		{gvrTriggerAuth, "TriggerAuthentication", ns, s.TriggerAuthenticationName},
 		{gvrNodePool, "NodePool", "", s.NodePoolName},
+		{gvrNetworkPolicy, "NetworkPolicy", ns, components.NetworkPolicyName(s)},
 	}
 	if mode == components.ScaleModeScaledJob {
 		return append(objs, object{gvrScaledJob, "ScaledJob", ns, s.ScaledJobName})

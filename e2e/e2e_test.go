@@ -81,7 +81,7 @@ func TestOutcomeCounts(t *testing.T) {
 func TestScaleModeSwitchObjects(t *testing.T) {
 	s := components.DefaultConsumerSettings()
 	shared, gone, added := diffObjects(workloadObjects(s, components.ScaleModeScaledObject), workloadObjects(s, components.ScaleModeScaledJob))
-	assert.Equal(t, "Namespace, ServiceAccount, TriggerAuthentication, NodePool", kinds(shared))
+	assert.Equal(t, "Namespace, ServiceAccount, TriggerAuthentication, NodePool, NetworkPolicy", kinds(shared))
 	assert.Equal(t, "Deployment, PodDisruptionBudget, ScaledObject", kinds(gone))
 	assert.Equal(t, "ScaledJob", kinds(added))
 }
@@ -120,6 +120,33 @@ func TestSubstituteAuthRewritesOnlyTheTriggerAuthentication(t *testing.T) {
 	refs, err := dig[[]any](plain, "spec", "secretTargetRef")
 	require.NoError(t, err)
 	assert.Equal(t, map[string]any{"parameter": "connection", "name": azuriteSecretName, "key": azuriteSecretKey}, refs[0], "the azure-queue scaler's `connection` parameter")
+}
+
+// recordScaler keeps the stack's ScaledObject or ScaledJob spec by kind and changes nothing.
+func TestRecordScalerKeepsTheStacksSpecAndChangesNothing(t *testing.T) {
+	d := &desired{}
+	props := pulumi.Map{"spec": pulumi.Map{"pollingInterval": pulumi.Float64(5), "triggers": pulumi.Array{
+		pulumi.Map{"type": pulumi.String("azure-queue"), "metadata": pulumi.Map{"queueName": pulumi.String(queueName)}},
+	}}}
+	assert.Nil(t, d.recordScaler(context.Background(), &pulumi.ResourceTransformArgs{Type: "kubernetes:keda.sh/v1alpha1:ScaledObject", Props: props}))
+	assert.Nil(t, d.recordScaler(context.Background(), &pulumi.ResourceTransformArgs{Type: "kubernetes:keda.sh/v1alpha1:TriggerAuthentication", Props: triggerAuthProps()}))
+	assert.Equal(t, map[string]map[string]any{"ScaledObject": {"pollingInterval": 5.0, "triggers": []any{
+		map[string]any{"type": "azure-queue", "metadata": map[string]any{"queueName": queueName}},
+	}}}, d.scalers, "only the scaler's spec, under its kind")
+}
+
+// subsetDiffs names every field of the registered spec that the server lacks or holds
+// differently, and ignores what the server adds.
+func TestSubsetDiffsNamesEachDifferingField(t *testing.T) {
+	want := map[string]any{"pollingInterval": 5.0, "triggers": []any{map[string]any{"metadata": map[string]any{"queueName": "q", "queueLength": "50"}}}}
+	same := map[string]any{"pollingInterval": 5.0, "added": true, "triggers": []any{map[string]any{"metadata": map[string]any{"queueName": "q", "queueLength": "50"}, "name": "x"}}}
+	assert.Empty(t, subsetDiffs("spec", want, same))
+	changed := map[string]any{"pollingInterval": 6.0, "triggers": []any{map[string]any{"metadata": map[string]any{"queueName": "q"}}}}
+	assert.Equal(t, []string{
+		"spec.pollingInterval is 6, want 5",
+		"spec.triggers[0].metadata.queueLength is <nil>, want 50",
+	}, subsetDiffs("spec", want, changed))
+	assert.Equal(t, []string{"spec.triggers is [], want 1 items"}, subsetDiffs("spec", want, map[string]any{"pollingInterval": 5.0, "triggers": []any{}}))
 }
 
 // The operator-only defect misspells queueName and nothing else; step 5 leaves it to the operator.

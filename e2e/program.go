@@ -46,6 +46,9 @@ type desired struct {
 	// productionAuth records the TriggerAuthentication spec the stack rendered before the
 	// substitution rewrote it (for the evidence).
 	productionAuth map[string]any
+	// scalers records, by kind, the ScaledObject or ScaledJob spec the stack registered (before
+	// any break), which the scaling steps compare with what the API server holds.
+	scalers map[string]map[string]any
 }
 
 func (d desired) image() string { return imageRepository + ":" + d.imageTag }
@@ -73,6 +76,9 @@ func program(kubeconfig string, d *desired) pulumi.RunFunc {
 		}
 		if !d.withWorkload {
 			return nil
+		}
+		if err := ctx.RegisterResourceTransform(d.recordScaler); err != nil {
+			return err
 		}
 		if d.brk != "" {
 			if err := ctx.RegisterResourceTransform(breaks[d.brk].transform); err != nil {
@@ -139,6 +145,31 @@ func (d *desired) substituteAuth(_ context.Context, args *pulumi.ResourceTransfo
 	}
 	plain["spec"] = azuriteAuthSpec()
 	return &pulumi.ResourceTransformResult{Props: pulumi.ToMap(plain), Opts: args.Opts}
+}
+
+// recordScaler records the spec of the ScaledObject or ScaledJob the stack registers, changing
+// nothing. It is registered before the other transforms, so it sees the stack's own spec.
+func (d *desired) recordScaler(_ context.Context, args *pulumi.ResourceTransformArgs) *pulumi.ResourceTransformResult {
+	kind := ""
+	switch {
+	case strings.HasSuffix(args.Type, "keda.sh/v1alpha1:ScaledObject"):
+		kind = "ScaledObject"
+	case strings.HasSuffix(args.Type, "keda.sh/v1alpha1:ScaledJob"):
+		kind = "ScaledJob"
+	default:
+		return nil
+	}
+	plain, err := toPlain(args.Props)
+	if err != nil {
+		return nil
+	}
+	if spec, ok := plain["spec"].(map[string]any); ok {
+		if d.scalers == nil {
+			d.scalers = map[string]map[string]any{}
+		}
+		d.scalers[kind] = spec
+	}
+	return nil
 }
 
 // azuriteAuthSpec is the substituted TriggerAuthentication spec.

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,6 +69,10 @@ func (r *runner) stepIdleAtZero(ctx context.Context) (string, error) {
 	if ready.status != "True" {
 		return "", fmt.Errorf("KEDA reports ScaledObject %s not Ready: %s: %w", s.ScaledObjectName, ready.message, errStep)
 	}
+	deployed, err := r.asDeployed(ctx, so, s)
+	if err != nil {
+		return "", err
+	}
 	toZero, err := r.waitReplicas(ctx, s, 0, time.Duration(s.CooldownPeriod+s.PollingInterval)*time.Second+slack)
 	if err != nil {
 		return "", err
@@ -82,8 +88,8 @@ func (r *runner) stepIdleAtZero(ctx context.Context) (string, error) {
 	if active.status == "True" {
 		return "", fmt.Errorf("ScaledObject Active with an empty queue: %s: %w", active.message, errStep)
 	}
-	return fmt.Sprintf("KEDA %s operator (out of cluster, log %s) up in %.0fs; ScaledObject Ready=True (%s), Active=%s; idle Deployment scaled to 0 after %.0fs and held at 0 for %s; %d consumer processes running",
-		keda.Version, keda.LogPath, kedaUp.Seconds(), ready.reason, active.status, toZero.Seconds(), hold, len(r.mirror.Running())), nil
+	return fmt.Sprintf("KEDA %s operator (out of cluster, log %s) up in %.0fs; %s; ScaledObject Ready=True (%s), Active=%s; idle Deployment scaled to 0 after %.0fs and held at 0 for %s; %d consumer processes running",
+		keda.Version, keda.LogPath, kedaUp.Seconds(), deployed, ready.reason, active.status, toZero.Seconds(), hold, len(r.mirror.Running())), nil
 }
 
 // Step 7 (b): fewer messages than activationQueueLength: KEDA reads the depth (its own metric
@@ -186,6 +192,10 @@ func (r *runner) stepScaledJob(ctx context.Context) (string, error) {
 	if ready.status != "True" {
 		return "", fmt.Errorf("KEDA reports ScaledJob %s not Ready: %s: %w", s.ScaledJobName, ready.message, errStep)
 	}
+	deployed, err := r.asDeployed(ctx, sj, s)
+	if err != nil {
+		return "", err
+	}
 	rep, err := r.verify(ctx)
 	if err != nil {
 		return "", err
@@ -208,8 +218,8 @@ func (r *runner) stepScaledJob(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("the Job %s failed (%d pods): %w", j.Name, j.Status.Failed, errStep)
 		}
 	}
-	evidence := fmt.Sprintf("verify: %s; Jobs created %d (bound min(ceil(%d/%d), %d) = %d), %d succeeded",
-		summarize(rep), rep.JobsCreated, burst, s.JobQueueLength, s.JobMaxReplicas, bound, succeeded)
+	evidence := fmt.Sprintf("%s; verify: %s; Jobs created %d (bound min(ceil(%d/%d), %d) = %d), %d succeeded",
+		deployed, summarize(rep), rep.JobsCreated, burst, s.JobQueueLength, s.JobMaxReplicas, bound, succeeded)
 
 	s.ScaleMode = components.ScaleModeScaledObject
 	r.want.settings = s
@@ -650,4 +660,132 @@ func kedaMetrics(ctx context.Context, k *localcluster.KEDA) (map[string]float64,
 		return nil, fmt.Errorf("KEDA's /metrics: %s", resp.Status)
 	}
 	return procs.ParseMetrics(string(body)), nil
+}
+
+// asDeployed checks that the ScaledObject or ScaledJob the operator works on is the stack's own:
+// every field of the spec the program registered (recordScaler) is on the API server unchanged,
+// and the scaler settings are the ones the step's ConsumerSettings give. It returns them as
+// evidence.
+func (r *runner) asDeployed(ctx context.Context, o object, s components.ConsumerSettings) (string, error) {
+	want := r.want.scalers[o.kind]
+	if want == nil {
+		return "", fmt.Errorf("the program registered no %s: %w", o.kind, errStep)
+	}
+	u, err := r.kube.get(ctx, o)
+	if err != nil {
+		return "", err
+	}
+	if u == nil {
+		return "", fmt.Errorf("the API server has no %s: %w", o, errStep)
+	}
+	wantSpec, err := jsonNormal(want)
+	if err != nil {
+		return "", fmt.Errorf("the registered %s spec: %w", o.kind, err)
+	}
+	gotSpec, err := jsonNormal(u.Object["spec"])
+	if err != nil {
+		return "", fmt.Errorf("the %s spec on the API server: %w", o.kind, err)
+	}
+	if diffs := subsetDiffs("spec", wantSpec, gotSpec); len(diffs) > 0 {
+		return "", fmt.Errorf("the %s on the API server is not what the stack registered: %s: %w", o, strings.Join(diffs, "; "), errStep)
+	}
+
+	queueLength, minR, maxR := s.QueueLength, s.MinReplicas, s.MaxReplicas
+	if o.kind == "ScaledJob" {
+		queueLength, minR, maxR = s.JobQueueLength, 0, s.JobMaxReplicas
+	}
+	spec, _ := gotSpec.(map[string]any)
+	triggers, _ := spec["triggers"].([]any)
+	if len(triggers) != 1 {
+		return "", fmt.Errorf("%s has %d triggers, want the one azure-queue trigger: %w", o, len(triggers), errStep)
+	}
+	trigger, _ := triggers[0].(map[string]any)
+	md, _ := trigger["metadata"].(map[string]any)
+	checks := []struct {
+		field string
+		got   any
+		want  any
+	}{
+		{"triggers[0].type", trigger["type"], "azure-queue"},
+		{"triggers[0].metadata.queueName", md["queueName"], queueName},
+		{"triggers[0].metadata.queueLength", md["queueLength"], fmt.Sprint(queueLength)},
+		{"triggers[0].metadata.activationQueueLength", md["activationQueueLength"], fmt.Sprint(s.ActivationQueueLength)},
+		{"triggers[0].metadata.queueLengthStrategy", md["queueLengthStrategy"], components.QueueLengthStrategy},
+		{"pollingInterval", spec["pollingInterval"], float64(s.PollingInterval)},
+		{"minReplicaCount", spec["minReplicaCount"], float64(minR)},
+		{"maxReplicaCount", spec["maxReplicaCount"], float64(maxR)},
+	}
+	if o.kind == "ScaledObject" {
+		checks = append(checks, struct {
+			field string
+			got   any
+			want  any
+		}{"cooldownPeriod", spec["cooldownPeriod"], float64(s.CooldownPeriod)})
+	} else {
+		strategy, _ := spec["scalingStrategy"].(map[string]any)
+		checks = append(checks, struct {
+			field string
+			got   any
+			want  any
+		}{"scalingStrategy.strategy", strategy["strategy"], s.JobScalingStrategy})
+	}
+	var bad []string
+	for _, c := range checks {
+		if c.got != c.want {
+			bad = append(bad, fmt.Sprintf("%s is %v, want %v", c.field, c.got, c.want))
+		}
+	}
+	if len(bad) > 0 {
+		return "", fmt.Errorf("%s is not set as the stack's settings say: %s: %w", o, strings.Join(bad, "; "), errStep)
+	}
+	ev := fmt.Sprintf("%s as the stack deploys it: azure-queue %s, queueLength %d, activationQueueLength %d, queueLengthStrategy %s, pollingInterval %ds, replicas %d..%d",
+		o.kind, queueName, queueLength, s.ActivationQueueLength, components.QueueLengthStrategy, s.PollingInterval, minR, maxR)
+	if o.kind == "ScaledObject" {
+		ev += fmt.Sprintf(", cooldownPeriod %ds", s.CooldownPeriod)
+	} else {
+		ev += ", scalingStrategy " + s.JobScalingStrategy
+	}
+	return ev, nil
+}
+
+// jsonNormal round-trips v through JSON, so numbers are float64 on both sides of a comparison.
+func jsonNormal(v any) (any, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var out any
+	return out, json.Unmarshal(raw, &out)
+}
+
+// subsetDiffs lists where got lacks or differs from a field of want (got may have more fields:
+// what the API server or a default adds).
+func subsetDiffs(path string, want, got any) []string {
+	switch w := want.(type) {
+	case map[string]any:
+		g, ok := got.(map[string]any)
+		if !ok {
+			return []string{fmt.Sprintf("%s is %v, want an object", path, got)}
+		}
+		var diffs []string
+		for _, k := range slices.Sorted(maps.Keys(w)) {
+			diffs = append(diffs, subsetDiffs(path+"."+k, w[k], g[k])...)
+		}
+		return diffs
+	case []any:
+		g, ok := got.([]any)
+		if !ok || len(g) != len(w) {
+			return []string{fmt.Sprintf("%s is %v, want %d items", path, got, len(w))}
+		}
+		var diffs []string
+		for i := range w {
+			diffs = append(diffs, subsetDiffs(fmt.Sprintf("%s[%d]", path, i), w[i], g[i])...)
+		}
+		return diffs
+	default:
+		if want != got {
+			return []string{fmt.Sprintf("%s is %v, want %v", path, got, want)}
+		}
+		return nil
+	}
 }

@@ -94,6 +94,9 @@ type Config struct {
 	LogRetentionDays int `json:"logRetentionDays"`
 	// ClusterTier is the AKS pricing tier (Free, or Standard for the uptime SLA).
 	ClusterTier string `json:"clusterTier"`
+	// MaintenanceWindow is the weekly window for AKS's auto-upgrades and node OS upgrades (the
+	// zero value, `{}`: no window, AKS upgrades whenever its channel has something).
+	MaintenanceWindow components.MaintenanceWindow `json:"maintenanceWindow"`
 
 	// ManagedPrometheus turns on Azure Monitor managed Prometheus: the cluster's metrics add-on,
 	// an Azure Monitor workspace with its data collection endpoint, rule and association, and
@@ -330,6 +333,14 @@ func setField(f reflect.Value, raw string) error {
 			return fmt.Errorf("must be true or false, got %q", raw)
 		}
 		f.SetBool(b)
+	case reflect.Struct:
+		p := reflect.New(f.Type())
+		dec := json.NewDecoder(strings.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(p.Interface()); err != nil {
+			return fmt.Errorf("must be a JSON object with the keys %s, got %q: %v", strings.Join(jsonKeys(f.Type()), ", "), raw, err)
+		}
+		f.Set(p.Elem())
 	case reflect.Slice, reflect.Map:
 		p := reflect.New(f.Type())
 		if err := json.Unmarshal([]byte(raw), p.Interface()); err != nil {
@@ -340,6 +351,17 @@ func setField(f reflect.Value, raw string) error {
 		return fmt.Errorf("unsupported config field kind %s", f.Kind())
 	}
 	return nil
+}
+
+// jsonKeys lists the JSON keys of a struct type's fields.
+func jsonKeys(t reflect.Type) []string {
+	var keys []string
+	for i := 0; i < t.NumField(); i++ {
+		if k := jsonKey(t.Field(i)); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 func kindWord(k reflect.Kind) string {

@@ -6,6 +6,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/aks-edw/aks-edw/components"
 )
 
 const testRepository = "https://git.example.com/your-org/aks-edw.git"
@@ -79,6 +81,9 @@ func TestValidateNamesEveryKey(t *testing.T) {
 		{"alertEmails", func(c *Config) { c.ManagedPrometheus, c.AlertEmails = true, []string{"not-an-address"} }}, // after the row above: the all-at-once case keeps a bad address
 		{"backlogAlertFor", func(c *Config) { c.BacklogAlertFor = "30s" }},
 		{"backlogAlertFor", func(c *Config) { c.BacklogAlertFor = "soon" }},
+		{"maintenanceWindow", func(c *Config) {
+			c.MaintenanceWindow = components.MaintenanceWindow{DayOfWeek: "Sun", StartTime: "02:00", DurationHours: 4}
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.key, func(t *testing.T) {
@@ -133,6 +138,7 @@ func TestLoadFieldsParsesLikeTheCLI(t *testing.T) {
 	vals := map[string]string{
 		"systemNodeCount": "5", "protect": "true", "systemNodeZones": `["1","3"]`,
 		"tags": `{"team":"edw"}`, "minReplicas": "1",
+		"maintenanceWindow": `{"dayOfWeek":"Sunday","startTime":"02:00","durationHours":4}`,
 	}
 	get := func(k string) (string, bool) { v, ok := vals[k]; return v, ok }
 	failed := map[string]bool{}
@@ -144,16 +150,20 @@ func TestLoadFieldsParsesLikeTheCLI(t *testing.T) {
 	assert.Equal(t, []string{"1", "3"}, c.SystemNodeZones)
 	assert.Equal(t, map[string]string{"team": "edw"}, c.Tags)
 	assert.Equal(t, 1, c.Consumer.MinReplicas)
+	assert.Equal(t, components.MaintenanceWindow{DayOfWeek: "Sunday", StartTime: "02:00", DurationHours: 4}, c.MaintenanceWindow)
 	assert.Equal(t, map[string]string{"team": "edw", "owner": "aksdemo", "environment": "prod"}, c.EffectiveTags("prod"))
 
-	bad := map[string]string{"systemNodeCount": "three", "protect": "yes please", "systemNodeZones": "1,2"}
+	bad := map[string]string{"systemNodeCount": "three", "protect": "yes please", "systemNodeZones": "1,2",
+		"maintenanceWindow": `{"day":"Sunday"}`}
 	errs := loadFields(&c, func(k string) (string, bool) { v, ok := bad[k]; return v, ok }, failed)
-	require.Len(t, errs, 3)
-	assert.Equal(t, map[string]bool{"systemNodeCount": true, "protect": true, "systemNodeZones": true}, failed)
+	require.Len(t, errs, 4)
+	assert.Equal(t, map[string]bool{"systemNodeCount": true, "protect": true, "systemNodeZones": true, "maintenanceWindow": true}, failed)
 	joined := joinConfigErrors(errs).Error()
 	for k := range bad {
 		assert.True(t, strings.Contains(joined, "aks-edw:"+k+":"), "error names %s: %s", k, joined)
 	}
+	assert.Contains(t, joined, `unknown field "day"`, "a misspelt key inside the window is refused")
+	assert.Contains(t, joined, "dayOfWeek, startTime, durationHours, utcOffset, intervalWeeks", "the error lists the window's keys")
 }
 
 // Keys in the project's namespace that the program does not know are reported with the key the

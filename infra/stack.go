@@ -140,6 +140,7 @@ func Deploy(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 			LogRetentionDays:            cfg.LogRetentionDays,
 			Tier:                        cfg.ClusterTier,
 			ManagedPrometheus:           cfg.ManagedPrometheus,
+			MaintenanceWindow:           cfg.maintenanceWindow(),
 		},
 		Tags:    cfg.Tags,
 		Protect: cfg.Protect,
@@ -284,4 +285,13 @@ func (s *Stack) DeployState() pulumi.StringOutput {
 		}
 		return strings.Join(lines, "\n") + "\n"
 	}).(pulumi.StringOutput)
+}
+
+// maintenanceWindow is the configured window, or nil when the key is left at its default `{}`.
+func (c Config) maintenanceWindow() *components.MaintenanceWindow {
+	if c.MaintenanceWindow == (components.MaintenanceWindow{}) {
+		return nil
+	}
+	w := c.MaintenanceWindow
+	return &w
 }

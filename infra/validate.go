@@ -151,6 +151,13 @@ func (c Config) problems() []error {
 			bad("systemNodeZones", "zone %q is not one of 1, 2, 3", z)
 		}
 	}
+	if c.MaintenanceWindow != (components.MaintenanceWindow{}) {
+		if err := c.MaintenanceWindow.Validate(); err != nil {
+			for _, e := range unjoin(err) {
+				bad("maintenanceWindow", "%s", e.Error())
+			}
+		}
+	}
 	if c.LogRetentionDays < 30 || c.LogRetentionDays > 730 {
 		bad("logRetentionDays", "%d must be between 30 and 730", c.LogRetentionDays)
 	}
@@ -297,4 +304,12 @@ func storageIPRuleProblem(s string) string {
 		return "is not a public address: storage IP rules only apply to internet traffic (the AKS subnet is admitted by its service endpoint)"
 	}
 	return ""
+}
+
+// unjoin splits an errors.Join error into its parts (one error stays one).
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }

@@ -117,7 +117,7 @@ func TestDeployScrapeMetrics(t *testing.T) {
 				p := m.Get(t, typeK8sProvider, "consumer-k8s")
 				cluster := m.Get(t, typeCluster, "cluster")
 				n := pulumitest.CheckKubernetesObjects(t, m, p, cluster)
-				base := map[string]int{components.ScaleModeScaledObject: 9, components.ScaleModeScaledJob: 7}[mode]
+				base := map[string]int{components.ScaleModeScaledObject: 10, components.ScaleModeScaledJob: 8}[mode]
 
 				if !scrape {
 					assert.Equal(t, base, n, "no new Kubernetes object")

@@ -78,7 +78,7 @@ func TestDeployProvider(t *testing.T) {
 
 			// Every Kubernetes object goes through this provider and dies with the cluster.
 			n := pulumitest.CheckKubernetesObjects(t, m, p, cluster)
-			assert.Equal(t, 9, n, "ScaledObject mode: namespace, SA, deployment, PDB, scaled object, trigger auth, node pool, "+
+			assert.Equal(t, 10, n, "ScaledObject mode: namespace, SA, deployment, PDB, scaled object, trigger auth, node pool, network policy, "+
 				"and the KEDA operator's service account and Deployment patches")
 			m.One(t, components.QueueConsumerType)
 		})
