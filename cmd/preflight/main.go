@@ -20,7 +20,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -28,6 +27,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
+	"github.com/aks-edw/aks-edw/internal/cliutil"
 	"github.com/aks-edw/aks-edw/internal/preflight"
 	"github.com/aks-edw/aks-edw/internal/redact"
 )
@@ -147,7 +147,7 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer, d de
 // subscription returns the subscription id to check and where it came from: the flag, else
 // AZURE_SUBSCRIPTION_ID, else az's current subscription.
 func subscription(ctx context.Context, flagValue string, env []string) (id, from string, err error) {
-	getenv := envLookup(env)
+	getenv := cliutil.EnvLookup(env)
 	if v := strings.TrimSpace(flagValue); v != "" {
 		if err := preflight.ValidateSubscription(v); err != nil {
 			return "", "", fmt.Errorf("-subscription: %v", err)
@@ -160,7 +160,7 @@ func subscription(ctx context.Context, flagValue string, env []string) (id, from
 		}
 		return v, envSubscription, nil
 	}
-	az, err := lookPath("az", getenv("PATH"))
+	az, err := cliutil.LookPath("az", getenv("PATH"))
 	if err != nil {
 		return "", "", fmt.Errorf("no subscription: pass -subscription ID (or set %s, or install the az CLI and az login)", envSubscription)
 	}
@@ -171,7 +171,7 @@ func subscription(ctx context.Context, flagValue string, env []string) (id, from
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
-		said := oneLine(errOut.String())
+		said := cliutil.OneLine(errOut.String())
 		if said == "" {
 			said = err.Error()
 		}
@@ -182,41 +182,4 @@ func subscription(ctx context.Context, flagValue string, env []string) (id, from
 		return "", "", fmt.Errorf("no subscription: pass -subscription ID (or set %s); `az account show --query id -o tsv` printed %v", envSubscription, err)
 	}
 	return v, "az account show", nil
-}
-
-// envLookup returns a getenv over env (the last value of a name wins, as in the process
-// environment).
-func envLookup(env []string) func(string) string {
-	m := map[string]string{}
-	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			m[k] = v
-		}
-	}
-	return func(name string) string { return m[name] }
-}
-
-// lookPath finds an executable named file in the directories of path (a PATH value).
-func lookPath(file, path string) (string, error) {
-	for _, dir := range filepath.SplitList(path) {
-		if dir == "" {
-			dir = "."
-		}
-		p := filepath.Join(dir, file)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", exec.ErrNotFound
-}
-
-// oneLine joins s's non-blank lines with "; ".
-func oneLine(s string) string {
-	var parts []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			parts = append(parts, l)
-		}
-	}
-	return strings.Join(parts, "; ")
 }

@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -32,6 +31,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/aks-edw/aks-edw/internal/cliutil"
 	"github.com/aks-edw/aks-edw/internal/redact"
 	"github.com/aks-edw/aks-edw/internal/storage"
 	"github.com/aks-edw/aks-edw/internal/verify"
@@ -184,7 +184,7 @@ func finish(rep verify.Report, jsonOut bool, stdout io.Writer) int {
 // setup reads the stack's outputs and builds the storage and cluster clients, checking on the
 // way that the credentials work and the cluster answers.
 func setup(ctx context.Context, cfg config, env []string) (verify.Inputs, error) {
-	getenv := envLookup(env)
+	getenv := cliutil.EnvLookup(env)
 	raw, err := stackOutput(ctx, cfg, env, getenv("PATH"))
 	if err != nil {
 		return verify.Inputs{}, err
@@ -227,36 +227,10 @@ func setup(ctx context.Context, cfg config, env []string) (verify.Inputs, error)
 	}, nil
 }
 
-// envLookup returns a getenv over env (the last value of a name wins, as in the process
-// environment).
-func envLookup(env []string) func(string) string {
-	m := map[string]string{}
-	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			m[k] = v
-		}
-	}
-	return func(name string) string { return m[name] }
-}
-
-// lookPath finds an executable named file in the directories of path (a PATH value).
-func lookPath(file, path string) (string, error) {
-	for _, dir := range filepath.SplitList(path) {
-		if dir == "" {
-			dir = "."
-		}
-		p := filepath.Join(dir, file)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", exec.ErrNotFound
-}
-
 // stackOutput runs `pulumi stack output --json --show-secrets --stack <stack>` in the project
 // folder with env and returns its stdout.
 func stackOutput(ctx context.Context, cfg config, env []string, path string) ([]byte, error) {
-	pulumi, err := lookPath("pulumi", path)
+	pulumi, err := cliutil.LookPath("pulumi", path)
 	if err != nil {
 		return nil, badInputf("the pulumi CLI is not on PATH: install it (https://www.pulumi.com/docs/iac/download-install/) and log in to the backend that holds stack %s", cfg.stack)
 	}

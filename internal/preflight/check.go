@@ -14,6 +14,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/aks-edw/aks-edw/internal/cliutil"
 )
 
 const (
@@ -105,7 +107,7 @@ func (e *Error) Error() string {
 	if e.Advice != "" {
 		b.WriteString(" (" + e.Advice + ")")
 	}
-	return oneLine(b.String())
+	return cliutil.OneLine(b.String())
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -160,7 +162,7 @@ func (c *Checker) Check(ctx context.Context, subscription string, namespaces []N
 			tok, err := c.Credential.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{Scope}})
 			if err != nil {
 				return rep, fmt.Errorf("no Azure token for %s: %s (sign in with `az login`, or set the AZURE_* variables of a service principal or workload identity)",
-					Scope, oneLine(err.Error()))
+					Scope, cliutil.OneLine(err.Error()))
 			}
 			if tok.Token == "" {
 				return rep, fmt.Errorf("no Azure token for %s: the credential returned an empty token", Scope)
@@ -265,20 +267,9 @@ func advice(e *Error, subscription string) string {
 
 // snippet is the start of a body that is not ARM's error JSON, in one line.
 func snippet(body []byte) string {
-	s := oneLine(string(body))
+	s := cliutil.OneLine(string(body))
 	if len(s) > 200 {
 		s = s[:200] + "..."
 	}
 	return s
-}
-
-// oneLine joins s's lines with "; ", dropping blank ones and indentation.
-func oneLine(s string) string {
-	var parts []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			parts = append(parts, l)
-		}
-	}
-	return strings.Join(parts, "; ")
 }

@@ -14,8 +14,17 @@ import (
 // ListEntities reads every entity of the table (tests, demo and benchmark
 // use it to check what the consumer stored).
 func ListEntities(ctx context.Context, t *aztables.Client) ([]message.Entity, error) {
+	return QueryEntities(ctx, t, "")
+}
+
+// QueryEntities reads every entity of the table that matches an OData filter ("" for all).
+func QueryEntities(ctx context.Context, t *aztables.Client, filter string) ([]message.Entity, error) {
+	var opts *aztables.ListEntitiesOptions
+	if filter != "" {
+		opts = &aztables.ListEntitiesOptions{Filter: &filter}
+	}
 	var out []message.Entity
-	pager := t.NewListEntitiesPager(nil)
+	pager := t.NewListEntitiesPager(opts)
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {

@@ -51,21 +51,9 @@ func tagFilter(tag string) string {
 // queryTag returns every entity of the table that carries the run tag. It scans the table (the
 // tag is not a key); verify's table is the consumer's, small in a dev stack.
 func queryTag(ctx context.Context, t *aztables.Client, tag string) ([]message.Entity, error) {
-	f := tagFilter(tag)
-	pager := t.NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: &f})
-	var out []message.Entity
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("query the table for the run tag: %w", err)
-		}
-		for _, raw := range page.Entities {
-			var e message.Entity
-			if err := json.Unmarshal(raw, &e); err != nil {
-				return nil, fmt.Errorf("decode entity: %w", err)
-			}
-			out = append(out, e)
-		}
+	out, err := storage.QueryEntities(ctx, t, tagFilter(tag))
+	if err != nil {
+		return nil, fmt.Errorf("query the table for the run tag: %w", err)
 	}
 	return out, nil
 }
