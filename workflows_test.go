@@ -39,15 +39,16 @@ type wfWorkflow struct {
 }
 
 type wfJob struct {
-	Name           string    `yaml:"name"`
-	If             string    `yaml:"if"`
-	RunsOn         yaml.Node `yaml:"runs-on"`
-	TimeoutMinutes yaml.Node `yaml:"timeout-minutes"`
-	Environment    yaml.Node `yaml:"environment"`
-	Permissions    yaml.Node `yaml:"permissions"`
-	Concurrency    yaml.Node `yaml:"concurrency"`
-	Uses           string    `yaml:"uses"` // a reusable workflow call
-	Steps          []wfStep  `yaml:"steps"`
+	Name           string            `yaml:"name"`
+	If             string            `yaml:"if"`
+	RunsOn         yaml.Node         `yaml:"runs-on"`
+	TimeoutMinutes yaml.Node         `yaml:"timeout-minutes"`
+	Environment    yaml.Node         `yaml:"environment"`
+	Permissions    yaml.Node         `yaml:"permissions"`
+	Concurrency    yaml.Node         `yaml:"concurrency"`
+	Uses           string            `yaml:"uses"` // a reusable workflow call
+	Env            map[string]string `yaml:"env"`
+	Steps          []wfStep          `yaml:"steps"`
 }
 
 type wfStep struct {
@@ -84,6 +85,7 @@ var wfChecks = []wfCheck{
 	{"required pipelines", wfCheckPipelines},
 	{"deploy jobs", wfCheckDeployJobs},
 	{"checks after a push deploy", wfCheckAfterDeploy},
+	{"kubelogin for the Entra-only cluster", wfCheckKubelogin},
 	{"no stored secrets", wfCheckSecrets},
 }
 
@@ -132,6 +134,8 @@ func TestWorkflowChecksCatchMutations(t *testing.T) {
 		{"unpinned action", "pr.yml", pinnedCheckout, "actions/checkout@v4", `"actions/checkout@v4", which is not pinned to a 40-hex commit SHA`},
 		{"pin without version comment", "main.yml", pinnedCheckout, "actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8", "has no `# vX.Y.Z` comment"},
 		{"unknown make target", "pr.yml", "run: make lint", "run: make nosuchtarget", `make target "nosuchtarget" is not defined in the Makefile`},
+		{"kubelogin unpinned", "main.yml", "kubelogin@v0.2.19", "kubelogin@latest", "installs no pinned kubelogin"},
+		{"kubelogin without the az login method", "pr.yml", "AAD_LOGIN_METHOD: azurecli", "AAD_LOGIN_METHOD: devicecode", "does not set AAD_LOGIN_METHOD: azurecli"},
 		{"unknown go run path", "pr.yml", "make plan STACK=dev PLAN_IMAGE_REPO", "go run ./cmd/nosuchcmd -stack dev PLAN_IMAGE_REPO", "go run ./cmd/nosuchcmd: no such directory"},
 		{"unknown stack in stack-name", "main.yml", "stack-name: ${{ vars.PULUMI_ORG }}/dev", "stack-name: ${{ vars.PULUMI_ORG }}/staging", `stack "staging" has no Pulumi.staging.yaml`},
 		{"unknown stack in STACK=", "pr.yml", "make plan STACK=dev PLAN_IMAGE_REPO", "make plan STACK=staging PLAN_IMAGE_REPO", `stack "staging" has no Pulumi.staging.yaml`},
@@ -1136,6 +1140,42 @@ func wfCheckSecrets(files []wfFile, _ wfRepo) []string {
 					ref = "secrets." + m[1]
 				}
 				problems = append(problems, fmt.Sprintf("%s:%d: %s: only secrets.GITHUB_TOKEN is allowed (Azure and Pulumi Cloud log in through OIDC; identifiers are vars)", f.Path, n+1, ref))
+			}
+		}
+	}
+	return problems
+}
+
+// wfKubeloginRe is a pinned kubelogin install: an exact vX.Y.Z, never @latest.
+var wfKubeloginRe = regexp.MustCompile(`go install github\.com/Azure/kubelogin@v\d+\.\d+\.\d+\b`)
+
+// wfCheckKubelogin: the cluster is Entra-only (localAccounts false), so its kubeconfig runs
+// kubelogin: every job that signs in to Azure (and so runs Pulumi against the cluster) installs a
+// pinned kubelogin after the az login and has it sign in non-interactively with that login.
+func wfCheckKubelogin(files []wfFile, _ wfRepo) []string {
+	var problems []string
+	for _, f := range files {
+		for _, jn := range wfJobNames(f.WF) {
+			j := f.WF.Jobs[jn]
+			if j == nil || !wfJobUses(j, "azure/login") {
+				continue
+			}
+			loginAt, kubeloginAt := -1, -1
+			for i, st := range j.Steps {
+				if strings.HasPrefix(st.Uses, "azure/login@") {
+					loginAt = i
+				}
+				if wfKubeloginRe.MatchString(st.Run) {
+					kubeloginAt = i
+				}
+			}
+			if kubeloginAt < 0 {
+				problems = append(problems, fmt.Sprintf("%s: job %q signs in to Azure but installs no pinned kubelogin (go install github.com/Azure/kubelogin@vX.Y.Z)", f.Path, jn))
+			} else if kubeloginAt < loginAt {
+				problems = append(problems, fmt.Sprintf("%s: job %q installs kubelogin before the az login it signs in with", f.Path, jn))
+			}
+			if j.Env["AAD_LOGIN_METHOD"] != "azurecli" {
+				problems = append(problems, fmt.Sprintf("%s: job %q does not set AAD_LOGIN_METHOD: azurecli (kubelogin would wait for a device-code login)", f.Path, jn))
 			}
 		}
 	}

@@ -47,6 +47,10 @@ type ClusterSpec struct {
 	// default false (no azureMonitorProfile at all). The add-on's data collection rule and
 	// association are the ManagedPrometheus component's.
 	ManagedPrometheus bool
+	// LocalAccounts keeps AKS's local accounts (the static admin credential). False (both stacks):
+	// Entra-only access, disableLocalAccounts with AKS-managed Entra ID and Azure RBAC for
+	// Kubernetes, and the stack's kubeconfig is the user credential in kubelogin's exec format.
+	LocalAccounts bool
 	// MaintenanceWindow is optional: when set, AKS's auto-upgrades and node OS upgrades happen
 	// only in this weekly window (one planned maintenance configuration per channel in use).
 	MaintenanceWindow *MaintenanceWindow
@@ -217,6 +221,9 @@ func managedClusterArgs(a *ClusterArgs, identityID, workspaceID pulumi.StringInp
 			UserAssignedIdentities: pulumi.StringArray{identityID},
 		},
 		EnableRBAC: pulumi.Bool(true),
+		// Entra-only: no static credential, authorization by Azure RBAC (AVM's default).
+		DisableLocalAccounts: pulumi.Bool(!spec.LocalAccounts),
+		AadProfile:           aadProfile(spec.LocalAccounts),
 		// Exactly one pool inline, the system pool: editing inline pools later re-rolls them
 		// all, so any further pool is its own AgentPool resource, or NAP provisions the nodes.
 		AgentPoolProfiles: containerservice.ManagedClusterAgentPoolProfileArray{
@@ -272,6 +279,27 @@ func managedClusterArgs(a *ClusterArgs, identityID, workspaceID pulumi.StringInp
 		ApiServerAccessProfile: apiAccess,
 		Tags:                   tagsInput(a.Tags),
 	}
+}
+
+// aadProfile is AKS-managed Entra ID with Azure RBAC for Kubernetes authorization, in the
+// subscription's tenant (tenantID left to AKS), or nil with local accounts.
+func aadProfile(localAccounts bool) *containerservice.ManagedClusterAADProfileArgs {
+	if localAccounts {
+		return nil
+	}
+	return &containerservice.ManagedClusterAADProfileArgs{
+		Managed:         pulumi.Bool(true),
+		EnableAzureRBAC: pulumi.Bool(true),
+	}
+}
+
+// CredentialFormat is the user kubeconfig's format: "exec" (kubelogin, the only form client-go
+// accepts since Kubernetes 1.26) on an Entra-only cluster, else AKS's default.
+func CredentialFormat(localAccounts bool) string {
+	if localAccounts {
+		return ""
+	}
+	return "exec"
 }
 
 // azureMonitorProfile turns the managed Prometheus metrics add-on on, with kube-state-metrics
@@ -480,6 +508,7 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 	creds := containerservice.ListManagedClusterUserCredentialsOutput(ctx, containerservice.ListManagedClusterUserCredentialsOutputArgs{
 		ResourceGroupName: args.ResourceGroupName,
 		ResourceName:      mc.Name,
+		Format:            optString(CredentialFormat(args.Spec.LocalAccounts)),
 	}, pulumi.Parent(c))
 	c.Kubeconfig = pulumi.ToSecret(creds.Kubeconfigs().ApplyT(func(kcs []containerservice.CredentialResultResponse) (string, error) {
 		if len(kcs) == 0 {

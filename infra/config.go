@@ -94,6 +94,10 @@ type Config struct {
 	LogRetentionDays int `json:"logRetentionDays"`
 	// ClusterTier is the AKS pricing tier (Free, or Standard for the uptime SLA).
 	ClusterTier string `json:"clusterTier"`
+	// LocalAccounts keeps AKS's local accounts (static admin credential). False (both stacks):
+	// Entra-only access with Azure RBAC for Kubernetes; the deployer gets AKS RBAC Cluster Admin
+	// on the cluster, and kubeconfigs use kubelogin.
+	LocalAccounts bool `json:"localAccounts"`
 	// MaintenanceWindow is the weekly window for AKS's auto-upgrades and node OS upgrades (the
 	// zero value, `{}`: no window, AKS upgrades whenever its channel has something).
 	MaintenanceWindow components.MaintenanceWindow `json:"maintenanceWindow"`
@@ -152,6 +156,7 @@ func DefaultConfig() Config {
 		NodeOSUpgradeChannel:        "NodeImage",
 		LogRetentionDays:            30,
 		ClusterTier:                 "Free",
+		LocalAccounts:               false,
 		ManagedPrometheus:           false,
 		AlertEmails:                 []string{},
 		BacklogAlertFor:             "15m",

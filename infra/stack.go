@@ -23,6 +23,9 @@ type Stack struct {
 	WorkloadIdentity *components.WorkloadIdentity
 	// ImageBuild is the ACR task run building the consumer image; nil when a prebuilt image is set.
 	ImageBuild *components.ImageBuild
+	// KubernetesAccess is what the deployer needs before it can reach the Kubernetes API (its AKS
+	// RBAC Cluster Admin role on an Entra-only cluster); empty with local accounts.
+	KubernetesAccess []pulumi.Resource
 	// ConsumerImage is the image the consumer runs: the prebuilt image, or the built one.
 	ConsumerImage pulumi.StringOutput
 	// Prometheus is managed Prometheus and the alerts; nil when managedPrometheus is off.
@@ -141,6 +144,7 @@ func Deploy(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 			Tier:                        cfg.ClusterTier,
 			ManagedPrometheus:           cfg.ManagedPrometheus,
 			MaintenanceWindow:           cfg.maintenanceWindow(),
+			LocalAccounts:               cfg.LocalAccounts,
 		},
 		Tags:    cfg.Tags,
 		Protect: cfg.Protect,
@@ -171,6 +175,23 @@ func Deploy(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+
+	// Entra-only cluster: the identity running `pulumi up` reaches the Kubernetes API through Azure
+	// RBAC for Kubernetes, so it gets AKS RBAC Cluster Admin on this cluster; every Kubernetes
+	// object waits for it (workload.Args.KubernetesAccess).
+	var k8sAccess []pulumi.Resource
+	if !cfg.LocalAccounts {
+		ra, err := authorization.NewRoleAssignment(ctx, "deployer-aks-rbac-cluster-admin", &authorization.RoleAssignmentArgs{
+			PrincipalId:      client.ObjectId(),
+			PrincipalType:    authorization.PrincipalType(cfg.DeployerPrincipalType),
+			RoleDefinitionId: components.RoleDefinitionID(subscriptionID, components.RoleAKSRBACClusterAdmin),
+			Scope:            cluster.ManagedCluster.ID().ToStringOutput(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("granting the deployer AKS RBAC Cluster Admin: %w", err)
+		}
+		k8sAccess = append(k8sAccess, ra)
 	}
 
 	if cfg.GrantDeployerQueueAccess {
@@ -208,7 +229,7 @@ func Deploy(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 	return &Stack{
 		Config: cfg, Names: names, ResourceGroup: rg, Network: net, Storage: store,
 		Registry: registry, Cluster: cluster, WorkloadIdentity: wi,
-		ImageBuild: build, ConsumerImage: image, Prometheus: prometheus,
+		ImageBuild: build, ConsumerImage: image, Prometheus: prometheus, KubernetesAccess: k8sAccess,
 	}, nil
 }
 

@@ -128,7 +128,7 @@ func (c Config) problems() []error {
 	oneOf("upgradeChannel", c.UpgradeChannel, UpgradeChannels)
 	oneOf("nodeOsUpgradeChannel", c.NodeOSUpgradeChannel, NodeOSUpgradeChannels)
 	oneOf("clusterTier", c.ClusterTier, ClusterTiers)
-	if c.GrantDeployerQueueAccess || c.GrantDeployerVerifyAccess {
+	if c.GrantDeployerQueueAccess || c.GrantDeployerVerifyAccess || !c.LocalAccounts {
 		oneOf("deployerPrincipalType", c.DeployerPrincipalType, PrincipalTypes)
 	}
 

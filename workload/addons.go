@@ -128,6 +128,10 @@ func WaitForAddons(ctx context.Context, kubeconfig string, paths []addonPath, w 
 			if lastErr != nil {
 				msg += fmt.Sprintf(" (last error: %v)", lastErr)
 			}
+			var refused *refusedError
+			if errors.As(lastErr, &refused) {
+				advice = refusedAdvice
+			}
 			return errors.New(msg + ". " + advice + ", then run `pulumi up` again")
 		case <-time.After(w.Interval):
 		}
@@ -191,10 +195,25 @@ func get(ctx context.Context, client *http.Client, url string) ([]byte, error) {
 		return body, nil
 	case http.StatusNotFound:
 		return nil, nil
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return nil, &refusedError{url: url, status: resp.Status}
 	default:
 		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 }
+
+// refusedError is a 401 or 403 from the API server: with Entra ID and Azure RBAC for Kubernetes,
+// what a new role assignment gives until it has propagated (up to about five minutes), so the
+// wait keeps polling, and says so if the deadline passes.
+type refusedError struct{ url, status string }
+
+func (e *refusedError) Error() string { return fmt.Sprintf("GET %s: %s", e.url, e.status) }
+
+// refusedAdvice is what the wait adds when the API server still refused it at the deadline.
+const refusedAdvice = "The API server refused the stack's credentials until the end: with Entra ID " +
+	"(localAccounts false) the deploying identity needs \"Azure Kubernetes Service RBAC Cluster Admin\" " +
+	"on the cluster, which the stack grants; a new role assignment can take up to five minutes to " +
+	"propagate, and kubelogin must be able to sign in (AAD_LOGIN_METHOD, `az login`)"
 
 // addonsReady is an output that resolves once the cluster serves paths (requiredAddons of the
 // args); resources take it with pulumi.DependsOnInputs, so they are registered only after it

@@ -2,6 +2,7 @@ package workload
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -95,6 +96,33 @@ func TestWaitForAddonsBadInput(t *testing.T) {
 	err = WaitForAddons(context.Background(), strings.Replace(kc, pulumitest.MockToken, "wrong-token", 1), RequiredAddons, fast)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "401", "an authorization failure is reported, not hidden as 'missing'")
+	assert.Contains(t, err.Error(), "Azure Kubernetes Service RBAC Cluster Admin", "and what to check for it")
+}
+
+// Issue 17 item 1: a 403 (a role assignment not propagated yet) is "not yet": the wait keeps
+// polling and succeeds once the API server lets it in.
+func TestWaitForAddonsWaitsOutA403(t *testing.T) {
+	srv, kc := pulumitest.NewAPIServer(pulumitest.AddonDiscovery)
+	defer srv.Close()
+	forbidden := &forbidUntil{next: srv.Config.Handler, until: 3 * int32(len(RequiredAddons))}
+	srv.Config.Handler = forbidden
+	require.NoError(t, WaitForAddons(context.Background(), kc, RequiredAddons, AddonWait{Timeout: 10 * time.Second, Interval: 20 * time.Millisecond}))
+	assert.Greater(t, forbidden.seen.Load(), forbidden.until, "it polled through the 403s")
+}
+
+// forbidUntil answers 403 to the first until requests, then hands them to next.
+type forbidUntil struct {
+	next  http.Handler
+	until int32
+	seen  atomic.Int32
+}
+
+func (f *forbidUntil) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f.seen.Add(1) <= f.until {
+		http.Error(w, `{"kind":"Status","code":403}`, http.StatusForbidden)
+		return
+	}
+	f.next.ServeHTTP(w, r)
 }
 
 // Through Deploy: when the cluster does not serve KEDA's kinds, `pulumi up` fails with the wait's

@@ -44,6 +44,10 @@ type Args struct {
 	// wait also waits for the azmonitoring.coreos.com/v1 PodMonitor kind (optional; default
 	// false: no PodMonitor, and nothing waits for that add-on).
 	ScrapeMetrics bool
+	// KubernetesAccess are resources the deployer's access to the Kubernetes API depends on (its
+	// Azure RBAC role on an Entra-only cluster): the provider, so every object, and the add-on
+	// wait come after them. Optional.
+	KubernetesAccess []pulumi.Resource
 }
 
 // Workload is what Deploy created.
@@ -126,11 +130,11 @@ func Deploy(ctx *pulumi.Context, name string, args Args) (*Workload, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building Kubernetes provider args for %q: %w", name, err)
 	}
-	provider, err := kubernetes.NewProvider(ctx, name+"-k8s", pargs, pulumi.DeletedWith(args.Cluster))
+	provider, err := kubernetes.NewProvider(ctx, name+"-k8s", pargs, pulumi.DeletedWith(args.Cluster), pulumi.DependsOn(args.KubernetesAccess))
 	if err != nil {
 		return nil, fmt.Errorf("creating Kubernetes provider %q: %w", name+"-k8s", err)
 	}
-	ready := addonsReady(ctx, args.Kubeconfig, requiredAddons(args.ScrapeMetrics), args.AddonWait)
+	ready := addonsReady(ctx, afterAccess(args.Kubeconfig, args.KubernetesAccess), requiredAddons(args.ScrapeMetrics), args.AddonWait)
 	keda, err := components.NewKedaOperatorIdentity(ctx, name+"-keda-identity", &components.KedaOperatorIdentityArgs{
 		ClientID:  args.ClientID,
 		DependsOn: args.KedaDependsOn,
@@ -172,4 +176,21 @@ func Deploy(ctx *pulumi.Context, name string, args Args) (*Workload, error) {
 		}
 	}
 	return w, nil
+}
+
+// afterAccess is the kubeconfig, resolved only once the access resources exist (their ids are
+// known), so the add-on wait does not poll before the deployer's role is even assigned.
+func afterAccess(kubeconfig pulumi.StringOutput, access []pulumi.Resource) pulumi.StringOutput {
+	if len(access) == 0 {
+		return kubeconfig
+	}
+	inputs := []any{kubeconfig}
+	for _, r := range access {
+		if cr, ok := r.(pulumi.CustomResource); ok {
+			inputs = append(inputs, cr.ID())
+		} else {
+			inputs = append(inputs, r.URN())
+		}
+	}
+	return pulumi.All(inputs...).ApplyT(func(v []any) string { return v[0].(string) }).(pulumi.StringOutput)
 }

@@ -34,6 +34,8 @@ func Deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		KedaDependsOn:      stack.WorkloadIdentity.KedaGrants,
 		// Managed Prometheus scrapes the consumer and KEDA through PodMonitors.
 		ScrapeMetrics: cfg.ManagedPrometheus,
+		// Entra-only cluster: every Kubernetes object waits for the deployer's AKS RBAC role.
+		KubernetesAccess: stack.KubernetesAccess,
 	}); err != nil {
 		return nil, err
 	}

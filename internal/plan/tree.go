@@ -102,6 +102,7 @@ var roleNames = map[string]string{
 	components.RoleStorageTableDataContributor: "Storage Table Data Contributor",
 	components.RoleStorageQueueDataReader:      "Storage Queue Data Reader",
 	components.RoleNetworkContributor:          "Network Contributor",
+	components.RoleAKSRBACClusterAdmin:         "Azure Kubernetes Service RBAC Cluster Admin",
 }
 
 // fieldsFor picks the summary fields of a resource from its inventory lines.
