@@ -161,7 +161,7 @@ func (r *runner) setup(ctx context.Context) error {
 	}
 	r.want = &desired{settings: settings, imageTag: "v1", withWorkload: true, brk: r.brk,
 		azuriteAuth: true, connectionString: r.azurite.ConnectionString()}
-	stack, cliVersion, err := newStack(ctx, r.tools, r.work, program(r.cluster.Kubeconfig, r.want))
+	stack, cliVersion, err := newStack(ctx, r.tools, r.work, program(r.execKubeconfig(), r.want))
 	if err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func (r *runner) setup(ctx context.Context) error {
 		return err
 	}
 	r.eng = engine{stack: stack, log: r.log}
-	fmt.Fprintf(r.out, "e2e: setup in %.0fs: %s; etcd, kube-apiserver %s, controller manager, scheduler and kwok on loopback; CRDs %s (KEDA %s, Karpenter %s); %d kwok nodes Ready; kube-system/%s plays the KEDA add-on's objects (its operator runs from step 6); Azurite queue %s on 127.0.0.1:%d; consumer pods mirrored to processes (engine log: %s)\n",
+	fmt.Fprintf(r.out, "e2e: setup in %.0fs: %s; etcd, kube-apiserver %s, controller manager, scheduler and kwok on loopback; CRDs %s (KEDA %s, Karpenter %s); %d kwok nodes Ready; kube-system/%s plays the KEDA add-on's objects (its operator runs from step 6); Azurite queue %s on 127.0.0.1:%d; consumer pods mirrored to processes; the program, its provider and verify reach the API server through an exec credential plugin, as kubelogin on an Entra-only cluster (engine log: %s)\n",
 		time.Since(start).Seconds(), cliVersion, server.GitVersion, strings.Join(names, ", "), kedaVersion, karpenterVersion, len(ns), components.KedaOperatorName, queueName, r.azurite.QueuePort, r.log.Name())
 	return nil
 }
@@ -267,10 +267,12 @@ func (r *runner) buildPrograms(ctx context.Context) (procs.Binaries, error) {
 	if err != nil {
 		return bins, err
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(dir, "verify"), "./cmd/verify")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return bins, fmt.Errorf("go build ./cmd/verify: %w\n%s", err, out)
+	for name, pkg := range map[string]string{"verify": "./cmd/verify", "execcredential": "./e2e/execcredential"} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(dir, name), pkg)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return bins, fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+		}
 	}
 	return bins, nil
 }
@@ -295,4 +297,11 @@ func (r *runner) startAzurite(ctx context.Context) error {
 	}
 	r.queue = c.Queue
 	return nil
+}
+
+// execKubeconfig is the kubeconfig the stack's program (so the Kubernetes provider and the
+// add-on wait) and verify use: the cluster's admin through the execcredential plugin, as an
+// Entra-only AKS cluster is reached through kubelogin. The harness's own clients keep the token.
+func (r *runner) execKubeconfig() string {
+	return r.cluster.ExecKubeconfig(filepath.Join(r.work, "bin", "execcredential"), "-token-file", r.cluster.TokenPath)
 }

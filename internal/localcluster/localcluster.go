@@ -59,6 +59,10 @@ type Cluster struct {
 	Kubeconfig string
 	// KubeconfigPath is the same kubeconfig written to a file.
 	KubeconfigPath string
+	// TokenPath is a file (0600) holding the admin's bearer token, for ExecKubeconfig's plugin.
+	TokenPath string
+	server    string
+	caPEM     []byte
 	// RESTConfig is the admin's client configuration.
 	RESTConfig *rest.Config
 
@@ -119,6 +123,11 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	server := "https://127.0.0.1:" + strconv.Itoa(apiPort)
 	c.Kubeconfig = kubeconfig(server, ca, token)
+	c.server, c.caPEM = server, ca
+	c.TokenPath = filepath.Join(opts.Dir, "admin.token")
+	if err := os.WriteFile(c.TokenPath, []byte(token), 0o600); err != nil {
+		return nil, err
+	}
 	c.KubeconfigPath = filepath.Join(opts.Dir, "kubeconfig")
 	if err := os.WriteFile(c.KubeconfigPath, []byte(c.Kubeconfig), 0o600); err != nil {
 		return nil, err
@@ -464,6 +473,22 @@ func writeFiles(dir string, files map[string][]byte) error {
 		}
 	}
 	return nil
+}
+
+// ExecKubeconfig renders the admin's kubeconfig with an exec credential plugin instead of the
+// token: the API server is reached as on an Entra-only AKS cluster, whose kubeconfig runs
+// kubelogin. command runs with args and must print a client.authentication.k8s.io/v1
+// ExecCredential holding the token (e2e's execcredential plugin reads TokenPath).
+func (c *Cluster) ExecKubeconfig(command string, args ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: %s\n    certificate-authority-data: %s\n",
+		c.server, base64.StdEncoding.EncodeToString(c.caPEM))
+	fmt.Fprintf(&b, "users:\n- name: admin\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: %q\n      interactiveMode: Never\n      args:\n", command)
+	for _, a := range args {
+		fmt.Fprintf(&b, "      - %q\n", a)
+	}
+	b.WriteString("contexts:\n- name: e2e\n  context:\n    cluster: e2e\n    user: admin\ncurrent-context: e2e\n")
+	return b.String()
 }
 
 // kubeconfig renders an admin kubeconfig with a bearer token.

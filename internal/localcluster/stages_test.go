@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 )
 
@@ -146,4 +147,18 @@ func TestJobPodStagesEndThePodWithItsProcessExitCode(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ExecKubeconfig carries no token, only the plugin, in client-go's exec form.
+func TestExecKubeconfig(t *testing.T) {
+	c := &Cluster{server: "https://127.0.0.1:6443", caPEM: []byte("ca"), TokenPath: "/x/admin.token"}
+	cfg, err := clientcmd.Load([]byte(c.ExecKubeconfig("/bin/plugin", "-token-file", c.TokenPath)))
+	require.NoError(t, err)
+	user := cfg.AuthInfos[cfg.Contexts[cfg.CurrentContext].AuthInfo]
+	require.NotNil(t, user.Exec)
+	assert.Empty(t, user.Token)
+	assert.Equal(t, "/bin/plugin", user.Exec.Command)
+	assert.Equal(t, []string{"-token-file", "/x/admin.token"}, user.Exec.Args)
+	assert.Equal(t, "client.authentication.k8s.io/v1", user.Exec.APIVersion)
+	assert.Equal(t, "https://127.0.0.1:6443", cfg.Clusters[cfg.Contexts[cfg.CurrentContext].Cluster].Server)
 }
