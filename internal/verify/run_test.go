@@ -318,7 +318,9 @@ func TestRunEachCheckFails(t *testing.T) {
 		extra func(t *testing.T, rep verify.Report)
 	}{
 		{
-			name: "already scaled before", setup: setup{mode: verify.ScaleModeScaledObject, replicas: 1},
+			// neverScaleDown: the fake KEDA would otherwise take the idle Deployment to 0 after its
+			// 1 s cooldown, before a verify slowed by a loaded machine first looks.
+			name: "already scaled before", setup: setup{mode: verify.ScaleModeScaledObject, replicas: 1, b: behaviour{neverScaleDown: true}},
 			want: verify.CheckAtMinimumBefore, evidence: "the Deployment is at 1 replicas, not at rest (0)",
 			skipped: verify.CheckNames[1:],
 		},
