@@ -442,18 +442,9 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 	if err != nil {
 		return nil, err
 	}
-	retention := args.Spec.LogRetentionDays
-	if retention == 0 {
-		retention = 30
-	}
-	workspace, err := operationalinsights.NewWorkspace(ctx, name+"-logs", &operationalinsights.WorkspaceArgs{
-		ResourceGroupName: args.ResourceGroupName,
-		Location:          args.Location,
-		WorkspaceName:     args.WorkspaceName,
-		Sku:               &operationalinsights.WorkspaceSkuArgs{Name: operationalinsights.WorkspaceSkuNameEnumPerGB2018},
-		RetentionInDays:   pulumi.Int(retention),
-		Tags:              tagsInput(args.Tags),
-	}, pulumi.Parent(c))
+	workspace, err := operationalinsights.NewWorkspace(ctx, name+"-logs",
+		logAnalyticsWorkspaceArgs(args.ResourceGroupName, args.Location, args.WorkspaceName, args.Spec.LogRetentionDays, args.Tags),
+		pulumi.Parent(c))
 	if err != nil {
 		return nil, fmt.Errorf("creating Log Analytics workspace %q: %w", name, err)
 	}
@@ -528,4 +519,21 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 		return nil, fmt.Errorf("registering cluster %q outputs: %w", name, err)
 	}
 	return c, nil
+}
+
+// logAnalyticsWorkspaceArgs is the pure builder of the stack's Log Analytics workspace, the same
+// on either target: the cluster's Container Insights or the Container Apps environment's logs go
+// there. retentionDays 0 means 30.
+func logAnalyticsWorkspaceArgs(rg, location, name pulumi.StringInput, retentionDays int, tags map[string]string) *operationalinsights.WorkspaceArgs {
+	if retentionDays == 0 {
+		retentionDays = 30
+	}
+	return &operationalinsights.WorkspaceArgs{
+		ResourceGroupName: rg,
+		Location:          location,
+		WorkspaceName:     name,
+		Sku:               &operationalinsights.WorkspaceSkuArgs{Name: operationalinsights.WorkspaceSkuNameEnumPerGB2018},
+		RetentionInDays:   pulumi.Int(retentionDays),
+		Tags:              tagsInput(tags),
+	}
 }

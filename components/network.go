@@ -3,6 +3,7 @@ package components
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/pulumi/pulumi-azure-native-sdk/network/v3"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -22,18 +23,24 @@ type NetworkArgs struct {
 	AddressSpace string
 	// SubnetPrefix is required, an IPv4 CIDR inside AddressSpace.
 	SubnetPrefix string
+	// SubnetKey names the subnet child: name+"-"+SubnetKey+"-subnet" (optional; default "aks").
+	SubnetKey string
+	// Delegation delegates the subnet to a service, e.g. "Microsoft.App/environments" for a
+	// Container Apps environment (optional; default none, as AKS's node subnet).
+	Delegation string
 	// Tags are optional.
 	Tags map[string]string
 }
 
-// Network is a virtual network with one subnet for the AKS nodes. The subnet has the
-// Microsoft.Storage service endpoint so the storage firewall can admit it by name.
+// Network is a virtual network with one subnet for the consumer's platform: the AKS nodes, or a
+// Container Apps environment (delegated to it). The subnet has the Microsoft.Storage service
+// endpoint so the storage firewall can admit it by name.
 type Network struct {
 	pulumi.ResourceState
 
 	// VnetID is the virtual network's resource id.
 	VnetID pulumi.StringOutput
-	// SubnetID is the AKS subnet's resource id.
+	// SubnetID is the subnet's resource id.
 	SubnetID pulumi.StringOutput
 	// Subnet is the subnet resource, for role assignments scoped to it.
 	Subnet *network.Subnet
@@ -64,9 +71,9 @@ func virtualNetworkArgs(a *NetworkArgs) *network.VirtualNetworkArgs {
 	}
 }
 
-// subnetArgs is the pure builder of the AKS subnet.
+// subnetArgs is the pure builder of the platform's subnet.
 func subnetArgs(a *NetworkArgs, vnetName pulumi.StringInput) *network.SubnetArgs {
-	return &network.SubnetArgs{
+	args := &network.SubnetArgs{
 		ResourceGroupName:  a.ResourceGroupName,
 		VirtualNetworkName: vnetName,
 		SubnetName:         a.SubnetName,
@@ -75,9 +82,16 @@ func subnetArgs(a *NetworkArgs, vnetName pulumi.StringInput) *network.SubnetArgs
 			&network.ServiceEndpointPropertiesFormatArgs{Service: pulumi.String("Microsoft.Storage")},
 		},
 	}
+	if a.Delegation != "" {
+		// Named as the portal names it: the service with dots for slashes.
+		args.Delegations = network.DelegationArray{
+			&network.DelegationArgs{Name: pulumi.String(strings.ReplaceAll(a.Delegation, "/", ".")), ServiceName: pulumi.String(a.Delegation)},
+		}
+	}
+	return args
 }
 
-// NewNetwork creates the virtual network and the AKS subnet.
+// NewNetwork creates the virtual network and the platform's subnet.
 func NewNetwork(ctx *pulumi.Context, name string, args *NetworkArgs, opts ...pulumi.ResourceOption) (*Network, error) {
 	if args == nil {
 		return nil, fmt.Errorf("network %q: args are required", name)
@@ -93,9 +107,13 @@ func NewNetwork(ctx *pulumi.Context, name string, args *NetworkArgs, opts ...pul
 	if err != nil {
 		return nil, fmt.Errorf("creating virtual network %q: %w", name, err)
 	}
-	subnet, err := network.NewSubnet(ctx, name+"-aks-subnet", subnetArgs(args, vnet.Name), pulumi.Parent(n))
+	key := args.SubnetKey
+	if key == "" {
+		key = "aks"
+	}
+	subnet, err := network.NewSubnet(ctx, name+"-"+key+"-subnet", subnetArgs(args, vnet.Name), pulumi.Parent(n))
 	if err != nil {
-		return nil, fmt.Errorf("creating AKS subnet %q: %w", name, err)
+		return nil, fmt.Errorf("creating %s subnet %q: %w", key, name, err)
 	}
 	n.VnetID = vnet.ID().ToStringOutput()
 	n.SubnetID = subnet.ID().ToStringOutput()

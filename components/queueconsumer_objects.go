@@ -38,8 +38,10 @@ const (
 	// appPoolTaintKey is the key of the app pool's taint `deployment=<pool>:NoSchedule`.
 	appPoolTaintKey = "deployment"
 
-	kedaAPIVersion      = "keda.sh/v1alpha1"
-	karpenterAPIVersion = "karpenter.sh/v1"
+	kedaAPIVersion = "keda.sh/v1alpha1"
+	// AzureQueueScalerType is KEDA's scaler for Azure Storage queues, on both targets.
+	AzureQueueScalerType = "azure-queue"
+	karpenterAPIVersion  = "karpenter.sh/v1"
 )
 
 // Environment variables the consumer program reads. Renamed here, in one place, if the program's
@@ -129,24 +131,42 @@ func selectorLabels(s ConsumerSettings) pulumi.StringMap {
 	return pulumi.StringMap{"app": pulumi.String(s.AppLabel)}
 }
 
-// consumerEnv is the consumer container's environment.
-func consumerEnv(s ConsumerSettings, in consumerInputs, mode string) corev1.EnvVarArray {
-	env := corev1.EnvVarArray{
-		corev1.EnvVarArgs{Name: pulumi.String(envQueueName), Value: in.QueueName},
-		corev1.EnvVarArgs{Name: pulumi.String(envStorageAccountName), Value: in.StorageAccountName},
-		corev1.EnvVarArgs{Name: pulumi.String(envTableName), Value: in.TableName},
-		corev1.EnvVarArgs{Name: pulumi.String(envConcurrency), Value: pulumi.String(strconv.Itoa(s.ConsumerConcurrency))},
-		corev1.EnvVarArgs{Name: pulumi.String(envBatchSize), Value: pulumi.String(strconv.Itoa(s.ConsumerBatchSize))},
-		corev1.EnvVarArgs{Name: pulumi.String(envVisibilityTimeout), Value: pulumi.String(s.ConsumerVisibilityTimeout)},
-		corev1.EnvVarArgs{Name: pulumi.String(envMaxDeliveries), Value: pulumi.String(strconv.Itoa(s.ConsumerMaxDeliveries))},
-		corev1.EnvVarArgs{Name: pulumi.String(envHTTPAddr), Value: pulumi.String(fmt.Sprintf(":%d", httpPort))},
-		corev1.EnvVarArgs{Name: pulumi.String(envDrainTimeout), Value: pulumi.String(drainTimeout(s.TerminationGracePeriodSeconds))},
+// envVar is one environment variable of the consumer container, in neither platform's types:
+// consumerEnvVars decides the list, and each target turns it into its own container spec.
+type envVar struct {
+	Name  string
+	Value pulumi.StringInput
+}
+
+// consumerEnvVars is the consumer container's environment on either target. memoryLimit is the
+// container's memory cap (GOMEMLIMIT is 90% of it): the pod's limit on AKS, the container's
+// size on Container Apps.
+func consumerEnvVars(s ConsumerSettings, queueName, accountName, tableName pulumi.StringInput, mode, memoryLimit string) []envVar {
+	env := []envVar{
+		{envQueueName, queueName},
+		{envStorageAccountName, accountName},
+		{envTableName, tableName},
+		{envConcurrency, pulumi.String(strconv.Itoa(s.ConsumerConcurrency))},
+		{envBatchSize, pulumi.String(strconv.Itoa(s.ConsumerBatchSize))},
+		{envVisibilityTimeout, pulumi.String(s.ConsumerVisibilityTimeout)},
+		{envMaxDeliveries, pulumi.String(strconv.Itoa(s.ConsumerMaxDeliveries))},
+		{envHTTPAddr, pulumi.String(fmt.Sprintf(":%d", httpPort))},
+		{envDrainTimeout, pulumi.String(drainTimeout(s.TerminationGracePeriodSeconds))},
 	}
-	if limit, ok := goMemLimit(s.MemoryLimit); ok {
-		env = append(env, corev1.EnvVarArgs{Name: pulumi.String(envGoMemLimit), Value: pulumi.String(limit)})
+	if limit, ok := goMemLimit(memoryLimit); ok {
+		env = append(env, envVar{envGoMemLimit, pulumi.String(limit)})
 	}
 	if mode == ScaleModeScaledJob {
-		env = append(env, corev1.EnvVarArgs{Name: pulumi.String(envExitWhenEmpty), Value: pulumi.String("true")})
+		env = append(env, envVar{envExitWhenEmpty, pulumi.String("true")})
+	}
+	return env
+}
+
+// consumerEnv is the consumer container's environment on AKS.
+func consumerEnv(s ConsumerSettings, in consumerInputs, mode string) corev1.EnvVarArray {
+	var env corev1.EnvVarArray
+	for _, v := range consumerEnvVars(s, in.QueueName, in.StorageAccountName, in.TableName, mode, s.MemoryLimit) {
+		env = append(env, corev1.EnvVarArgs{Name: pulumi.String(v.Name), Value: v.Value})
 	}
 	return env
 }
@@ -375,23 +395,30 @@ func triggerAuthenticationArgs(s ConsumerSettings, namespace, clientID pulumi.St
 	}
 }
 
-// azureQueueTrigger is KEDA's azure-queue trigger on the consumer's queue. queueLength is the
-// target messages per replica (ScaledObject) or per job (ScaledJob).
+// azureQueueMetadata is KEDA's azure-queue scaler metadata on the consumer's queue, the same on
+// AKS (a trigger of the ScaledObject or ScaledJob) and Container Apps (a custom scale rule).
+// queueLength is the target messages per replica (ScaledObject) or per job (ScaledJob).
+func azureQueueMetadata(s ConsumerSettings, queueName, accountName pulumi.StringInput, queueLength int) pulumi.StringMap {
+	return pulumi.StringMap{
+		"queueName":             queueName,
+		"accountName":           accountName,
+		"queueLength":           pulumi.String(strconv.Itoa(queueLength)),
+		"activationQueueLength": pulumi.String(strconv.Itoa(s.ActivationQueueLength)),
+		// "all" (KEDA's default, explicit so nobody flips it): the depth counts in-flight
+		// (invisible) messages, so a replica stays active while it works, and the ScaledJob's
+		// "default" strategy, which subtracts running jobs, counts each message once. With
+		// "visibleonly" both go wrong; docs/cloud-notes.md has KEDA's source for each.
+		"queueLengthStrategy": pulumi.String(QueueLengthStrategy),
+		"cloud":               pulumi.String("AzurePublicCloud"),
+	}
+}
+
+// azureQueueTrigger is KEDA's azure-queue trigger on the consumer's queue, authenticated by the
+// TriggerAuthentication.
 func azureQueueTrigger(s ConsumerSettings, in consumerInputs, queueLength int) pulumi.Map {
 	return pulumi.Map{
-		"type": pulumi.String("azure-queue"),
-		"metadata": pulumi.StringMap{
-			"queueName":             in.QueueName,
-			"accountName":           in.StorageAccountName,
-			"queueLength":           pulumi.String(strconv.Itoa(queueLength)),
-			"activationQueueLength": pulumi.String(strconv.Itoa(s.ActivationQueueLength)),
-			// "all" (KEDA's default, explicit so nobody flips it): the depth counts in-flight
-			// (invisible) messages, so a replica stays active while it works, and the ScaledJob's
-			// "default" strategy, which subtracts running jobs, counts each message once. With
-			// "visibleonly" both go wrong; docs/cloud-notes.md has KEDA's source for each.
-			"queueLengthStrategy": pulumi.String(QueueLengthStrategy),
-			"cloud":               pulumi.String("AzurePublicCloud"),
-		},
+		"type":              pulumi.String(AzureQueueScalerType),
+		"metadata":          azureQueueMetadata(s, in.QueueName, in.StorageAccountName, queueLength),
 		"authenticationRef": pulumi.Map{"name": in.TriggerAuthenticationName},
 	}
 }

@@ -60,3 +60,38 @@ func newRoleAssignment(ctx *pulumi.Context, name string, ra roleAssignment, opts
 	}
 	return res, nil
 }
+
+// consumerDataScopes are what the consumer's identity gets data roles on.
+type consumerDataScopes struct {
+	PrincipalID, SubscriptionID     pulumi.StringInput
+	QueueID, PoisonQueueID, TableID pulumi.StringInput
+}
+
+// newConsumerDataRoles gives the consumer's identity Storage Queue Data Contributor on the queue
+// and on the poison queue (where it moves what it cannot process) and Storage Table Data
+// Contributor on the table, each scoped to that one queue or table. The queue's role comes first.
+// Children are named name+"-queue-data-contributor", name+"-poison-queue-data-contributor" and
+// name+"-table-data-contributor" on either target.
+func newConsumerDataRoles(ctx *pulumi.Context, name string, d consumerDataScopes, opts ...pulumi.ResourceOption) ([]pulumi.Resource, error) {
+	var out []pulumi.Resource
+	for _, ra := range []struct {
+		suffix, role string
+		scope        pulumi.StringInput
+	}{
+		{"-queue-data-contributor", RoleStorageQueueDataContributor, d.QueueID},
+		{"-poison-queue-data-contributor", RoleStorageQueueDataContributor, d.PoisonQueueID},
+		{"-table-data-contributor", RoleStorageTableDataContributor, d.TableID},
+	} {
+		role, err := newRoleAssignment(ctx, name+ra.suffix, roleAssignment{
+			PrincipalID:    d.PrincipalID,
+			SubscriptionID: d.SubscriptionID,
+			RoleGUID:       ra.role,
+			Scope:          ra.scope,
+		}, opts...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, role)
+	}
+	return out, nil
+}

@@ -124,29 +124,15 @@ func NewWorkloadIdentity(ctx *pulumi.Context, name string, args *WorkloadIdentit
 	if err != nil {
 		return nil, fmt.Errorf("creating workload identity %q: %w", name, err)
 	}
-	var queueRole pulumi.Resource
-	for _, ra := range []struct {
-		suffix, role string
-		scope        pulumi.StringInput
-	}{
-		{"-queue-data-contributor", RoleStorageQueueDataContributor, args.QueueID},
-		{"-poison-queue-data-contributor", RoleStorageQueueDataContributor, args.PoisonQueueID},
-		{"-table-data-contributor", RoleStorageTableDataContributor, args.TableID},
-	} {
-		role, err := newRoleAssignment(ctx, name+ra.suffix, roleAssignment{
-			PrincipalID:    identity.PrincipalId,
-			SubscriptionID: args.SubscriptionID,
-			RoleGUID:       ra.role,
-			Scope:          ra.scope,
-		}, pulumi.Parent(w))
-		if err != nil {
-			return nil, err
-		}
-		if queueRole == nil {
-			queueRole = role
-		}
-		w.PodGrants = append(w.PodGrants, role)
+	grants, err := newConsumerDataRoles(ctx, name, consumerDataScopes{
+		PrincipalID: identity.PrincipalId, SubscriptionID: args.SubscriptionID,
+		QueueID: args.QueueID, PoisonQueueID: args.PoisonQueueID, TableID: args.TableID,
+	}, pulumi.Parent(w))
+	if err != nil {
+		return nil, err
 	}
+	queueRole := grants[0]
+	w.PodGrants = append(w.PodGrants, grants...)
 	// Same issuer+subject cannot exist twice on an identity: replace by delete first.
 	first, err := managedidentity.NewFederatedIdentityCredential(ctx, name+"-sa-credential",
 		federatedCredentialArgs(args, identity.Name, args.CredentialName, ServiceAccountSubject(args.Namespace, args.ServiceAccountName)),
