@@ -73,14 +73,14 @@ var consolidateAfterPattern = regexp.MustCompile(`^(([0-9]+(s|m|h))+|Never)$`)
 // Start from DefaultConsumerSettings and override what the stack sets; call Validate.
 type ConsumerSettings struct {
 	// Namespace is the namespace of every namespaced object (default aqs-demo).
-	Namespace string `json:"namespace"`
+	Namespace string `json:"namespace" platform:"aks"`
 	// ServiceAccountName is the pods' service account, federated with the workload identity
 	// (default aqs-app-service-account). The federated credential's subject must use it.
-	ServiceAccountName string `json:"serviceAccountName"`
+	ServiceAccountName string `json:"serviceAccountName" platform:"aks"`
 	// DeploymentName is the consumer Deployment (ScaledObject mode) (default aqs-app).
-	DeploymentName string `json:"deploymentName"`
+	DeploymentName string `json:"deploymentName" platform:"aks"`
 	// AppLabel is the value of the pods' `app` label and the Deployment selector (default aqs-reader).
-	AppLabel string `json:"appLabel"`
+	AppLabel string `json:"appLabel" platform:"aks"`
 
 	// Image is a prebuilt consumer image reference (registry/repository:tag or @digest); empty
 	// means the stack builds the image in its registry with an ACR task run from the git source
@@ -91,11 +91,11 @@ type ConsumerSettings struct {
 	// (default ScaledObject).
 	ScaleMode string `json:"scaleMode"`
 	// ScaledObjectName names the KEDA ScaledObject (default aws2az-queue-scaleobj).
-	ScaledObjectName string `json:"scaledObjectName"`
+	ScaledObjectName string `json:"scaledObjectName" platform:"aks"`
 	// ScaledJobName names the KEDA ScaledJob (default aws2az-queue-scaledjob).
-	ScaledJobName string `json:"scaledJobName"`
+	ScaledJobName string `json:"scaledJobName" platform:"aks"`
 	// TriggerAuthenticationName names the KEDA TriggerAuthentication (default keda-az-credentials).
-	TriggerAuthenticationName string `json:"triggerAuthenticationName"`
+	TriggerAuthenticationName string `json:"triggerAuthenticationName" platform:"aks"`
 	// MinReplicas is the ScaledObject's minReplicaCount; 0 scales to zero (default 0).
 	MinReplicas int `json:"minReplicas"`
 	// MaxReplicas is the ScaledObject's maxReplicaCount (default DefaultMaxReplicas).
@@ -114,12 +114,12 @@ type ConsumerSettings struct {
 	// JobMaxReplicas is the ScaledJob's maximum concurrent jobs (default DefaultJobMaxReplicas).
 	JobMaxReplicas int `json:"jobMaxReplicas"`
 	// JobSuccessfulHistoryLimit is how many finished jobs KEDA keeps (default 3).
-	JobSuccessfulHistoryLimit int `json:"jobSuccessfulHistoryLimit"`
+	JobSuccessfulHistoryLimit int `json:"jobSuccessfulHistoryLimit" platform:"aks"`
 	// JobFailedHistoryLimit is how many failed jobs KEDA keeps (default 5).
-	JobFailedHistoryLimit int `json:"jobFailedHistoryLimit"`
+	JobFailedHistoryLimit int `json:"jobFailedHistoryLimit" platform:"aks"`
 	// JobScalingStrategy is the ScaledJob scalingStrategy: default, accurate or eager (default
 	// "default", right for Azure queues whose depth counts in-flight messages).
-	JobScalingStrategy string `json:"jobScalingStrategy"`
+	JobScalingStrategy string `json:"jobScalingStrategy" platform:"aks"`
 	// JobActiveDeadlineSeconds bounds one job's run time (default 600).
 	JobActiveDeadlineSeconds int `json:"jobActiveDeadlineSeconds"`
 	// JobBackoffLimit is the retries of a failed job pod (default 2).
@@ -130,15 +130,15 @@ type ConsumerSettings struct {
 	// MemoryRequest is the consumer container's memory request (default 64Mi).
 	MemoryRequest string `json:"memoryRequest"`
 	// CPULimit is the consumer container's CPU limit (default 500m).
-	CPULimit string `json:"cpuLimit"`
+	CPULimit string `json:"cpuLimit" platform:"aks"`
 	// MemoryLimit is the consumer container's memory limit (default 128Mi).
-	MemoryLimit string `json:"memoryLimit"`
+	MemoryLimit string `json:"memoryLimit" platform:"aks"`
 	// TerminationGracePeriodSeconds is how long a stopping pod may finish in-flight messages; the
 	// consumer's CONSUMER_DRAIN_TIMEOUT is derived from it, 10 s shorter (default 60).
 	TerminationGracePeriodSeconds int `json:"terminationGracePeriodSeconds"`
 	// NodeFailureTolerationSeconds is how long pods stay on an unreachable or not-ready node
 	// before they are evicted (default 30; Kubernetes' own default is 300).
-	NodeFailureTolerationSeconds int `json:"nodeFailureTolerationSeconds"`
+	NodeFailureTolerationSeconds int `json:"nodeFailureTolerationSeconds" platform:"aks"`
 
 	// ConsumerConcurrency is CONSUMER_CONCURRENCY: messages processed at once per pod (default 16).
 	ConsumerConcurrency int `json:"consumerConcurrency"`
@@ -152,19 +152,19 @@ type ConsumerSettings struct {
 
 	// NodePoolName is the Karpenter NodePool for the consumer, also the value of its
 	// `deployment=<name>:NoSchedule` taint (default aqs-app-pool; never default or system-surge).
-	NodePoolName string `json:"nodePoolName"`
+	NodePoolName string `json:"nodePoolName" platform:"aks"`
 	// NodePoolSKUFamily is the Azure VM family (karpenter.azure.com/sku-family) (default D).
-	NodePoolSKUFamily string `json:"nodePoolSkuFamily"`
+	NodePoolSKUFamily string `json:"nodePoolSkuFamily" platform:"aks"`
 	// NodePoolCPULimit caps the total CPU of the pool's nodes (default 100).
-	NodePoolCPULimit string `json:"nodePoolCpuLimit"`
+	NodePoolCPULimit string `json:"nodePoolCpuLimit" platform:"aks"`
 	// NodePoolConsolidateAfter is how long a node must be empty or underutilized before Karpenter
 	// consolidates it (default 1m).
-	NodePoolConsolidateAfter string `json:"nodePoolConsolidateAfter"`
+	NodePoolConsolidateAfter string `json:"nodePoolConsolidateAfter" platform:"aks"`
 	// AppCapacityTypes are the NodePool's karpenter.sh/capacity-type values: on-demand, spot, or
 	// both, in which case NAP prefers spot and falls back to on-demand when spot capacity is
 	// unavailable (default on-demand). With spot, terminationGracePeriodSeconds must fit Azure's
 	// eviction notice (SpotEvictionNoticeSeconds).
-	AppCapacityTypes []string `json:"appCapacityTypes"`
+	AppCapacityTypes []string `json:"appCapacityTypes" platform:"aks"`
 }
 
 // Karpenter's capacity types on Azure, and the notice Azure gives a spot VM before evicting it
