@@ -45,7 +45,7 @@ bench: deps ## Consumer vs reference client on one Azurite; last line is the thr
 	go run ./cmd/bench
 
 golden: ## Regenerate the golden inventories and docs/plan.dev.md after reviewing a change
-	go test . -run '^(TestStacks|TestPlan)$$' -update
+	go test . -run '^(TestStacks|TestContainerAppsStacks|TestPlan)$$' -update
 
 # imageSourceRepository has no default (only you know where your copy of this project lives); the
 # offline plan shows a placeholder unless you pass yours.

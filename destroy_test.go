@@ -29,7 +29,7 @@ func TestDestroyIsCleanByDesign(t *testing.T) {
 					continue
 				case r.Type == tRole:
 					assert.Contains(t, r.Input("scope"), rgScope, "%s %s must be scoped inside the stack's resource group", r.Type, r.Name)
-				case r.Type == tDCRA: // an extension resource of the cluster, deleted with it
+				case r.Type == tDCRA || r.Type == tDiagnostics: // extension resources of the cluster or the environment, deleted with it
 					assert.Contains(t, r.Input("resourceUri"), rgScope, "%s %s must be scoped inside the stack's resource group", r.Type, r.Name)
 				default:
 					assert.Equal(t, rg, r.Input("resourceGroupName"), "%s %s must live in the stack's resource group", r.Type, r.Name)
@@ -39,6 +39,18 @@ func TestDestroyIsCleanByDesign(t *testing.T) {
 			assert.Greater(t, checked, 15, "Azure resources checked")
 
 			ws := m.One(t, tWorkspace)
+			if env := m.ByType(tManagedEnv); len(env) > 0 {
+				// Container Apps: no cluster, nothing Kubernetes; the environment's logs go to the
+				// stack's workspace through its diagnostic setting.
+				diag := m.One(t, tDiagnostics)
+				assert.Equal(t, env[0].ID, diag.Input("resourceUri"))
+				assert.Equal(t, ws.Output("id"), diag.Input("workspaceId"), "the environment's logs go to the stack's own workspace")
+				assert.Empty(t, m.ByType(tCluster))
+				for _, r := range m.Resources() {
+					assert.False(t, strings.HasPrefix(r.Type, "kubernetes:") || r.Type == "pulumi:providers:kubernetes", "Kubernetes on Container Apps: %s %s", r.Type, r.Name)
+				}
+				return
+			}
 			mc := m.One(t, tCluster)
 			assert.Equal(t, ws.Output("id"), mc.Input("addonProfiles.omsagent.config.logAnalyticsWorkspaceResourceID"),
 				"Container Insights must use the stack's own workspace")

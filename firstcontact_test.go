@@ -27,7 +27,7 @@ const (
 
 // forEachStackAndMode runs check on the program's run for every stack in both scale modes.
 func forEachStackAndMode(t *testing.T, check func(t *testing.T, stack, mode string, m *pulumitest.Mocks)) {
-	for _, stack := range stackNames(t) {
+	for _, stack := range aksStackNames(t) {
 		for _, mode := range []string{components.ScaleModeScaledObject, components.ScaleModeScaledJob} {
 			t.Run(stack+"/"+mode, func(t *testing.T) {
 				t.Parallel()
@@ -155,7 +155,7 @@ func TestImageSourceRepositoryIsRequired(t *testing.T) {
 // Item 6: a version pin beside a channel that moves it is refused, naming the key; the inline
 // pool pins no orchestratorVersion, so nothing on it drifts when the channel upgrades it.
 func TestVersionPinBesideAMovingChannelIsRefused(t *testing.T) {
-	for _, stack := range stackNames(t) {
+	for _, stack := range aksStackNames(t) {
 		t.Run(stack, func(t *testing.T) {
 			t.Parallel()
 			cfg := loadStackConfig(t, stack)

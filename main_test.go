@@ -21,27 +21,31 @@ import (
 var update = flag.Bool("update", false, "regenerate testdata/inventory.<stack>.golden from the current program")
 
 const (
-	tCluster     = "azure-native:containerservice:ManagedCluster"
-	tAgentPool   = "azure-native:containerservice:AgentPool"
-	tRole        = "azure-native:authorization:RoleAssignment"
-	tFIC         = "azure-native:managedidentity:FederatedIdentityCredential"
-	tIdentity    = "azure-native:managedidentity:UserAssignedIdentity"
-	tAccount     = "azure-native:storage:StorageAccount"
-	tQueue       = "azure-native:storage:Queue"
-	tTable       = "azure-native:storage:Table"
-	tRegistry    = "azure-native:containerregistry:Registry"
-	tSubnet      = "azure-native:network:Subnet"
-	tWorkspace   = "azure-native:operationalinsights:Workspace"
-	tRandom      = "random:index/randomString:RandomString"
-	tResourceGrp = "azure-native:resources:ResourceGroup"
-	tDCR         = "azure-native:monitor:DataCollectionRule"
-	tDCRA        = "azure-native:monitor:DataCollectionRuleAssociation"
+	tCluster      = "azure-native:containerservice:ManagedCluster"
+	tAgentPool    = "azure-native:containerservice:AgentPool"
+	tRole         = "azure-native:authorization:RoleAssignment"
+	tFIC          = "azure-native:managedidentity:FederatedIdentityCredential"
+	tIdentity     = "azure-native:managedidentity:UserAssignedIdentity"
+	tAccount      = "azure-native:storage:StorageAccount"
+	tQueue        = "azure-native:storage:Queue"
+	tTable        = "azure-native:storage:Table"
+	tRegistry     = "azure-native:containerregistry:Registry"
+	tSubnet       = "azure-native:network:Subnet"
+	tWorkspace    = "azure-native:operationalinsights:Workspace"
+	tRandom       = "random:index/randomString:RandomString"
+	tResourceGrp  = "azure-native:resources:ResourceGroup"
+	tDCR          = "azure-native:monitor:DataCollectionRule"
+	tDCRA         = "azure-native:monitor:DataCollectionRuleAssociation"
+	tManagedEnv   = "azure-native:app:ManagedEnvironment"
+	tContainerApp = "azure-native:app:ContainerApp"
+	tACAJob       = "azure-native:app:Job"
+	tDiagnostics  = "azure-native:monitor:DiagnosticSetting"
 )
 
 // TestStacks runs the program once per Pulumi.<stack>.yaml, with the config loaded as the CLI
 // would, and checks what every stack must have.
 func TestStacks(t *testing.T) {
-	for _, stack := range stackNames(t) {
+	for _, stack := range aksStackNames(t) {
 		t.Run(stack, func(t *testing.T) {
 			t.Parallel()
 			cfg := loadStackConfig(t, stack)
@@ -114,7 +118,7 @@ func TestStacks(t *testing.T) {
 			assert.Equal(t, wantState, run.outputs["deployState"].Value)
 			// verify finds the workload through this output (cmd/verify); names as the stack's config.
 			assert.Equal(t, map[string]string{
-				"namespace": "aqs-demo", "scaleMode": cfgOr(cfg, "scaleMode", "ScaledObject"),
+				"platform": "aks", "namespace": "aqs-demo", "scaleMode": cfgOr(cfg, "scaleMode", "ScaledObject"),
 				"deploymentName": "aqs-app", "scaledObjectName": "aws2az-queue-scaleobj",
 				"scaledJobName": "aws2az-queue-scaledjob", "nodePoolName": "aqs-app-pool", "appLabel": "aqs-reader",
 			}, run.outputs["consumerWorkload"].Value, "consumerWorkload")
@@ -129,9 +133,16 @@ func TestProgramRunsEveryStack(t *testing.T) {
 	for _, stack := range stackNames(t) {
 		t.Run(stack, func(t *testing.T) {
 			t.Parallel()
-			m, err := runProgram(stack, loadStackConfig(t, stack))
+			cfg := loadStackConfig(t, stack)
+			m, err := runProgram(stack, cfg)
 			require.NoError(t, err)
-			assert.NotEmpty(t, m.ByType(tCluster))
+			if cfg[infra.Project+":platform"] == infra.PlatformContainerApps {
+				assert.Empty(t, m.ByType(tCluster))
+				assert.NotEmpty(t, m.ByType(tManagedEnv))
+			} else {
+				assert.NotEmpty(t, m.ByType(tCluster))
+				assert.Empty(t, m.ByType(tManagedEnv))
+			}
 		})
 	}
 }
@@ -139,7 +150,7 @@ func TestProgramRunsEveryStack(t *testing.T) {
 // Pitfall 1 (SPEC §7): NAP needs Azure CNI overlay + Cilium (dataplane and policy), IPv4 only,
 // and no pool with the cluster autoscaler.
 func TestPitfallNAPNetworkProfile(t *testing.T) {
-	for _, stack := range stackNames(t) {
+	for _, stack := range aksStackNames(t) {
 		t.Run(stack, func(t *testing.T) {
 			t.Parallel()
 			m := runStack(t, stack, loadStackConfig(t, stack)).mocks
@@ -376,9 +387,9 @@ func checkGolden(t *testing.T, stack string, m *pulumitest.Mocks) {
 		return
 	}
 	want, err := os.ReadFile(path)
-	require.NoError(t, err, "missing golden file; run: go test . -run TestStacks -update")
+	require.NoError(t, err, "missing golden file; run: make golden")
 	if string(want) != got {
-		t.Errorf("resource inventory for %s differs from %s (review, then regenerate with: go test . -run TestStacks -update)\n%s",
+		t.Errorf("resource inventory for %s differs from %s (review, then regenerate with: make golden)\n%s",
 			stack, path, lineDiff(string(want), got))
 	}
 }

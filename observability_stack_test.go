@@ -46,7 +46,7 @@ var prometheusTypes = []string{components.ManagedPrometheusType, tMonitorWorkspa
 // wired to the cluster, and the outputs.
 func TestManagedPrometheusStacks(t *testing.T) {
 	emails := `["oncall@example.com","lead@example.org"]`
-	for _, stack := range stackNames(t) {
+	for _, stack := range aksStackNames(t) {
 		for _, tc := range []struct {
 			name   string
 			kv     []string

@@ -20,6 +20,33 @@ func stackNames(t *testing.T) []string {
 	return stacks
 }
 
+// aksStackNames returns the stacks on AKS (platform aks, the default): the tests of the cluster,
+// its monitoring and the Kubernetes side run on these. containerapps_test.go covers the others.
+func aksStackNames(t *testing.T) []string { return stacksOn(t, infra.PlatformAKS) }
+
+// containerAppsStackNames returns the stacks on Azure Container Apps.
+func containerAppsStackNames(t *testing.T) []string { return stacksOn(t, infra.PlatformContainerApps) }
+
+// stacksOn returns the stacks whose config (as the CLI loads it) targets platform; it fails when
+// there is none, so a test cannot pass by checking nothing.
+func stacksOn(t *testing.T, platform string) []string {
+	t.Helper()
+	var out []string
+	for _, stack := range stackNames(t) {
+		cfg, err := pulumitest.LoadStackConfig(".", stack)
+		require.NoError(t, err)
+		p := cfg[infra.Project+":platform"]
+		if p == "" {
+			p = infra.PlatformAKS
+		}
+		if p == platform {
+			out = append(out, stack)
+		}
+	}
+	require.NotEmpty(t, out, "no stack file targets platform %s", platform)
+	return out
+}
+
 // loadStackConfig loads Pulumi.yaml and Pulumi.<stack>.yaml exactly as the CLI does (see
 // pulumitest.LoadStackConfig) and returns the config as the program sees it, with the one key
 // every deployment must set and no stack file can (imageSourceRepository), as CI sets it.

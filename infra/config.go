@@ -38,6 +38,10 @@ type Config struct {
 	Tags map[string]string `json:"tags"`
 	// Protect marks the storage account, registry and cluster as protected (prod).
 	Protect bool `json:"protect"`
+	// Platform is where the consumer runs: aks (an AKS cluster with NAP and the KEDA add-on) or
+	// containerapps (a Container Apps environment, whose built-in KEDA scales it). Keys tagged
+	// platform:"aks" mean something only on AKS and are refused with containerapps.
+	Platform string `json:"platform"`
 
 	// StorageAccountName overrides the derived stor<prefix><suffix> name when set.
 	StorageAccountName string `json:"storageAccountName"`
@@ -68,50 +72,53 @@ type Config struct {
 	// VnetAddressSpace is the virtual network's address space.
 	VnetAddressSpace string `json:"vnetAddressSpace"`
 	// AksSubnetPrefix is the AKS node subnet, inside VnetAddressSpace.
-	AksSubnetPrefix string `json:"aksSubnetPrefix"`
+	AksSubnetPrefix string `json:"aksSubnetPrefix" platform:"aks"`
+	// ContainerAppsSubnetPrefix is the Container Apps environment's infrastructure subnet, inside
+	// VnetAddressSpace, delegated to Microsoft.App/environments (a /27 or larger).
+	ContainerAppsSubnetPrefix string `json:"containerAppsSubnetPrefix" platform:"containerapps"`
 	// PodCidr is the overlay pod address range (must not overlap the VNet).
-	PodCidr string `json:"podCidr"`
+	PodCidr string `json:"podCidr" platform:"aks"`
 	// ServiceCidr is the Kubernetes service address range (must not overlap the VNet or pods).
-	ServiceCidr string `json:"serviceCidr"`
+	ServiceCidr string `json:"serviceCidr" platform:"aks"`
 	// DNSServiceIP is the cluster DNS service address, inside ServiceCidr.
-	DNSServiceIP string `json:"dnsServiceIp"`
+	DNSServiceIP string `json:"dnsServiceIp" platform:"aks"`
 	// APIServerAuthorizedIPRanges restricts the Kubernetes API server to these CIDRs (empty: open).
-	APIServerAuthorizedIPRanges []string `json:"apiServerAuthorizedIpRanges"`
+	APIServerAuthorizedIPRanges []string `json:"apiServerAuthorizedIpRanges" platform:"aks"`
 
 	// KubernetesVersion is the cluster's Kubernetes version (empty: the AKS default at creation).
-	KubernetesVersion string `json:"kubernetesVersion"`
+	KubernetesVersion string `json:"kubernetesVersion" platform:"aks"`
 	// SystemNodeCount is the fixed size of the inline system pool.
-	SystemNodeCount int `json:"systemNodeCount"`
+	SystemNodeCount int `json:"systemNodeCount" platform:"aks"`
 	// SystemNodeVMSize is the VM size of the system pool.
-	SystemNodeVMSize string `json:"systemNodeVmSize"`
+	SystemNodeVMSize string `json:"systemNodeVmSize" platform:"aks"`
 	// SystemNodeZones are the availability zones of the system pool (empty: no zones).
-	SystemNodeZones []string `json:"systemNodeZones"`
+	SystemNodeZones []string `json:"systemNodeZones" platform:"aks"`
 	// UpgradeChannel is the cluster auto-upgrade channel.
-	UpgradeChannel string `json:"upgradeChannel"`
+	UpgradeChannel string `json:"upgradeChannel" platform:"aks"`
 	// NodeOSUpgradeChannel is the node OS upgrade channel.
-	NodeOSUpgradeChannel string `json:"nodeOsUpgradeChannel"`
+	NodeOSUpgradeChannel string `json:"nodeOsUpgradeChannel" platform:"aks"`
 	// LogRetentionDays is the Log Analytics workspace retention.
 	LogRetentionDays int `json:"logRetentionDays"`
 	// ClusterTier is the AKS pricing tier (Free, or Standard for the uptime SLA).
-	ClusterTier string `json:"clusterTier"`
+	ClusterTier string `json:"clusterTier" platform:"aks"`
 	// LocalAccounts keeps AKS's local accounts (static admin credential). False (both stacks):
 	// Entra-only access with Azure RBAC for Kubernetes; the deployer gets AKS RBAC Cluster Admin
 	// on the cluster, and kubeconfigs use kubelogin.
-	LocalAccounts bool `json:"localAccounts"`
+	LocalAccounts bool `json:"localAccounts" platform:"aks"`
 	// MaintenanceWindow is the weekly window for AKS's auto-upgrades and node OS upgrades (the
 	// zero value, `{}`: no window, AKS upgrades whenever its channel has something).
-	MaintenanceWindow components.MaintenanceWindow `json:"maintenanceWindow"`
+	MaintenanceWindow components.MaintenanceWindow `json:"maintenanceWindow" platform:"aks"`
 
 	// ManagedPrometheus turns on Azure Monitor managed Prometheus: the cluster's metrics add-on,
 	// an Azure Monitor workspace with its data collection endpoint, rule and association, and
 	// a Prometheus rule group with the workload's alerts (internal/observability).
-	ManagedPrometheus bool `json:"managedPrometheus"`
+	ManagedPrometheus bool `json:"managedPrometheus" platform:"aks"`
 	// AlertEmails are the e-mail receivers of the alerts' action group (only with
 	// ManagedPrometheus; empty: the alerts fire without notifying anyone).
-	AlertEmails []string `json:"alertEmails"`
+	AlertEmails []string `json:"alertEmails" platform:"aks"`
 	// BacklogAlertFor is how long the queue backlog may stay above what KEDA scales for before
 	// the backlog alert fires, a Go duration from 1m to 24h.
-	BacklogAlertFor string `json:"backlogAlertFor"`
+	BacklogAlertFor string `json:"backlogAlertFor" platform:"aks"`
 
 	// ImageSourceRepository is the git repository (https) the consumer image is built from when
 	// the image key is empty; required then (no default: only the user knows where their copy of
@@ -135,6 +142,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Prefix:                      "aksdemo",
+		Platform:                    PlatformAKS,
 		Location:                    "westus3",
 		Tags:                        map[string]string{},
 		StorageSku:                  "Standard_LRS",
@@ -145,6 +153,7 @@ func DefaultConfig() Config {
 		RegistrySku:                 "Basic",
 		VnetAddressSpace:            "10.224.0.0/12",
 		AksSubnetPrefix:             "10.224.0.0/16",
+		ContainerAppsSubnetPrefix:   "10.225.0.0/24",
 		PodCidr:                     "10.244.0.0/16",
 		ServiceCidr:                 "10.0.0.0/16",
 		DNSServiceIP:                "10.0.0.10",

@@ -5,6 +5,8 @@ import (
 
 	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/aks-edw/aks-edw/components"
 )
 
 // Names are the Azure resource names of one stack, following the original deploy script with a
@@ -23,6 +25,13 @@ type Names struct {
 	VirtualNetwork      pulumi.StringOutput
 	AksSubnet           pulumi.StringOutput
 	LogAnalytics        pulumi.StringOutput
+	// ContainerAppsSubnet, ConsumerIdentity, ContainerAppsEnvironment, ContainerAppName and
+	// ContainerAppsJobName are used only with platform containerapps.
+	ContainerAppsSubnet      pulumi.StringOutput
+	ConsumerIdentity         pulumi.StringOutput
+	ContainerAppsEnvironment pulumi.StringOutput
+	ContainerAppName         pulumi.StringOutput
+	ContainerAppsJobName     pulumi.StringOutput
 	// MonitorWorkspace, AlertRuleGroup and ActionGroup are used only with managedPrometheus.
 	MonitorWorkspace pulumi.StringOutput
 	AlertRuleGroup   pulumi.StringOutput
@@ -64,10 +73,16 @@ func namesFrom(cfg Config, sfx pulumi.StringOutput) *Names {
 		KedaCredential:      pulumi.Sprintf("fed-cred-%s-kedasvc-%s", p, sfx),
 		VirtualNetwork:      pulumi.Sprintf("vnet-%s-%s", p, sfx),
 		AksSubnet:           pulumi.String("snet-aks").ToStringOutput(),
-		LogAnalytics:        pulumi.Sprintf("log-%s-%s", p, sfx),
-		MonitorWorkspace:    pulumi.Sprintf("amw-%s-%s", p, sfx),
-		AlertRuleGroup:      pulumi.Sprintf("prom-alerts-%s-%s", p, sfx),
-		ActionGroup:         pulumi.Sprintf("ag-%s-%s", p, sfx),
+		ContainerAppsSubnet: pulumi.String("snet-aca").ToStringOutput(),
+		ConsumerIdentity:    pulumi.Sprintf("mi-%s-consumer-%s", p, sfx),
+		// Container Apps names: 2-32 lowercase letters, digits and hyphens (Validate checks the length).
+		ContainerAppsEnvironment: pulumi.Sprintf("cae-%s-%s", p, sfx),
+		ContainerAppName:         pulumi.Sprintf("ca-%s-%s", p, sfx),
+		ContainerAppsJobName:     pulumi.Sprintf("caj-%s-%s", p, sfx),
+		LogAnalytics:             pulumi.Sprintf("log-%s-%s", p, sfx),
+		MonitorWorkspace:         pulumi.Sprintf("amw-%s-%s", p, sfx),
+		AlertRuleGroup:           pulumi.Sprintf("prom-alerts-%s-%s", p, sfx),
+		ActionGroup:              pulumi.Sprintf("ag-%s-%s", p, sfx),
 	}
 	if cfg.StorageAccountName != "" {
 		n.StorageAccount = pulumi.String(cfg.StorageAccountName).ToStringOutput()
@@ -84,3 +99,15 @@ func ActionGroupShortName(prefix string) string {
 	}
 	return prefix
 }
+
+// ContainerApp is the name of the consumer on Container Apps: the app in ScaledObject mode, the
+// job in ScaledJob mode.
+func (n *Names) ContainerApp(scaleMode string) pulumi.StringOutput {
+	if scaleMode == components.ScaleModeScaledJob {
+		return n.ContainerAppsJobName
+	}
+	return n.ContainerAppName
+}
+
+// ContainerAppsNameMax is the longest name Azure allows a Container App, a job or an environment.
+const ContainerAppsNameMax = 32

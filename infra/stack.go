@@ -11,7 +11,9 @@ import (
 	"github.com/aks-edw/aks-edw/components"
 )
 
-// Stack is the Azure side of one environment.
+// Stack is the Azure side of one environment: the shared resources, and the cluster side (AKS:
+// Cluster, WorkloadIdentity, ...) or the Container Apps side (ConsumerIdentity, ContainerApps);
+// the other platform's fields are nil.
 type Stack struct {
 	Config           Config
 	Names            *Names
@@ -30,16 +32,110 @@ type Stack struct {
 	ConsumerImage pulumi.StringOutput
 	// Prometheus is managed Prometheus and the alerts; nil when managedPrometheus is off.
 	Prometheus *components.ManagedPrometheus
+
+	// ConsumerIdentity is the consumer's identity on Container Apps; nil on AKS (WorkloadIdentity).
+	ConsumerIdentity *components.ConsumerIdentity
+	// ContainerApps is the consumer on Container Apps (environment, app or job); nil on AKS.
+	ContainerApps *components.ContainerAppsConsumer
+
+	subscriptionID pulumi.StringOutput
+	deployerID     pulumi.StringOutput
 }
 
-// Deploy composes the Azure components for one stack.
-func Deploy(ctx *pulumi.Context, cfg Config) (*Stack, error) {
+// DeployAKS composes the Azure side of an AKS stack: the shared resources, then the cluster, its
+// monitoring, the workload identity and the deployer's access to the Kubernetes API. The
+// Kubernetes side (package workload) follows it.
+func DeployAKS(ctx *pulumi.Context, cfg Config) (*Stack, error) {
+	s, err := deployShared(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.deployCluster(ctx); err != nil {
+		return nil, err
+	}
+	return s, s.deployDeployerGrants(ctx)
+}
+
+// DeployContainerApps composes a Container Apps stack: the shared resources, then the consumer's
+// identity and the consumer on Container Apps (workspace, environment, app or job). It creates no
+// cluster and no Kubernetes provider or object.
+func DeployContainerApps(ctx *pulumi.Context, cfg Config) (*Stack, error) {
+	s, err := deployShared(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.StoragePublicNetworkAccess {
+		// docs/cloud-notes.md, "Azure Container Apps": the app's containers reach storage through
+		// the subnet's service endpoint, but nothing shows that Container Apps' own KEDA does.
+		if err := ctx.Log.Warn(ContainerAppsFirewallWarning, nil); err != nil {
+			return nil, fmt.Errorf("logging the storage firewall warning: %w", err)
+		}
+	}
+	location := pulumi.String(cfg.Location)
+	id, err := components.NewConsumerIdentity(ctx, "consumer-identity", &components.ConsumerIdentityArgs{
+		ResourceGroupName: s.ResourceGroup.Name,
+		Location:          location,
+		IdentityName:      s.Names.ConsumerIdentity,
+		SubscriptionID:    s.subscriptionID,
+		QueueID:           s.Storage.QueueID,
+		PoisonQueueID:     s.Storage.PoisonQueueID,
+		TableID:           s.Storage.TableID,
+		RegistryID:        s.Registry.ID,
+		Tags:              cfg.Tags,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.ConsumerIdentity = id
+	deps := append([]pulumi.Resource{}, id.Grants...)
+	if s.ImageBuild != nil {
+		deps = append(deps, s.ImageBuild.TaskRun)
+	}
+	var subnetID pulumi.StringInput
+	if s.Network != nil {
+		subnetID = s.Network.SubnetID
+	}
+	aca, err := components.NewContainerAppsConsumer(ctx, "consumer", &components.ContainerAppsConsumerArgs{
+		Settings:               cfg.Consumer,
+		ResourceGroupName:      s.ResourceGroup.Name,
+		Location:               location,
+		WorkspaceName:          s.Names.LogAnalytics,
+		LogRetentionDays:       cfg.LogRetentionDays,
+		EnvironmentName:        s.Names.ContainerAppsEnvironment,
+		AppName:                s.Names.ContainerApp(cfg.Consumer.ScaleMode),
+		InfrastructureSubnetID: subnetID,
+		StorageAccountName:     s.Storage.AccountName,
+		QueueName:              s.Storage.QueueName,
+		TableName:              s.Storage.TableName,
+		IdentityID:             id.ID,
+		ClientID:               id.ClientID,
+		RegistryServer:         s.Registry.LoginServer,
+		Image:                  s.ConsumerImage,
+		DependsOn:              deps,
+		Tags:                   cfg.Tags,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.ContainerApps = aca
+	return s, s.deployDeployerGrants(ctx)
+}
+
+// ContainerAppsFirewallWarning is logged when a Container Apps stack keeps the storage firewall
+// closed (storagePublicNetworkAccess false).
+const ContainerAppsFirewallWarning = Project + ":storagePublicNetworkAccess is false on platform containerapps: the consumer reaches " +
+	"the queue through the environment's subnet (service endpoint), but Container Apps' built-in KEDA scaler is not known to run " +
+	"inside that subnet; if it does not, it cannot read the queue depth and the app never scales from its minimum. " +
+	"Check the environment's system logs for KEDA errors after the first burst (see README, \"Two targets\"), or set minReplicas to 1 or more"
+
+// deployShared creates what both targets have: the name suffix, the resource group, the network,
+// the storage account with its queues and table, the registry and the consumer image build.
+func deployShared(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 	names, err := NewNames(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	client := authorization.GetClientConfigOutput(ctx)
-	subscriptionID := client.SubscriptionId()
 	location := pulumi.String(cfg.Location)
 
 	rg, err := resources.NewResourceGroup(ctx, "rg", &resources.ResourceGroupArgs{
@@ -51,15 +147,7 @@ func Deploy(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 		return nil, fmt.Errorf("creating resource group: %w", err)
 	}
 
-	net, err := components.NewNetwork(ctx, "network", &components.NetworkArgs{
-		ResourceGroupName: rg.Name,
-		Location:          location,
-		VnetName:          names.VirtualNetwork,
-		SubnetName:        names.AksSubnet,
-		AddressSpace:      cfg.VnetAddressSpace,
-		SubnetPrefix:      cfg.AksSubnetPrefix,
-		Tags:              cfg.Tags,
-	})
+	net, err := components.NewNetwork(ctx, "network", networkArgs(cfg, names, rg.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -118,17 +206,47 @@ func Deploy(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 			}
 		}
 	}
+	return &Stack{
+		Config: cfg, Names: names, ResourceGroup: rg, Network: net, Storage: store, Registry: registry,
+		ImageBuild: build, ConsumerImage: image,
+		subscriptionID: client.SubscriptionId(), deployerID: client.ObjectId(),
+	}, nil
+}
 
+// networkArgs is the stack's VNet with the platform's subnet: the AKS node subnet, or the
+// Container Apps environment's infrastructure subnet (delegated to Microsoft.App/environments).
+func networkArgs(cfg Config, names *Names, rg pulumi.StringInput) *components.NetworkArgs {
+	args := &components.NetworkArgs{
+		ResourceGroupName: rg,
+		Location:          pulumi.String(cfg.Location),
+		VnetName:          names.VirtualNetwork,
+		SubnetName:        names.AksSubnet,
+		AddressSpace:      cfg.VnetAddressSpace,
+		SubnetPrefix:      cfg.AksSubnetPrefix,
+		Tags:              cfg.Tags,
+	}
+	if cfg.OnContainerApps() {
+		args.SubnetName, args.SubnetPrefix = names.ContainerAppsSubnet, cfg.ContainerAppsSubnetPrefix
+		args.SubnetKey, args.Delegation = "aca", components.ContainerAppsSubnetDelegation
+	}
+	return args
+}
+
+// deployCluster creates the AKS side: the cluster, managed Prometheus when on, the workload
+// identity, and (Entra-only cluster) the deployer's AKS RBAC Cluster Admin.
+func (s *Stack) deployCluster(ctx *pulumi.Context) error {
+	cfg, names := s.Config, s.Names
+	location := pulumi.String(cfg.Location)
 	cluster, err := components.NewCluster(ctx, "cluster", &components.ClusterArgs{
-		ResourceGroupName: rg.Name,
+		ResourceGroupName: s.ResourceGroup.Name,
 		Location:          location,
 		ClusterName:       names.Cluster,
 		IdentityName:      names.ClusterIdentity,
 		WorkspaceName:     names.LogAnalytics,
 		NodeResourceGroup: names.NodeResourceGroup,
-		SubnetID:          net.SubnetID,
-		RegistryID:        registry.ID,
-		SubscriptionID:    subscriptionID,
+		SubnetID:          s.Network.SubnetID,
+		RegistryID:        s.Registry.ID,
+		SubscriptionID:    s.subscriptionID,
 		Spec: components.ClusterSpec{
 			KubernetesVersion:           cfg.KubernetesVersion,
 			SystemNodeCount:             cfg.SystemNodeCount,
@@ -150,22 +268,24 @@ func Deploy(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 		Protect: cfg.Protect,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
+	s.Cluster = cluster
 
-	prometheus, err := deployMonitoring(ctx, cfg, names, rg.Name, cluster)
+	prometheus, err := deployMonitoring(ctx, cfg, names, s.ResourceGroup.Name, cluster)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	s.Prometheus = prometheus
 
 	wi, err := components.NewWorkloadIdentity(ctx, "workload-identity", &components.WorkloadIdentityArgs{
-		ResourceGroupName:  rg.Name,
+		ResourceGroupName:  s.ResourceGroup.Name,
 		Location:           location,
 		IdentityName:       names.WorkloadIdentity,
-		SubscriptionID:     subscriptionID,
-		QueueID:            store.QueueID,
-		PoisonQueueID:      store.PoisonQueueID,
-		TableID:            store.TableID,
+		SubscriptionID:     s.subscriptionID,
+		QueueID:            s.Storage.QueueID,
+		PoisonQueueID:      s.Storage.PoisonQueueID,
+		TableID:            s.Storage.TableID,
 		IssuerURL:          cluster.OIDCIssuerURL,
 		Namespace:          cfg.Consumer.Namespace,
 		ServiceAccountName: cfg.Consumer.ServiceAccountName,
@@ -174,35 +294,41 @@ func Deploy(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 		Tags:               cfg.Tags,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
+	s.WorkloadIdentity = wi
 
 	// Entra-only cluster: the identity running `pulumi up` reaches the Kubernetes API through Azure
 	// RBAC for Kubernetes, so it gets AKS RBAC Cluster Admin on this cluster; every Kubernetes
 	// object waits for it (workload.Args.KubernetesAccess).
-	var k8sAccess []pulumi.Resource
 	if !cfg.LocalAccounts {
 		ra, err := authorization.NewRoleAssignment(ctx, "deployer-aks-rbac-cluster-admin", &authorization.RoleAssignmentArgs{
-			PrincipalId:      client.ObjectId(),
+			PrincipalId:      s.deployerID,
 			PrincipalType:    authorization.PrincipalType(cfg.DeployerPrincipalType),
-			RoleDefinitionId: components.RoleDefinitionID(subscriptionID, components.RoleAKSRBACClusterAdmin),
+			RoleDefinitionId: components.RoleDefinitionID(s.subscriptionID, components.RoleAKSRBACClusterAdmin),
 			Scope:            cluster.ManagedCluster.ID().ToStringOutput(),
 		})
 		if err != nil {
-			return nil, fmt.Errorf("granting the deployer AKS RBAC Cluster Admin: %w", err)
+			return fmt.Errorf("granting the deployer AKS RBAC Cluster Admin: %w", err)
 		}
-		k8sAccess = append(k8sAccess, ra)
+		s.KubernetesAccess = append(s.KubernetesAccess, ra)
 	}
+	return nil
+}
 
+// deployDeployerGrants gives the deploying principal the data roles its config asks for, on
+// either target.
+func (s *Stack) deployDeployerGrants(ctx *pulumi.Context) error {
+	cfg := s.Config
 	if cfg.GrantDeployerQueueAccess {
 		// The producer runs on an operator workstation with the operator's own Entra identity.
 		if _, err := authorization.NewRoleAssignment(ctx, "deployer-queue-data-contributor", &authorization.RoleAssignmentArgs{
-			PrincipalId:      client.ObjectId(),
+			PrincipalId:      s.deployerID,
 			PrincipalType:    authorization.PrincipalType(cfg.DeployerPrincipalType),
-			RoleDefinitionId: components.RoleDefinitionID(subscriptionID, components.RoleStorageQueueDataContributor),
-			Scope:            store.QueueID,
+			RoleDefinitionId: components.RoleDefinitionID(s.subscriptionID, components.RoleStorageQueueDataContributor),
+			Scope:            s.Storage.QueueID,
 		}); err != nil {
-			return nil, fmt.Errorf("granting the deployer queue access: %w", err)
+			return fmt.Errorf("granting the deployer queue access: %w", err)
 		}
 	}
 	if cfg.GrantDeployerVerifyAccess {
@@ -212,64 +338,105 @@ func Deploy(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 			name, role string
 			scope      pulumi.StringOutput
 		}{
-			{"deployer-table-data-contributor", components.RoleStorageTableDataContributor, store.TableID},
-			{"deployer-poison-queue-data-reader", components.RoleStorageQueueDataReader, store.PoisonQueueID},
+			{"deployer-table-data-contributor", components.RoleStorageTableDataContributor, s.Storage.TableID},
+			{"deployer-poison-queue-data-reader", components.RoleStorageQueueDataReader, s.Storage.PoisonQueueID},
 		} {
 			if _, err := authorization.NewRoleAssignment(ctx, g.name, &authorization.RoleAssignmentArgs{
-				PrincipalId:      client.ObjectId(),
+				PrincipalId:      s.deployerID,
 				PrincipalType:    authorization.PrincipalType(cfg.DeployerPrincipalType),
-				RoleDefinitionId: components.RoleDefinitionID(subscriptionID, g.role),
+				RoleDefinitionId: components.RoleDefinitionID(s.subscriptionID, g.role),
 				Scope:            g.scope,
 			}); err != nil {
-				return nil, fmt.Errorf("granting the deployer %s: %w", g.name, err)
+				return fmt.Errorf("granting the deployer %s: %w", g.name, err)
 			}
 		}
 	}
-
-	return &Stack{
-		Config: cfg, Names: names, ResourceGroup: rg, Network: net, Storage: store,
-		Registry: registry, Cluster: cluster, WorkloadIdentity: wi,
-		ImageBuild: build, ConsumerImage: image, Prometheus: prometheus, KubernetesAccess: k8sAccess,
-	}, nil
+	return nil
 }
 
-// OutputKeys are the stack outputs, in the order the README documents them.
+// OutputKeys are the stack outputs, in the order the README documents them. Both targets export
+// every key, so the outputs keep their shape; a key that has no meaning on the stack's target
+// (the cluster's on Container Apps, the environment's on AKS) is "".
 var OutputKeys = []string{
-	"suffix", "resourceGroupName", "storageAccountName", "queueName", "tableName",
+	"platform", "suffix", "resourceGroupName", "storageAccountName", "queueName", "tableName",
 	"containerRegistryName", "containerRegistryLoginServer", "aksManagedIdentityName",
-	"aksClusterName", "workloadManagedIdentityName", "workloadManagedIdentityClientId",
+	"aksClusterName", "containerAppsEnvironmentName", "containerAppName",
+	"workloadManagedIdentityName", "workloadManagedIdentityClientId",
 	"serviceAccount", "federatedIdentityCredentialName", "kedaServiceAccountCredentialName",
 	"oidcIssuerUrl", "kubeconfig", "deployState", "consumerImage", "consumerWorkload",
 	"azureMonitorWorkspaceId", "prometheusQueryEndpoint",
 }
 
+// none is the value of an output that has no meaning on the stack's target.
+func none() pulumi.StringOutput { return pulumi.String("").ToStringOutput() }
+
 // Outputs are the stack outputs of SPEC §6; the kubeconfig is a secret.
 func (s *Stack) Outputs() pulumi.Map {
-	sa := s.Config.Consumer.ServiceAccountName
-	return pulumi.Map{
-		"suffix":                           s.Names.Suffix,
-		"resourceGroupName":                s.ResourceGroup.Name,
-		"storageAccountName":               s.Storage.AccountName,
-		"queueName":                        s.Storage.QueueName,
-		"tableName":                        s.Storage.TableName,
-		"containerRegistryName":            s.Registry.Name,
-		"containerRegistryLoginServer":     s.Registry.LoginServer,
-		"aksManagedIdentityName":           s.Cluster.IdentityName,
-		"aksClusterName":                   s.Cluster.Name,
-		"workloadManagedIdentityName":      s.WorkloadIdentity.Name,
-		"workloadManagedIdentityClientId":  s.WorkloadIdentity.ClientID,
-		"serviceAccount":                   pulumi.String(sa),
-		"federatedIdentityCredentialName":  s.WorkloadIdentity.CredentialName,
-		"kedaServiceAccountCredentialName": s.WorkloadIdentity.KedaCredentialName,
-		"oidcIssuerUrl":                    s.Cluster.OIDCIssuerURL,
-		"kubeconfig":                       s.Cluster.Kubeconfig, // secret from the cluster component
-		"deployState":                      s.DeployState(),
-		"consumerImage":                    s.ConsumerImage,
-		"consumerWorkload":                 pulumi.ToStringMap(s.Config.Consumer.WorkloadOutput()),
+	out := pulumi.Map{
+		"platform":                     pulumi.String(s.Config.Platform),
+		"suffix":                       s.Names.Suffix,
+		"resourceGroupName":            s.ResourceGroup.Name,
+		"storageAccountName":           s.Storage.AccountName,
+		"queueName":                    s.Storage.QueueName,
+		"tableName":                    s.Storage.TableName,
+		"containerRegistryName":        s.Registry.Name,
+		"containerRegistryLoginServer": s.Registry.LoginServer,
+		"deployState":                  s.DeployState(),
+		"consumerImage":                s.ConsumerImage,
 		// Always exported, empty when managedPrometheus is off, so the outputs do not change shape.
 		"azureMonitorWorkspaceId": s.prometheusOutput(func(p *components.ManagedPrometheus) pulumi.StringOutput { return p.WorkspaceID }),
 		"prometheusQueryEndpoint": s.prometheusOutput(func(p *components.ManagedPrometheus) pulumi.StringOutput { return p.QueryEndpoint }),
 	}
+	if aca := s.ContainerApps; aca != nil {
+		target := pulumi.Map{
+			"aksManagedIdentityName":           none(),
+			"aksClusterName":                   none(),
+			"containerAppsEnvironmentName":     aca.EnvironmentName,
+			"containerAppName":                 aca.AppName,
+			"workloadManagedIdentityName":      s.ConsumerIdentity.Name,
+			"workloadManagedIdentityClientId":  s.ConsumerIdentity.ClientID,
+			"serviceAccount":                   none(),
+			"federatedIdentityCredentialName":  none(),
+			"kedaServiceAccountCredentialName": none(),
+			"oidcIssuerUrl":                    none(),
+			"kubeconfig":                       pulumi.ToSecret(none()),
+			"consumerWorkload": pulumi.StringMap{
+				"platform":          pulumi.String(PlatformContainerApps),
+				"scaleMode":         pulumi.String(s.Config.Consumer.ScaleMode),
+				"resourceGroupName": s.ResourceGroup.Name,
+				"environmentName":   aca.EnvironmentName,
+				"appName":           aca.AppName,
+				"appId":             aca.AppID,
+				"appKind":           pulumi.String(aca.AppKind),
+			},
+		}
+		for k, v := range target {
+			out[k] = v
+		}
+		return out
+	}
+	workload := pulumi.StringMap{"platform": pulumi.String(PlatformAKS)}
+	for k, v := range s.Config.Consumer.WorkloadOutput() {
+		workload[k] = pulumi.String(v)
+	}
+	target := pulumi.Map{
+		"aksManagedIdentityName":           s.Cluster.IdentityName,
+		"aksClusterName":                   s.Cluster.Name,
+		"containerAppsEnvironmentName":     none(),
+		"containerAppName":                 none(),
+		"workloadManagedIdentityName":      s.WorkloadIdentity.Name,
+		"workloadManagedIdentityClientId":  s.WorkloadIdentity.ClientID,
+		"serviceAccount":                   pulumi.String(s.Config.Consumer.ServiceAccountName),
+		"federatedIdentityCredentialName":  s.WorkloadIdentity.CredentialName,
+		"kedaServiceAccountCredentialName": s.WorkloadIdentity.KedaCredentialName,
+		"oidcIssuerUrl":                    s.Cluster.OIDCIssuerURL,
+		"kubeconfig":                       s.Cluster.Kubeconfig, // secret from the cluster component
+		"consumerWorkload":                 workload,
+	}
+	for k, v := range target {
+		out[k] = v
+	}
+	return out
 }
 
 // prometheusOutput is get(s.Prometheus), or "" when managed Prometheus is off.
@@ -281,30 +448,52 @@ func (s *Stack) prometheusOutput(get func(*components.ManagedPrometheus) pulumi.
 }
 
 // DeployState renders the KEY=VALUE lines the original script wrote to deploy.state, so
-// `pulumi stack output deployState > deploy.state` keeps old tooling working.
+// `pulumi stack output deployState > deploy.state` keeps old tooling working. On Container Apps
+// the cluster's lines give way to the environment's and the app's (or job's).
 func (s *Stack) DeployState() pulumi.StringOutput {
-	return pulumi.All(
-		s.Names.Suffix, s.ResourceGroup.Name, s.Storage.AccountName, s.Storage.QueueName,
-		s.Storage.TableName, s.Registry.Name, s.Cluster.IdentityName, s.Cluster.Name,
-		s.WorkloadIdentity.Name, s.WorkloadIdentity.CredentialName, s.WorkloadIdentity.KedaCredentialName,
-	).ApplyT(func(v []any) string {
-		str := func(i int) string { return v[i].(string) }
-		lines := []string{
-			"SUFFIX=" + str(0),
-			"RESOURCE_GROUP=" + str(1),
-			"AZURE_STORAGE_ACCOUNT_NAME=" + str(2),
-			"AZURE_QUEUE_NAME=" + str(3),
-			"AZURE_TABLE_NAME=" + str(4),
-			"AZURE_COSMOSDB_TABLE=" + str(4),
-			"AZURE_CONTAINER_REGISTRY_NAME=" + str(5),
-			"AKS_MANAGED_IDENTITY_NAME=" + str(6),
-			"AKS_CLUSTER_NAME=" + str(7),
-			"WORKLOAD_MANAGED_IDENTITY_NAME=" + str(8),
-			"SERVICE_ACCOUNT=" + s.Config.Consumer.ServiceAccountName,
-			"FEDERATED_IDENTITY_CREDENTIAL_NAME=" + str(9),
-			"KEDA_SERVICE_ACCT_CRED_NAME=" + str(10),
+	type line struct {
+		key   string
+		value pulumi.StringInput
+	}
+	lines := []line{
+		{"SUFFIX", s.Names.Suffix},
+		{"RESOURCE_GROUP", s.ResourceGroup.Name},
+		{"AZURE_STORAGE_ACCOUNT_NAME", s.Storage.AccountName},
+		{"AZURE_QUEUE_NAME", s.Storage.QueueName},
+		{"AZURE_TABLE_NAME", s.Storage.TableName},
+		{"AZURE_COSMOSDB_TABLE", s.Storage.TableName},
+		{"AZURE_CONTAINER_REGISTRY_NAME", s.Registry.Name},
+	}
+	if aca := s.ContainerApps; aca != nil {
+		appKey := "CONTAINER_APP_NAME"
+		if aca.AppKind == components.ContainerAppsKindJob {
+			appKey = "CONTAINER_APPS_JOB_NAME"
 		}
-		return strings.Join(lines, "\n") + "\n"
+		lines = append(lines,
+			line{"CONTAINER_APPS_ENVIRONMENT_NAME", aca.EnvironmentName},
+			line{appKey, aca.AppName},
+			line{"WORKLOAD_MANAGED_IDENTITY_NAME", s.ConsumerIdentity.Name},
+		)
+	} else {
+		lines = append(lines,
+			line{"AKS_MANAGED_IDENTITY_NAME", s.Cluster.IdentityName},
+			line{"AKS_CLUSTER_NAME", s.Cluster.Name},
+			line{"WORKLOAD_MANAGED_IDENTITY_NAME", s.WorkloadIdentity.Name},
+			line{"SERVICE_ACCOUNT", pulumi.String(s.Config.Consumer.ServiceAccountName)},
+			line{"FEDERATED_IDENTITY_CREDENTIAL_NAME", s.WorkloadIdentity.CredentialName},
+			line{"KEDA_SERVICE_ACCT_CRED_NAME", s.WorkloadIdentity.KedaCredentialName},
+		)
+	}
+	values := make([]any, len(lines))
+	for i, l := range lines {
+		values[i] = l.value
+	}
+	return pulumi.All(values...).ApplyT(func(v []any) string {
+		var b strings.Builder
+		for i, l := range lines {
+			fmt.Fprintf(&b, "%s=%s\n", l.key, v[i].(string))
+		}
+		return b.String()
 	}).(pulumi.StringOutput)
 }
 

@@ -227,6 +227,9 @@ func (c Config) problems() []error {
 		}
 	}
 
+	// Target: AKS-only keys refused on Container Apps, and Container Apps' own limits.
+	errs = append(errs, c.platformProblems()...)
+
 	// Workload.
 	if err := c.Consumer.Validate(); err != nil {
 		for _, e := range unwrapAll(err) {

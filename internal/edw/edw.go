@@ -1,5 +1,6 @@
-// Package edw composes the whole stack: the Azure side (infra) and the consumer workload on the
-// cluster (workload). main's program runs it under the Pulumi engine; the whole-stack tests and
+// Package edw composes the whole stack for its platform: on AKS the Azure side (infra) and the
+// consumer workload on the cluster (workload); on Container Apps the Azure side alone (infra),
+// which holds the consumer. main's program runs it under the Pulumi engine; the whole-stack tests and
 // the offline plan (cmd/plan) run this same composition under mocks.
 package edw
 
@@ -10,14 +11,35 @@ import (
 	"github.com/aks-edw/aks-edw/workload"
 )
 
-// Deploy loads and validates the configuration once, composes the Azure side and the workload,
-// and exports the stack outputs, which it also returns for tests.
+// Deploy loads and validates the configuration once, composes the stack for its platform, and
+// exports the stack outputs, which it also returns for tests. This is the one place the target
+// is chosen: AKS (the Azure side, then the Kubernetes side through the cluster's provider) or
+// Container Apps (the Azure side holds the consumer too; no cluster, no Kubernetes).
 func Deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 	cfg, err := infra.LoadConfig(ctx)
 	if err != nil {
 		return nil, err
 	}
-	stack, err := infra.Deploy(ctx, cfg)
+	var stack *infra.Stack
+	switch cfg.Platform {
+	case infra.PlatformContainerApps:
+		stack, err = infra.DeployContainerApps(ctx, cfg)
+	default:
+		stack, err = deployAKS(ctx, cfg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	outputs := stack.Outputs()
+	for _, k := range infra.OutputKeys {
+		ctx.Export(k, outputs[k])
+	}
+	return outputs, nil
+}
+
+// deployAKS composes the Azure side of an AKS stack and the consumer workload on its cluster.
+func deployAKS(ctx *pulumi.Context, cfg infra.Config) (*infra.Stack, error) {
+	stack, err := infra.DeployAKS(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -39,11 +61,7 @@ func Deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 	}); err != nil {
 		return nil, err
 	}
-	outputs := stack.Outputs()
-	for _, k := range infra.OutputKeys {
-		ctx.Export(k, outputs[k])
-	}
-	return outputs, nil
+	return stack, nil
 }
 
 // podsDependOn is everything in Azure the consumer's pods need before they start: the image

@@ -150,7 +150,7 @@ func (p *Plan) Markdown(w io.Writer) error {
 }
 
 // RegenerateCommand regenerates the golden inventories and the committed plan documents.
-const RegenerateCommand = "go test . -run '^(TestStacks|TestPlan)$' -update"
+const RegenerateCommand = "go test . -run '^(TestStacks|TestContainerAppsStacks|TestPlan)$' -update"
 
 func (p *Plan) header(b *bytes.Buffer) {
 	title := fmt.Sprintf("Offline plan: stack %s, project %s", p.Stack, p.Project)

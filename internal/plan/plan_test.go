@@ -164,5 +164,5 @@ func TestShortIDAndWrap(t *testing.T) {
 func TestRunUnknownStack(t *testing.T) {
 	_, err := Run("../..", "no-such-stack")
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "stacks: dev, prod")
+	assert.Contains(t, err.Error(), "stacks: dev, dev-aca, prod")
 }

@@ -25,6 +25,9 @@ const (
 	typeDeployment     = "kubernetes:apps/v1:Deployment"
 	typeScaledObject   = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 	typeScaledJob      = "kubernetes:keda.sh/v1alpha1:ScaledJob"
+	typeManagedEnv     = "azure-native:app:ManagedEnvironment"
+	typeContainerApp   = "azure-native:app:ContainerApp"
+	typeACAJob         = "azure-native:app:Job"
 )
 
 // notRegistered is shown when the resource a setting comes from was not registered.
@@ -75,9 +78,16 @@ func keySettings(m *pulumitest.Mocks, cfg map[string]string, project string) []S
 
 	add("location", orDefault(r.get(typeResourceGroup, "location"), notRegistered))
 
-	if r.first(typeCluster) == nil {
+	switch {
+	case r.first(typeManagedEnv) != nil:
+		e := func(p string) string { return r.get(typeManagedEnv, p) }
+		add("platform", "Azure Container Apps (no cluster)")
+		add("environment", fmt.Sprintf("%s, workload profile %s, logs to %s, subnet %s", e("environmentName"),
+			e("workloadProfiles.0.name"), e("appLogsConfiguration.destination"),
+			orDefault(e("vnetConfiguration.infrastructureSubnetId"), "none")))
+	case r.first(typeCluster) == nil:
 		add("cluster", notRegistered)
-	} else {
+	default:
 		c := func(p string) string { return r.get(typeCluster, p) }
 		add("kubernetes version", orDefault(c("kubernetesVersion"), "(not set: the AKS default at creation)"))
 		add("cluster tier", c("sku.tier"))
@@ -129,6 +139,25 @@ func keySettings(m *pulumitest.Mocks, cfg map[string]string, project string) []S
 	out = append(out, imageSource(m, cfg, project)...)
 
 	switch {
+	case r.first(typeContainerApp) != nil:
+		a := func(p string) string { return r.get(typeContainerApp, p) }
+		add("scale mode", fmt.Sprintf("Container App %s, %s scale rule %q (identity %s)", a("containerAppName"),
+			a("template.scale.rules.0.custom.type"), a("template.scale.rules.0.name"), shortID(a("template.scale.rules.0.custom.identity"))))
+		add("queueLength", fmt.Sprintf("%s per replica (activation %s)", a("template.scale.rules.0.custom.metadata.queueLength"),
+			orDefault(a("template.scale.rules.0.custom.metadata.activationQueueLength"), "not set")))
+		add("replicas", fmt.Sprintf("min %s, max %s, polling %ss, cooldown %ss", a("template.scale.minReplicas"), a("template.scale.maxReplicas"),
+			a("template.scale.pollingInterval"), a("template.scale.cooldownPeriod")))
+		add("container size", fmt.Sprintf("%s vCPU / %s", a("template.containers.0.resources.cpu"), a("template.containers.0.resources.memory")))
+	case r.first(typeACAJob) != nil:
+		j := func(p string) string { return r.get(typeACAJob, p) }
+		rule := "configuration.eventTriggerConfig.scale.rules.0."
+		add("scale mode", fmt.Sprintf("Container Apps job %s (%s trigger), %s scale rule %q (identity %s)", j("jobName"),
+			j("configuration.triggerType"), j(rule+"type"), j(rule+"name"), shortID(j(rule+"identity"))))
+		add("queueLength", fmt.Sprintf("%s per execution (activation %s)", j(rule+"metadata.queueLength"),
+			orDefault(j(rule+"metadata.activationQueueLength"), "not set")))
+		add("replicas", fmt.Sprintf("executions min %s, max %s, polling %ss", j("configuration.eventTriggerConfig.scale.minExecutions"),
+			j("configuration.eventTriggerConfig.scale.maxExecutions"), j("configuration.eventTriggerConfig.scale.pollingInterval")))
+		add("container size", fmt.Sprintf("%s vCPU / %s", j("template.containers.0.resources.cpu"), j("template.containers.0.resources.memory")))
 	case r.first(typeScaledObject) != nil:
 		so := func(p string) string { return r.get(typeScaledObject, p) }
 		add("scale mode", fmt.Sprintf("ScaledObject %s -> %s %s", so("metadata.name"),
@@ -157,7 +186,7 @@ func keySettings(m *pulumitest.Mocks, cfg map[string]string, project string) []S
 	return out
 }
 
-// consumerImage is the image the consumer's pods run, from the Deployment or ScaledJob.
+// consumerImage is the image the consumer runs, from the Deployment, ScaledJob, Container App or job.
 func consumerImage(r reader) string {
 	if img := r.get(typeDeployment, "spec.template.spec.containers.0.image"); img != "" {
 		return img
@@ -165,7 +194,12 @@ func consumerImage(r reader) string {
 	if img := r.get(typeScaledJob, "spec.jobTargetRef.template.spec.containers.0.image"); img != "" {
 		return img
 	}
-	return "(no consumer Deployment or ScaledJob)"
+	for _, typ := range []string{typeContainerApp, typeACAJob} {
+		if img := r.get(typ, "template.containers.0.image"); img != "" {
+			return img
+		}
+	}
+	return "(no consumer Deployment, ScaledJob, Container App or job)"
 }
 
 // imageSource describes how the image is produced: the ACR task run's inputs when the stack

@@ -154,7 +154,7 @@ func TestCheckAllRegistered(t *testing.T) {
 	assert.Equal(t, [][]string{{Scope}}, cred.scopes, "one token, for ARM")
 
 	text, js := output(t, rep)
-	assert.Contains(t, text, "All 11 are registered.")
+	assert.Contains(t, text, "All 12 are registered.")
 	assert.Contains(t, text, "Microsoft.Resources")
 	assert.Regexp(t, `Microsoft\.Resources +Registered by default \(not asked\) +resources:ResourceGroup\n`, text)
 	assert.NotContains(t, text, "az provider")

@@ -77,6 +77,12 @@ var typeNamespaces = map[string]string{
 
 	"azure-native:alertsmanagement:PrometheusRuleGroup": "Microsoft.AlertsManagement", // .../prometheusRuleGroups/{n}
 
+	// Container Apps (platform containerapps); the diagnostic setting routes its logs.
+	"azure-native:app:ManagedEnvironment":    "Microsoft.App",      // .../Microsoft.App/managedEnvironments/{n}
+	"azure-native:app:ContainerApp":          "Microsoft.App",      // .../Microsoft.App/containerApps/{n}
+	"azure-native:app:Job":                   "Microsoft.App",      // .../Microsoft.App/jobs/{n}
+	"azure-native:monitor:DiagnosticSetting": "Microsoft.Insights", // /{resourceUri}/providers/Microsoft.Insights/diagnosticSettings/{n}
+
 	"azure-native:authorization:RoleAssignment": "Microsoft.Authorization", // /{scope}/providers/Microsoft.Authorization/roleAssignments/{n}
 }
 
@@ -86,6 +92,7 @@ var typeNamespaces = map[string]string{
 // added to the stack without saying which provider it needs.
 var moduleNamespaces = map[string]string{
 	"alertsmanagement":    "Microsoft.AlertsManagement",
+	"app":                 "Microsoft.App",
 	"authorization":       "Microsoft.Authorization",
 	"containerregistry":   "Microsoft.ContainerRegistry",
 	"containerservice":    "Microsoft.ContainerService",

@@ -33,6 +33,9 @@ func TestNamespaceOfStackTypes(t *testing.T) {
 		{"azure-native:monitor:DataCollectionRule", "Microsoft.Insights"},
 		{"azure-native:monitor:DataCollectionRuleAssociation", "Microsoft.Insights"},
 		{"azure-native:monitor:ActionGroup", "Microsoft.Insights"},
+		{"azure-native:monitor:DiagnosticSetting", "Microsoft.Insights"},
+		{"azure-native:app:ManagedEnvironment", "Microsoft.App"},
+		{"azure-native:app:Job", "Microsoft.App"},
 		{"azure-native:alertsmanagement:PrometheusRuleGroup", "Microsoft.AlertsManagement"},
 		{"azure-native:authorization:RoleAssignment", "Microsoft.Authorization"},
 		// Not listed, but its module lives in one namespace.
@@ -83,7 +86,7 @@ func TestNamespaces(t *testing.T) {
 		assert.Equal(t, n.Name == "Microsoft.Authorization" || n.Name == "Microsoft.Resources", n.RegisteredByDefault, n.Name)
 	}
 	assert.Equal(t, []string{
-		"Microsoft.AlertsManagement", "Microsoft.Authorization", "Microsoft.ContainerRegistry",
+		"Microsoft.AlertsManagement", "Microsoft.App", "Microsoft.Authorization", "Microsoft.ContainerRegistry",
 		"Microsoft.ContainerService", "Microsoft.Insights", "Microsoft.ManagedIdentity", "Microsoft.Monitor",
 		"Microsoft.Network", "Microsoft.OperationalInsights", "Microsoft.Resources", "Microsoft.Storage",
 	}, names)
@@ -93,7 +96,7 @@ func TestNamespaces(t *testing.T) {
 	assert.Equal(t, "monitor:AzureMonitorWorkspace", mon.Why())
 	ins, ok := Lookup("Microsoft.Insights")
 	require.True(t, ok)
-	assert.Equal(t, "monitor:ActionGroup, monitor:DataCollectionEndpoint, monitor:DataCollectionRule, monitor:DataCollectionRuleAssociation", ins.Why())
+	assert.Equal(t, "monitor:ActionGroup, monitor:DataCollectionEndpoint, monitor:DataCollectionRule, monitor:DataCollectionRuleAssociation, monitor:DiagnosticSetting", ins.Why())
 	_, ok = Lookup("Microsoft.Dashboard")
 	assert.False(t, ok, "the stack creates no Grafana: Microsoft.Dashboard is not needed")
 }

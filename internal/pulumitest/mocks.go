@@ -121,6 +121,7 @@ var physicalNameKeys = []string{
 	// Child resources first: their inputs also name the parent (accountName, resourceName, ...).
 	"queueName", "tableName", "federatedIdentityCredentialResourceName", "subnetName",
 	"roleAssignmentName", "agentPoolName", "runId", "taskRunName", "dataCollectionRuleName", "associationName",
+	"containerAppName", "jobName", "environmentName",
 	"resourceGroupName", // only for ResourceGroup itself, see physicalName
 	"accountName", "registryName", "resourceName", "workspaceName", "virtualNetworkName",
 }
@@ -147,6 +148,10 @@ func armID(typ string, in map[string]any, name string) string {
 	rg, _ := in["resourceGroupName"].(string)
 	if typ == "azure-native:resources:ResourceGroup" {
 		return fmt.Sprintf("/subscriptions/%s/resourceGroups/%s", SubscriptionID, name)
+	}
+	if typ == "azure-native:monitor:DiagnosticSetting" {
+		scope, _ := in["resourceUri"].(string)
+		return scope + "/providers/Microsoft.Insights/diagnosticSettings/" + name
 	}
 	if typ == "azure-native:monitor:DataCollectionRuleAssociation" {
 		// An extension resource: its id is under the resource it is associated with.
