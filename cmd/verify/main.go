@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -216,16 +217,29 @@ func setup(ctx context.Context, cfg config, env []string) (verify.Inputs, error)
 	if err != nil {
 		return verify.Inputs{}, badInputf("storage clients: %v", err)
 	}
-	kube, dyn, err := connectCluster(out.kubeconfig)
+	in := verify.Inputs{
+		Stack: cfg.stack, Workload: out.workload,
+		AccountName: out.account, QueueName: out.queue, TableName: out.table,
+		Storage: clients,
+	}
+	if out.workload.OnContainerApps() {
+		// No cluster: the app or job is read from Azure Resource Manager with the same credential.
+		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			return verify.Inputs{}, badInputf("no Azure credentials: DefaultAzureCredential: %v", err)
+		}
+		in.Platform = verify.ContainerAppsPlatform(verify.NewARMReader(cred, getenv(envARMEndpoint), nil), out.workload)
+		return in, nil
+	}
+	in.Kube, in.Dynamic, err = connectCluster(out.kubeconfig)
 	if err != nil {
 		return verify.Inputs{}, err
 	}
-	return verify.Inputs{
-		Stack: cfg.stack, Workload: out.workload,
-		AccountName: out.account, QueueName: out.queue, TableName: out.table,
-		Storage: clients, Kube: kube, Dynamic: dyn,
-	}, nil
+	return in, nil
 }
+
+// envARMEndpoint overrides Azure Resource Manager's endpoint (a sovereign cloud, or a test server).
+const envARMEndpoint = "AZURE_RESOURCE_MANAGER_ENDPOINT"
 
 // stackOutput runs `pulumi stack output --json --show-secrets --stack <stack>` in the project
 // folder with env and returns its stdout.
@@ -278,7 +292,7 @@ func parseOutputs(stack string, raw []byte) (outputs, error) {
 			problems = append(problems, fmt.Sprintf("output %s is not a string", key)) // never quote it: kubeconfig is a secret
 			continue
 		}
-		if *dst == "" {
+		if *dst == "" && key != outKubeconfig {
 			missing = append(missing, key)
 		}
 	}
@@ -291,6 +305,9 @@ func parseOutputs(stack string, raw []byte) (outputs, error) {
 		if err := out.workload.Validate(); err != nil && len(out.workload.Missing()) == 0 {
 			problems = append(problems, err.Error())
 		}
+	}
+	if out.kubeconfig == "" && !out.workload.OnContainerApps() && !slices.Contains(missing, outKubeconfig) {
+		missing = append(missing, outKubeconfig) // AKS needs it; Container Apps exports it empty
 	}
 	sort.Strings(missing)
 	if len(missing) > 0 {

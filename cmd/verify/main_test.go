@@ -206,6 +206,14 @@ func TestMissingOutputs(t *testing.T) {
 			`stack output consumerWorkload.scaleMode is "HPA": must be ScaledObject or ScaledJob`},
 		{"kubeconfig not a string", map[string]any{"kubeconfig": map[string]string{"s3cr3t": "x"}},
 			"output kubeconfig is not a string"},
+		{"AKS with an empty kubeconfig", map[string]any{"kubeconfig": ""},
+			"stack dev lacks outputs verify needs: kubeconfig ("},
+		{"Container Apps without its app", map[string]any{"kubeconfig": "", "consumerWorkload": map[string]string{
+			"platform": "containerapps", "scaleMode": "ScaledObject", "resourceGroupName": "rg-edw-dev", "appName": "ca-edw"}},
+			"stack dev lacks outputs verify needs: consumerWorkload.appId (deploy"},
+		{"a platform verify does not know", map[string]any{"consumerWorkload": map[string]string{
+			"platform": "aci", "namespace": "edw", "scaleMode": "ScaledObject", "deploymentName": "d", "scaledObjectName": "so", "nodePoolName": "app", "appLabel": "a"}},
+			`consumerWorkload.platform is "aci"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

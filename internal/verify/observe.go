@@ -157,14 +157,14 @@ func (r *recorder) snapshot() []Observation {
 	return append([]Observation(nil), r.samples...)
 }
 
-// sample observes the workload, and the queue's depth with depthOf, every interval from start
+// sample observes the workload with observe, and the queue's depth with depthOf, every interval from start
 // until ctx ends; the first sample is taken at once. It returns when ctx ends.
-func sample(ctx context.Context, kube kubernetes.Interface, w Workload, depthOf func(context.Context) (int, error), start time.Time, every time.Duration, rec *recorder) {
+func sample(ctx context.Context, observe func(context.Context) (Observation, error), depthOf func(context.Context) (int, error), start time.Time, every time.Duration, rec *recorder) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		at := time.Since(start)
-		o, err := Observe(ctx, kube, w)
+		o, err := observe(ctx)
 		o.At, o.Depth = at, -1
 		if err != nil {
 			o.Err = err.Error()

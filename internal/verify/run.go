@@ -46,16 +46,34 @@ type Workload struct {
 	NodePoolName string `json:"nodePoolName"`
 	// AppLabel is the value of the consumer pods' "app" label.
 	AppLabel string `json:"appLabel"`
+
+	// Platform is PlatformAKS (also when empty) or PlatformContainerApps; the fields above are
+	// AKS's, those below Container Apps'.
+	Platform string `json:"platform"`
+	// ResourceGroupName holds the environment and the app or job.
+	ResourceGroupName string `json:"resourceGroupName"`
+	// EnvironmentName is the Container Apps environment.
+	EnvironmentName string `json:"environmentName"`
+	// AppName and AppID are the Container App (ScaledObject mode) or the job (ScaledJob mode).
+	AppName string `json:"appName"`
+	AppID   string `json:"appId"`
+	// AppKind is ContainerApp or Job.
+	AppKind string `json:"appKind"`
 }
+
+// OnContainerApps reports whether the workload is a Container App or a Container Apps job.
+func (w Workload) OnContainerApps() bool { return w.Platform == PlatformContainerApps }
 
 // Missing returns the fields verify needs for the workload's scale mode that are empty, named
 // consumerWorkload.<key>, sorted.
 func (w Workload) Missing() []string {
 	need := map[string]string{"namespace": w.Namespace, "scaleMode": w.ScaleMode, "nodePoolName": w.NodePoolName, "appLabel": w.AppLabel}
-	switch w.ScaleMode {
-	case ScaleModeScaledObject:
+	switch {
+	case w.OnContainerApps():
+		need = map[string]string{"scaleMode": w.ScaleMode, "resourceGroupName": w.ResourceGroupName, "appName": w.AppName, "appId": w.AppID}
+	case w.ScaleMode == ScaleModeScaledObject:
 		need["deploymentName"], need["scaledObjectName"] = w.DeploymentName, w.ScaledObjectName
-	case ScaleModeScaledJob:
+	case w.ScaleMode == ScaleModeScaledJob:
 		need["scaledJobName"] = w.ScaledJobName
 	}
 	var missing []string
@@ -74,6 +92,9 @@ func (w Workload) Validate() error {
 	if missing := w.Missing(); len(missing) > 0 {
 		errs = append(errs, fmt.Errorf("missing stack outputs: %s", strings.Join(missing, ", ")))
 	}
+	if w.Platform != "" && w.Platform != PlatformAKS && w.Platform != PlatformContainerApps {
+		errs = append(errs, fmt.Errorf("stack output consumerWorkload.platform is %q: this verify knows %s and %s", w.Platform, PlatformAKS, PlatformContainerApps))
+	}
 	if w.ScaleMode != "" && w.ScaleMode != ScaleModeScaledObject && w.ScaleMode != ScaleModeScaledJob {
 		errs = append(errs, fmt.Errorf("stack output consumerWorkload.scaleMode is %q: must be %s or %s", w.ScaleMode, ScaleModeScaledObject, ScaleModeScaledJob))
 	}
@@ -91,10 +112,24 @@ type Inputs struct {
 	AccountName, QueueName, TableName string
 	// Storage holds the queue, poison queue and table clients (internal/storage.NewClients).
 	Storage *storage.Clients
-	// Kube reads the Deployment, Jobs, pods and nodes.
+	// Kube reads the Deployment, Jobs, pods and nodes (AKS; unused when Platform is set).
 	Kube kubernetes.Interface
-	// Dynamic reads the ScaledObject or ScaledJob.
+	// Dynamic reads the ScaledObject or ScaledJob (AKS; unused when Platform is set).
 	Dynamic dynamic.Interface
+	// Platform reads the scaler and samples the consumer; nil means the Kubernetes cluster of
+	// Kube and Dynamic (KubernetesPlatform). Container Apps stacks set ContainerAppsPlatform.
+	Platform Platform
+}
+
+// platform is in.Platform, or the cluster of Kube and Dynamic; nil when neither is given.
+func (in Inputs) platform() Platform {
+	if in.Platform != nil {
+		return in.Platform
+	}
+	if in.Kube == nil || in.Dynamic == nil {
+		return nil
+	}
+	return KubernetesPlatform(in.Kube, in.Dynamic, in.Workload)
 }
 
 // Defaults and bounds of Options.
@@ -305,10 +340,11 @@ func (r *runner) run(ctx context.Context) (err error) {
 	if err := in.Workload.Validate(); err != nil {
 		return err
 	}
-	if in.Storage == nil || in.Storage.Queue == nil || in.Storage.Poison == nil || in.Storage.Table == nil || in.Kube == nil || in.Dynamic == nil {
-		return errors.New("verify.Inputs: the queue, poison queue and table clients and both Kubernetes clients are required")
+	platform := in.platform()
+	if in.Storage == nil || in.Storage.Queue == nil || in.Storage.Poison == nil || in.Storage.Table == nil || platform == nil {
+		return errors.New("verify.Inputs: the queue, poison queue and table clients and the platform (both Kubernetes clients, or Platform) are required")
 	}
-	s, err := ReadScaler(ctx, in.Dynamic, in.Workload)
+	s, err := platform.ReadScaler(ctx)
 	if err != nil {
 		return err
 	}
@@ -342,9 +378,13 @@ func (r *runner) run(ctx context.Context) (err error) {
 	}
 
 	checkStart := time.Now()
-	r.before, err = Observe(ctx, in.Kube, in.Workload)
+	r.before, err = platform.Observe(ctx)
 	if err != nil {
-		return fmt.Errorf("reading the workload on the cluster: %w", err)
+		where := "on the cluster"
+		if in.Workload.OnContainerApps() {
+			where = "from Azure Resource Manager"
+		}
+		return fmt.Errorf("reading the workload %s: %w", where, err)
 	}
 	r.beforeJobs = map[string]bool{}
 	for _, j := range r.before.Jobs {
@@ -364,7 +404,7 @@ func (r *runner) run(ctx context.Context) (err error) {
 		n, _, err := depth(ctx, in.Storage.Queue)
 		return n, err
 	}
-	sampling.Go(func() { sample(sctx, in.Kube, in.Workload, depthOf, r.start, opts.Interval, &r.rec) })
+	sampling.Go(func() { sample(sctx, platform.Observe, depthOf, r.start, opts.Interval, &r.rec) })
 	enq := newRecordingEnqueuer(in.Storage.Queue)
 	defer func() {
 		stopSampling()
@@ -416,7 +456,11 @@ func (r *runner) run(ctx context.Context) (err error) {
 	}
 
 	deadline := r.start.Add(opts.Timeout)
-	if ctx.Err() == nil {
+	switch {
+	case ctx.Err() != nil:
+	case !platform.HasNodes():
+		r.skip(CheckNodes, "Container Apps: replicas run on the platform's own capacity, there are no nodes of the stack's to watch")
+	default:
 		v = r.wait(ctx, deadline, func(final bool) verdict {
 			return nodesVerdict(in.Workload.NodePoolName, r.before, r.rec.snapshot(), final)
 		})
