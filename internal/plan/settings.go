@@ -84,7 +84,7 @@ func keySettings(m *pulumitest.Mocks, cfg map[string]string, project string) []S
 		add("platform", "Azure Container Apps (no cluster)")
 		add("environment", fmt.Sprintf("%s, workload profile %s, logs to %s, subnet %s", e("environmentName"),
 			e("workloadProfiles.0.name"), e("appLogsConfiguration.destination"),
-			orDefault(e("vnetConfiguration.infrastructureSubnetId"), "none")))
+			orDefault(shortID(e("vnetConfiguration.infrastructureSubnetId")), "none")))
 	case r.first(typeCluster) == nil:
 		add("cluster", notRegistered)
 	default:
