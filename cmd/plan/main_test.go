@@ -16,7 +16,7 @@ func TestUnknownStackExits2ListingStacks(t *testing.T) {
 	code := run([]string{"-stack", "qa", "-dir", "../.."}, &out, &errb)
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errb.String(), `unknown stack "qa"`)
-	assert.Contains(t, errb.String(), "dev, prod")
+	assert.Contains(t, errb.String(), "dev, dev-aca, prod")
 	assert.Empty(t, out.String())
 }
 

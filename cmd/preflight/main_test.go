@@ -112,12 +112,12 @@ func TestAllRegistered(t *testing.T) {
 	r := runWith(t, []string{"-subscription", sub}, []string{"PATH=/nonexistent"}, arm, fakeCredential{})
 	assert.Equal(t, preflight.ExitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "preflight: subscription "+sub+" (from -subscription)\n")
-	assert.Contains(t, r.stdout, "All 11 are registered.")
+	assert.Contains(t, r.stdout, "All 12 are registered.")
 	assert.Empty(t, r.stderr)
 	for _, a := range arm.auth {
 		assert.Equal(t, "Bearer "+token, a)
 	}
-	assert.Len(t, arm.subs, 9, "11 namespaces, 2 registered by default")
+	assert.Len(t, arm.subs, 10, "12 namespaces, 2 registered by default")
 }
 
 func TestNotRegisteredFromEnvJSON(t *testing.T) {
