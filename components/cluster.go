@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/pulumi/pulumi-azure-native-sdk/containerservice/v3"
-	"github.com/pulumi/pulumi-azure-native-sdk/managedidentity/v3"
 	"github.com/pulumi/pulumi-azure-native-sdk/monitor/v3"
 	"github.com/pulumi/pulumi-azure-native-sdk/operationalinsights/v3"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -423,14 +422,9 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 	if err := ctx.RegisterComponentResource("aks-edw:azure:Cluster", name, c, opts...); err != nil {
 		return nil, fmt.Errorf("registering cluster %q: %w", name, err)
 	}
-	identity, err := managedidentity.NewUserAssignedIdentity(ctx, name+"-identity", &managedidentity.UserAssignedIdentityArgs{
-		ResourceGroupName: args.ResourceGroupName,
-		Location:          args.Location,
-		ResourceName:      args.IdentityName,
-		Tags:              tagsInput(args.Tags),
-	}, pulumi.Parent(c))
+	identity, err := newIdentity(ctx, name+"-identity", args.ResourceGroupName, args.Location, args.IdentityName, args.Tags, pulumi.Parent(c))
 	if err != nil {
-		return nil, fmt.Errorf("creating cluster identity %q: %w", name, err)
+		return nil, err
 	}
 	// With our own VNet the control plane manages load balancers and routes in the subnet.
 	netRole, err := newRoleAssignment(ctx, name+"-network-contributor", roleAssignment{

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/pulumi/pulumi-azure-native-sdk/managedidentity/v3"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
@@ -62,14 +61,9 @@ func NewConsumerIdentity(ctx *pulumi.Context, name string, args *ConsumerIdentit
 	if err := ctx.RegisterComponentResource("aks-edw:azure:ConsumerIdentity", name, c, opts...); err != nil {
 		return nil, fmt.Errorf("registering consumer identity %q: %w", name, err)
 	}
-	identity, err := managedidentity.NewUserAssignedIdentity(ctx, name+"-identity", &managedidentity.UserAssignedIdentityArgs{
-		ResourceGroupName: args.ResourceGroupName,
-		Location:          args.Location,
-		ResourceName:      args.IdentityName,
-		Tags:              tagsInput(args.Tags),
-	}, pulumi.Parent(c))
+	identity, err := newIdentity(ctx, name+"-identity", args.ResourceGroupName, args.Location, args.IdentityName, args.Tags, pulumi.Parent(c))
 	if err != nil {
-		return nil, fmt.Errorf("creating consumer identity %q: %w", name, err)
+		return nil, err
 	}
 	grants, err := newConsumerDataRoles(ctx, name, consumerDataScopes{
 		PrincipalID: identity.PrincipalId, SubscriptionID: args.SubscriptionID,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/pulumi/pulumi-azure-native-sdk/authorization/v3"
+	"github.com/pulumi/pulumi-azure-native-sdk/managedidentity/v3"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
@@ -94,4 +95,19 @@ func newConsumerDataRoles(ctx *pulumi.Context, name string, d consumerDataScopes
 		out = append(out, role)
 	}
 	return out, nil
+}
+
+// newIdentity creates a user-assigned managed identity (the cluster's, the workload's, the
+// Container Apps consumer's).
+func newIdentity(ctx *pulumi.Context, name string, rg, location, identityName pulumi.StringInput, tags map[string]string, opts ...pulumi.ResourceOption) (*managedidentity.UserAssignedIdentity, error) {
+	id, err := managedidentity.NewUserAssignedIdentity(ctx, name, &managedidentity.UserAssignedIdentityArgs{
+		ResourceGroupName: rg,
+		Location:          location,
+		ResourceName:      identityName,
+		Tags:              tagsInput(tags),
+	}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating identity %q: %w", name, err)
+	}
+	return id, nil
 }

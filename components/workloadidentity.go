@@ -115,14 +115,9 @@ func NewWorkloadIdentity(ctx *pulumi.Context, name string, args *WorkloadIdentit
 	if err := ctx.RegisterComponentResource("aks-edw:azure:WorkloadIdentity", name, w, opts...); err != nil {
 		return nil, fmt.Errorf("registering workload identity %q: %w", name, err)
 	}
-	identity, err := managedidentity.NewUserAssignedIdentity(ctx, name+"-identity", &managedidentity.UserAssignedIdentityArgs{
-		ResourceGroupName: args.ResourceGroupName,
-		Location:          args.Location,
-		ResourceName:      args.IdentityName,
-		Tags:              tagsInput(args.Tags),
-	}, pulumi.Parent(w))
+	identity, err := newIdentity(ctx, name+"-identity", args.ResourceGroupName, args.Location, args.IdentityName, args.Tags, pulumi.Parent(w))
 	if err != nil {
-		return nil, fmt.Errorf("creating workload identity %q: %w", name, err)
+		return nil, err
 	}
 	grants, err := newConsumerDataRoles(ctx, name, consumerDataScopes{
 		PrincipalID: identity.PrincipalId, SubscriptionID: args.SubscriptionID,
