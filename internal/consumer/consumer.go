@@ -201,24 +201,35 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.log.Info("ready", "queue", c.cfg.Storage.QueueName, "poisonQueue", c.cfg.Storage.PoisonQueueName(),
 		"table", c.cfg.Storage.TableName, "auth", c.cfg.Storage.Auth(), "sinceStart", c.now().Sub(start).String())
 
+	// The drain deadline runs from the end of ctx (SIGTERM), not from the end of fetch: a
+	// dequeue sent just before SIGTERM to a storage that stopped answering must not hold the
+	// exit for its own 30 s timeout on top of the drain timeout.
+	drainStart := c.now()
+	var arm sync.Once
+	deadline := func() {
+		arm.Do(func() {
+			drainStart = c.now()
+			time.AfterFunc(c.cfg.DrainTimeout, cancelWork)
+		})
+	}
+	stopClock := context.AfterFunc(ctx, deadline)
+	defer stopClock()
+
 	var batches sync.WaitGroup
 	c.fetch(ctx, workCtx, &batches)
+	deadline() // ExitWhenEmpty: fetch returned with ctx still running
 
 	c.draining.Store(true)
 	c.metrics.Ready.Set(0)
-	drainStart := c.now()
 	c.log.Info("draining: no new messages, finishing in-flight ones",
 		"inFlight", c.inflight.Load(), "drainTimeout", c.cfg.DrainTimeout.String())
 	done := make(chan struct{})
 	go func() { batches.Wait(); close(done) }()
-	timer := time.NewTimer(c.cfg.DrainTimeout)
-	defer timer.Stop()
 	select {
 	case <-done:
 		c.log.Info("drain complete", "took", c.now().Sub(drainStart).String())
-	case <-timer.C:
+	case <-workCtx.Done():
 		left := c.inflight.Load()
-		cancelWork()
 		<-done
 		c.log.Warn("drain timeout: unfinished messages reappear after their visibility timeout",
 			"unfinished", left, "visibilityTimeout", c.cfg.VisibilityTimeout.String())
