@@ -338,13 +338,12 @@ func TestSIGTERMBoundedWhenStorageHangs(t *testing.T) {
 	require.NoError(t, err)
 
 	// Freeze Azurite: requests in flight now hang until the drain deadline.
-	pid := e.Azurite.Pid()
-	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	require.NoError(t, e.Azurite.Signal(syscall.SIGSTOP))
 	resumed := false
 	resume := func() {
 		if !resumed {
 			resumed = true
-			_ = syscall.Kill(pid, syscall.SIGCONT)
+			_ = e.Azurite.Signal(syscall.SIGCONT)
 		}
 	}
 	t.Cleanup(resume)

@@ -1,6 +1,7 @@
 // Package azurite starts a private Azurite (the Azure Storage emulator) for
-// tests, the demo and the benchmark: in memory, on ports the OS picks, and
-// stopped together with its whole process group.
+// tests, the demo and the benchmark: the queue service on disk in a temporary
+// directory, the table service in memory, on ports the OS picks, and stopped
+// together with their process group.
 package azurite
 
 import (
@@ -26,17 +27,27 @@ const (
 	AccountKey  = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 
-// Instance is a running Azurite.
+// Instance is a running Azurite: two processes in one process group, the queue
+// service persisting to Dir and the table service in memory (Start says why).
 type Instance struct {
 	// QueuePort and TablePort are the ports the services listen on (127.0.0.1).
 	QueuePort, TablePort int
-	// Dir is the working directory Azurite runs in (removed by Stop).
+	// Dir is the working directory Azurite runs in, and the queue service's
+	// storage (removed by Stop).
 	Dir string
 
-	cmd      *exec.Cmd
-	waitErr  chan error
+	services []*service
+	exits    chan *service // each service once it has exited
 	stopOnce sync.Once
-	output   *tail
+}
+
+// service is one Azurite process.
+type service struct {
+	name    string
+	cmd     *exec.Cmd
+	done    chan struct{} // closed once the process has exited
+	exitErr error         // cmd.Wait's result, set before done is closed
+	output  *tail
 }
 
 // ConnectionString returns the devstoreaccount1 connection string for this
@@ -65,8 +76,15 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// Binary returns the path of node_modules/.bin/azurite under root.
+// Binary returns the path of node_modules/.bin/azurite under root (all
+// services in one process; the table service runs from it).
 func Binary(root string) string { return filepath.Join(root, "node_modules", ".bin", "azurite") }
+
+// QueueBinary returns the path of node_modules/.bin/azurite-queue under root
+// (the queue service alone).
+func QueueBinary(root string) string {
+	return filepath.Join(root, "node_modules", ".bin", "azurite-queue")
+}
 
 // installMarker is the file npm ci writes last into node_modules (npm 7+'s
 // hidden lockfile): its modification time is when the install finished.
@@ -80,8 +98,10 @@ func installMarker(root string) string {
 // install (a pull that bumps Azurite). The Makefile's deps target decides the
 // same way.
 func installReason(root string) string {
-	if _, err := os.Stat(Binary(root)); err != nil {
-		return Binary(root) + " missing"
+	for _, bin := range []string{Binary(root), QueueBinary(root)} {
+		if _, err := os.Stat(bin); err != nil {
+			return bin + " missing"
+		}
 	}
 	marker, err := os.Stat(installMarker(root))
 	if err != nil {
@@ -132,8 +152,8 @@ func EnsureInstalled(ctx context.Context, root string, log io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("npm ci in %s: %w\n%s", root, err, lastLines(string(out), 30))
 	}
-	if _, err := os.Stat(Binary(root)); err != nil {
-		return fmt.Errorf("npm ci in %s succeeded but %s is missing: %w", root, Binary(root), err)
+	if reason := installReason(root); reason != "" {
+		return fmt.Errorf("npm ci in %s succeeded but %s", root, reason)
 	}
 	return nil
 }
@@ -166,12 +186,31 @@ type Options struct {
 	Log io.Writer
 }
 
-var listeningRE = regexp.MustCompile(`Azurite (Blob|Queue|Table) service is successfully listening at http://[^:]+:(\d+)`)
+// listeningRE matches the line each service prints once it listens, with the
+// port it got: azurite-queue prints "Azurite Queue service successfully
+// listens on http://127.0.0.1:PORT", the all-in-one azurite "Azurite Table
+// service is successfully listening at http://127.0.0.1:PORT". (azurite-table
+// prints the port it was given, 0, so the table comes from the all-in-one.)
+var listeningRE = regexp.MustCompile(`Azurite (Queue|Table) service (?:is )?successfully (?:listens on|listening at) http://[^:/]+:(\d+)`)
 
-// Start installs Azurite if needed and starts it in memory on free ports
-// (port 0: the OS picks them and Azurite prints them), with a fresh temporary
-// working directory, then waits until the queue and table ports accept
-// connections. The caller must call Stop.
+// Start installs Azurite if needed and starts it on free ports (port 0: the
+// OS picks them and Azurite prints them) with a fresh temporary working
+// directory, then waits until the queue and table ports accept connections.
+// The caller must call Stop.
+//
+// Two processes, in one process group:
+//   - the queue service (azurite-queue) keeps its messages on disk in Dir.
+//     Its in-memory mode stores each message body as its own extent, and the
+//     queue's garbage collector, every 60 s, deletes the extents of all
+//     messages deleted since, one LokiJS findAndRemove each, and each one
+//     re-sorts the whole extent index: quadratic in the messages consumed per
+//     minute, on Azurite's only thread. At 200-300 msg/s it stops answering
+//     for a minute or more, every minute (docs/programs.md, "Azurite"). On
+//     disk, messages share 64 MB extent files and the collector has little
+//     to delete.
+//   - the table service stays in memory (an all-in-one azurite whose blob and
+//     queue services stay idle): on disk, LokiJS would rewrite the whole
+//     table every 5 s, slower as the table grows.
 func Start(ctx context.Context, opts Options) (*Instance, error) {
 	if opts.StartTimeout <= 0 {
 		opts.StartTimeout = 2 * time.Minute
@@ -196,74 +235,112 @@ func Start(ctx context.Context, opts Options) (*Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("azurite work dir: %w", err)
 	}
-	// --location cannot be combined with --inMemoryPersistence in 3.37.0, so
-	// the temp dir is the working directory instead: anything Azurite would
-	// write lands there and is removed by Stop.
-	cmd := exec.Command(Binary(root),
-		"--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--silent", "--disableTelemetry",
+	inst := &Instance{Dir: dir, exits: make(chan *service, 2)}
+	common := []string{"--skipApiVersionCheck", "--loose", "--silent", "--disableTelemetry"}
+	ports := make(chan listening, 2)
+	exitedDuringStart := func(s *service) error {
+		return fmt.Errorf("azurite %s service exited during start (%v):\n%s", s.name, s.exitErr, inst.Output())
+	}
+	if err := inst.spawn("queue", QueueBinary(root), ports, append([]string{
+		"--location", filepath.Join(dir, "queue"), "--queueHost", "127.0.0.1", "--queuePort", "0",
+	}, common...)); err != nil {
+		inst.Stop()
+		return nil, err
+	}
+	if err := inst.spawn("table", Binary(root), ports, append([]string{
+		"--inMemoryPersistence", "--extentMemoryLimit", "16",
 		"--blobHost", "127.0.0.1", "--blobPort", "0",
 		"--queueHost", "127.0.0.1", "--queuePort", "0",
 		"--tableHost", "127.0.0.1", "--tablePort", "0",
-		"--extentMemoryLimit", "256",
-	)
-	cmd.Dir = dir
-	// Own process group, killed as a whole; and killed if we die first.
+	}, common...)); err != nil {
+		// A queue service that died at once took its process group with it,
+		// and the table service could not join it (EPERM): name the cause.
+		select {
+		case s := <-inst.exits:
+			err = exitedDuringStart(s)
+		case <-time.After(time.Second):
+		}
+		inst.Stop()
+		return nil, err
+	}
+	for inst.QueuePort == 0 || inst.TablePort == 0 {
+		select {
+		case l := <-ports:
+			if l.service == "Queue" {
+				inst.QueuePort = l.port
+			} else {
+				inst.TablePort = l.port
+			}
+		case s := <-inst.exits:
+			inst.Stop()
+			return nil, exitedDuringStart(s)
+		case <-ctx.Done():
+			inst.Stop()
+			return nil, fmt.Errorf("azurite did not report its ports within %s: %w\n%s", opts.StartTimeout, ctx.Err(), inst.Output())
+		}
+	}
+	for _, port := range []int{inst.QueuePort, inst.TablePort} {
+		if err := waitPort(ctx, port); err != nil {
+			inst.Stop()
+			return nil, fmt.Errorf("azurite port %d: %w\n%s", port, err, inst.Output())
+		}
+	}
+	return inst, nil
+}
+
+// listening is one "service listens on port" line.
+type listening struct {
+	service string
+	port    int
+}
+
+// spawn starts one Azurite process in the instance's working directory and
+// process group (the first process leads it), and reads its output. The
+// process's own service (Queue for "queue", Table for "table") is reported on
+// ports once it listens.
+func (i *Instance) spawn(name, bin string, ports chan<- listening, args []string) error {
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = i.Dir
+	// One process group, killed as a whole; and each killed if we die first.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if len(i.services) > 0 {
+		cmd.SysProcAttr.Pgid = i.PGID()
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("azurite pipe: %w", err)
+		return fmt.Errorf("azurite %s pipe: %w", name, err)
 	}
 	cmd.Stdout = pw
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
 		_ = pr.Close()
 		_ = pw.Close()
-		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("start azurite %s: %w", Binary(root), err)
+		return fmt.Errorf("start azurite %s service (%s): %w", name, bin, err)
 	}
 	_ = pw.Close()
-	inst := &Instance{Dir: dir, cmd: cmd, waitErr: make(chan error, 1), output: &tail{}}
-	go func() { inst.waitErr <- cmd.Wait() }()
-
-	ports := make(chan [2]string, 1)
+	s := &service{name: name, cmd: cmd, done: make(chan struct{}), output: &tail{}}
+	i.services = append(i.services, s)
+	go func() {
+		s.exitErr = cmd.Wait()
+		close(s.done)
+		i.exits <- s
+	}()
 	go func() {
 		sc := bufio.NewScanner(pr)
-		found := map[string]string{}
 		sent := false
 		for sc.Scan() {
 			line := sc.Text()
-			inst.output.add(line)
-			if m := listeningRE.FindStringSubmatch(line); m != nil {
-				found[m[1]] = m[2]
-				if !sent && found["Queue"] != "" && found["Table"] != "" {
-					ports <- [2]string{found["Queue"], found["Table"]}
-					sent = true
-				}
+			s.output.add(line)
+			if m := listeningRE.FindStringSubmatch(line); !sent && m != nil && strings.EqualFold(m[1], name) {
+				var port int
+				fmt.Sscan(m[2], &port)
+				ports <- listening{service: m[1], port: port} // buffered, one per process
+				sent = true
 			}
 		}
 		_ = pr.Close()
 	}()
-
-	select {
-	case p := <-ports:
-		fmt.Sscan(p[0], &inst.QueuePort)
-		fmt.Sscan(p[1], &inst.TablePort)
-	case err := <-inst.waitErr:
-		inst.waitErr <- err
-		inst.Stop()
-		return nil, fmt.Errorf("azurite exited during start (%v):\n%s", err, inst.output.String())
-	case <-ctx.Done():
-		inst.Stop()
-		return nil, fmt.Errorf("azurite did not report its ports within %s: %w\n%s", opts.StartTimeout, ctx.Err(), inst.output.String())
-	}
-	for _, port := range []int{inst.QueuePort, inst.TablePort} {
-		if err := waitPort(ctx, port); err != nil {
-			inst.Stop()
-			return nil, fmt.Errorf("azurite port %d: %w\n%s", port, err, inst.output.String())
-		}
-	}
-	return inst, nil
+	return nil
 }
 
 func waitPort(ctx context.Context, port int) error {
@@ -282,29 +359,67 @@ func waitPort(ctx context.Context, port int) error {
 	}
 }
 
-// Pid returns Azurite's process id (its process group id too).
-func (i *Instance) Pid() int { return i.cmd.Process.Pid }
+// PGID returns the id of the process group both Azurite processes run in.
+func (i *Instance) PGID() int { return i.services[0].cmd.Process.Pid }
 
-// Output returns Azurite's last output lines (for failure messages).
-func (i *Instance) Output() string { return i.output.String() }
+// NamedPids returns the process id of each Azurite process by its service
+// ("queue", "table").
+func (i *Instance) NamedPids() map[string]int {
+	m := make(map[string]int, len(i.services))
+	for _, s := range i.services {
+		m[s.name] = s.cmd.Process.Pid
+	}
+	return m
+}
+
+// Pids returns the process ids of Azurite's processes.
+func (i *Instance) Pids() []int {
+	pids := make([]int, 0, len(i.services))
+	for _, s := range i.services {
+		pids = append(pids, s.cmd.Process.Pid)
+	}
+	return pids
+}
+
+// Signal sends sig to every Azurite process (SIGSTOP freezes storage as a
+// whole, SIGCONT resumes it).
+func (i *Instance) Signal(sig syscall.Signal) error {
+	if err := syscall.Kill(-i.PGID(), sig); err != nil {
+		return fmt.Errorf("signal azurite's process group: %w", err)
+	}
+	return nil
+}
+
+// Output returns each Azurite process's last output lines (for failure
+// messages).
+func (i *Instance) Output() string {
+	var b strings.Builder
+	for _, s := range i.services {
+		fmt.Fprintf(&b, "[azurite %s]\n%s\n", s.name, s.output.String())
+	}
+	return b.String()
+}
 
 // Stop kills Azurite's whole process group (SIGTERM, then SIGKILL after 3 s),
 // waits for it and removes its working directory. It is safe to call more
-// than once.
+// than once, and on an instance whose start failed half-way.
 func (i *Instance) Stop() {
 	i.stopOnce.Do(func() {
-		pgid := i.cmd.Process.Pid
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case err := <-i.waitErr:
-			i.waitErr <- err
-		case <-time.After(3 * time.Second):
+		if len(i.services) > 0 {
+			pgid := i.PGID()
+			_ = syscall.Kill(-pgid, syscall.SIGTERM)
+			deadline := time.After(3 * time.Second)
+			for _, s := range i.services {
+				select {
+				case <-s.done:
+				case <-deadline:
+					_ = syscall.Kill(-pgid, syscall.SIGKILL)
+					<-s.done
+				}
+			}
+			// Anything left in the group (there should be nothing) goes too.
 			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			err := <-i.waitErr
-			i.waitErr <- err
 		}
-		// Anything left in the group (there should be nothing) goes too.
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		_ = os.RemoveAll(i.Dir)
 	})
 }

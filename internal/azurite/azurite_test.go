@@ -33,10 +33,10 @@ func TestStartServesAndStopLeavesNothing(t *testing.T) {
 		require.NoError(t, err)
 		_ = c.Close()
 	}
-	pid := inst.Pid()
+	pgid := inst.PGID()
 	inst.Stop()
 	inst.Stop() // idempotent
-	err = syscall.Kill(-pid, 0)
+	err = syscall.Kill(-pgid, 0)
 	assert.True(t, errors.Is(err, syscall.ESRCH), "process group gone, got %v", err)
 	_, err = os.Stat(inst.Dir)
 	assert.True(t, os.IsNotExist(err), "work dir removed")
@@ -48,9 +48,10 @@ func TestStartServesAndStopLeavesNothing(t *testing.T) {
 // package-lock.json and package.json last changed at lock.
 func fakeInstall(t *testing.T, root string, installed, lock time.Time) {
 	t.Helper()
-	bin := Binary(root)
-	require.NoError(t, os.MkdirAll(filepath.Dir(bin), 0o755))
-	require.NoError(t, os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755))
+	for _, bin := range []string{Binary(root), QueueBinary(root)} {
+		require.NoError(t, os.MkdirAll(filepath.Dir(bin), 0o755))
+		require.NoError(t, os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755))
+	}
 	require.NoError(t, os.WriteFile(installMarker(root), []byte("{}\n"), 0o644))
 	require.NoError(t, os.Chtimes(installMarker(root), installed, installed))
 	for _, name := range []string{"package-lock.json", "package.json"} {
@@ -142,4 +143,31 @@ func TestRepoRootFindsGoMod(t *testing.T) {
 	require.NoError(t, err)
 	_, err = os.Stat(filepath.Join(root, "go.mod"))
 	assert.NoError(t, err)
+}
+
+// fakeService writes a stand-in for an Azurite service script at bin: a node
+// server on a free port that prints the line Start waits for.
+func fakeService(t *testing.T, bin, listening string) {
+	t.Helper()
+	script := `#!/bin/sh
+exec node -e '
+const s = require("http").createServer((q, r) => r.end()).listen(0, "127.0.0.1", () => {
+  console.log("` + listening + `" + s.address().port);
+});'
+`
+	require.NoError(t, os.WriteFile(bin, []byte(script), 0o755))
+}
+
+func TestStartSaysWhichServiceFailed(t *testing.T) {
+	root := t.TempDir()
+	t0 := time.Now().Add(-time.Hour)
+	fakeInstall(t, root, t0, t0.Add(-time.Minute))
+	require.NoError(t, os.WriteFile(QueueBinary(root), []byte("#!/bin/sh\necho 'port in use' >&2\nexit 3\n"), 0o755))
+	fakeService(t, Binary(root), "Azurite Table service is successfully listening at http://127.0.0.1:")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := Start(ctx, Options{Root: root})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "azurite queue service exited during start")
+	assert.Contains(t, err.Error(), "port in use", "its output is in the error")
 }

@@ -2,11 +2,11 @@
 // and producer binaries built once per test binary, a private Azurite per
 // test, unique queue and table names, and polling helpers with deadlines.
 //
-// Why an Azurite per test: Azurite 3.37.0's queue garbage collector runs
-// every 60 s and, once thousands of messages have been deleted, blocks its
-// single thread for tens of seconds (it removes extents one by one from an
-// in-memory index). A fresh instance per test (about 1.5 s to start) never
-// lives long enough to hit that, and no test sees another's leftovers.
+// Why an Azurite per test: no test sees another's leftovers, and a test that
+// freezes Azurite (SIGSTOP) freezes only its own. A fresh instance takes
+// about 1.5 s to start. (The minute-long stalls of Azurite's in-memory queue
+// garbage collector are gone for good: internal/azurite keeps the queue on
+// disk.)
 package itest
 
 import (
