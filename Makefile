@@ -30,8 +30,8 @@ node_modules/.package-lock.json: package-lock.json package.json $(if $(realpath 
 
 FORCE:
 
-demo: deps ## Run producer + consumer locally against a fresh Azurite, with progress and a summary
-	go run ./cmd/demo
+demo: deps ## Run producer + consumer locally against a fresh Azurite, with progress and a summary [ARGS="-messages 100000 -rate 0"]
+	go run ./cmd/demo $(ARGS)
 
 test: deps lint ## Lint, then run the full test suite (mock stack tests, builders, programs against Azurite)
 	go test -count=1 -timeout 20m ./...

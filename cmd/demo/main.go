@@ -1,8 +1,10 @@
 // Command demo is the one-command local run: it installs Azurite if needed
-// (npm ci), starts it in memory on free ports, creates the queue and the
-// table, builds and runs the real producer and consumer binaries against it,
-// shows live progress and ends with a summary read back from the table. It
-// stops everything it started, also on Ctrl-C.
+// (npm ci), starts it on free ports (queue on disk, table in memory: see
+// internal/azurite), creates the queue and the table, builds and runs the
+// real producer and consumer binaries against it, shows live progress and
+// ends with a summary read back from the table: throughput over time, peak
+// RSS of every process and Azurite's longest silence. It stops everything it
+// started, also on Ctrl-C, and gives up when Azurite stops answering.
 package main
 
 import (
@@ -12,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"os/exec"
@@ -19,13 +22,13 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/aks-edw/aks-edw/internal/azurite"
-	"github.com/aks-edw/aks-edw/internal/message"
 	"github.com/aks-edw/aks-edw/internal/procs"
 	"github.com/aks-edw/aks-edw/internal/storage"
 )
@@ -39,6 +42,13 @@ type options struct {
 	malformed           int
 	queue, table        string
 	timeout             time.Duration
+	stall               time.Duration
+}
+
+// defaultTimeout is -timeout's default: 5 minutes plus 10 ms per message, so a
+// long run (-messages 100000) is not cut short while a stuck one still ends.
+func defaultTimeout(messages int) time.Duration {
+	return 5*time.Minute + time.Duration(messages)*10*time.Millisecond
 }
 
 func main() {
@@ -53,35 +63,76 @@ func main() {
 	flag.IntVar(&o.malformed, "malformed", 3, "malformed messages to add, to show the poison queue")
 	flag.StringVar(&o.queue, "queue", "aws2azmsgs", "queue name")
 	flag.StringVar(&o.table, "table", "aws2azpmts", "table name")
-	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up after this long")
+	flag.DurationVar(&o.timeout, "timeout", 0, "give up after this long (0 = 5m plus 10ms per message)")
+	flag.DurationVar(&o.stall, "stall", time.Minute, "give up when Azurite has not answered for this long")
 	flag.Parse()
-	if err := run(ctx, o, os.Stdout); err != nil {
+	if o.timeout == 0 {
+		o.timeout = defaultTimeout(o.messages)
+	}
+	if _, err := run(ctx, o, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(parent context.Context, o options, out io.Writer) error {
+// result is what a run measured, for the summary and the tests.
+type result struct {
+	// sent is the producer's messages; stored, missing and duplicates are read
+	// back from the table, poisoned from the poison queue.
+	sent, stored, missing, duplicates, poisoned int
+	// busy is from the producer's start to the last message processed.
+	busy time.Duration
+	// longestSilence is the longest time between two answers of Azurite's
+	// queue service to the demo's once-a-second depth query.
+	longestSilence time.Duration
+	// samples are the once-a-second progress readings.
+	samples []sample
+	// peakRSS is each process's peak resident set size, by name.
+	peakRSS map[string]int64
+	// consumerExit is the consumer's exit code after SIGTERM.
+	consumerExit int
+}
+
+// sample is one progress reading.
+type sample struct {
+	at        time.Duration // since the producer started
+	processed float64
+	// answer is how long Azurite took to answer the depth query (the probe's
+	// timeout when it did not).
+	answer     time.Duration
+	answered   bool
+	azuriteRSS int64 // current RSS of Azurite's processes together
+}
+
+// probeTimeout bounds each depth query, so a silent Azurite shows in the
+// progress lines instead of freezing them.
+const probeTimeout = 5 * time.Second
+
+func run(parent context.Context, o options, out io.Writer) (result, error) {
+	var res result
 	if o.messages < 1 || o.rate < 0 || o.producerConcurrency < 1 || o.concurrency < 1 || o.batch < 1 || o.batch > 32 || o.malformed < 0 {
-		return errors.New("invalid flags: messages, concurrencies >= 1, batch 1-32, rate and malformed >= 0")
+		return res, errors.New("invalid flags: messages, concurrencies >= 1, batch 1-32, rate and malformed >= 0")
+	}
+	if o.timeout <= 0 || o.stall <= probeTimeout {
+		return res, fmt.Errorf("invalid flags: -timeout must be > 0 and -stall > %s", probeTimeout)
 	}
 	ctx, cancel := context.WithTimeout(parent, o.timeout)
 	defer cancel()
 	root, err := azurite.RepoRoot()
 	if err != nil {
-		return err
+		return res, err
 	}
 	dir, err := os.MkdirTemp("", "aks-edw-demo-")
 	if err != nil {
-		return fmt.Errorf("temp dir: %w", err)
+		return res, fmt.Errorf("temp dir: %w", err)
 	}
 	defer os.RemoveAll(dir)
 
-	fmt.Fprintln(out, "demo: starting Azurite (in memory, free ports) and building the consumer and the producer ...")
+	fmt.Fprintln(out, "demo: starting Azurite (queue on disk, table in memory, free ports) and building the consumer and the producer ...")
 	t0 := time.Now()
 	bins, az, err := procs.BuildWithAzurite(ctx, root, dir, out)
 	if err != nil {
-		return err
+		return res, err
 	}
 	defer func() {
 		az.Stop()
@@ -91,13 +142,13 @@ func run(parent context.Context, o options, out io.Writer) error {
 
 	clients, err := storage.NewClients(storage.Settings{QueueName: o.queue, TableName: o.table, ConnectionString: az.ConnectionString()}, storage.NewHTTPClient(8))
 	if err != nil {
-		return err
+		return res, err
 	}
 	if err := storage.EnsureQueue(ctx, clients.Queue); err != nil {
-		return err
+		return res, err
 	}
 	if err := storage.EnsureTable(ctx, clients.Table); err != nil {
-		return err
+		return res, err
 	}
 	fmt.Fprintf(out, "demo: created queue %q and table %q\n", o.queue, o.table)
 
@@ -110,7 +161,7 @@ func run(parent context.Context, o options, out io.Writer) error {
 		"CONSUMER_VISIBILITY_TIMEOUT=30s",
 	))
 	if err != nil {
-		return err
+		return res, err
 	}
 	defer func() {
 		select {
@@ -121,14 +172,14 @@ func run(parent context.Context, o options, out io.Writer) error {
 	}()
 	ready, err := cons.WaitReady(ctx, 10*time.Second)
 	if err != nil {
-		return err
+		return res, err
 	}
 	fmt.Fprintf(out, "demo: consumer ready %s after start, health/metrics on http://%s\n", ready.Round(time.Millisecond), cons.Addr)
 
 	// Malformed messages first, so the poison queue has something to show.
 	for i := range o.malformed {
 		if _, err := clients.Queue.EnqueueMessage(ctx, fmt.Sprintf("not JSON: malformed demo message %d", i+1), nil); err != nil {
-			return fmt.Errorf("enqueue malformed message: %w", err)
+			return res, fmt.Errorf("enqueue malformed message: %w", err)
 		}
 	}
 
@@ -140,12 +191,12 @@ func run(parent context.Context, o options, out io.Writer) error {
 	prod.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	prodErr, err := prod.StderrPipe()
 	if err != nil {
-		return fmt.Errorf("producer stderr: %w", err)
+		return res, fmt.Errorf("producer stderr: %w", err)
 	}
 	var prodOut safeBuffer
 	prod.Stdout = &prodOut
 	if err := prod.Start(); err != nil {
-		return fmt.Errorf("start producer: %w", err)
+		return res, fmt.Errorf("start producer: %w", err)
 	}
 	var sent atomic.Int64
 	var prodLog safeBuffer
@@ -164,11 +215,12 @@ func run(parent context.Context, o options, out io.Writer) error {
 	}()
 	prodDone := make(chan error, 1)
 	go func() { <-scanned; prodDone <- prod.Wait() }()
+	res.peakRSS = map[string]int64{}
 
 	want := float64(o.messages + o.malformed)
 	producerFinished := false
 	var lastProcessed float64
-	lastAt := start
+	lastAt, lastAnswer := start, start
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -179,96 +231,190 @@ func run(parent context.Context, o options, out io.Writer) error {
 			}
 			_ = cons.Signal(syscall.SIGTERM)
 			_, _ = cons.Wait(25 * time.Second)
-			return fmt.Errorf("demo stopped: %w", context.Cause(ctx))
+			return res, fmt.Errorf("demo stopped: %w", context.Cause(ctx))
 		case err := <-prodDone:
 			producerFinished = true
 			prodDone = nil
 			if err != nil {
-				return fmt.Errorf("producer failed: %w\n%s%s", err, prodLog.String(), prodOut.String())
+				return res, fmt.Errorf("producer failed: %w\n%s%s", err, prodLog.String(), prodOut.String())
+			}
+			if ru, ok := prod.ProcessState.SysUsage().(*syscall.Rusage); ok {
+				res.peakRSS["producer"] = ru.Maxrss * 1024
 			}
 			sent.Store(int64(o.messages))
 			fmt.Fprintf(out, "demo: producer done: %s", prodOut.String())
 		case now := <-tick.C:
 			m, err := cons.Metrics(ctx)
 			if err != nil {
-				return fmt.Errorf("consumer metrics: %w\n%s", err, cons.Stdout())
+				return res, fmt.Errorf("consumer metrics: %w\n%s", err, cons.Stdout())
 			}
 			processed := m["consumer_messages_processed_total"]
 			poisoned := m[`consumer_messages_poisoned_total{reason="malformed"}`] + m[`consumer_messages_poisoned_total{reason="over_delivered"}`] +
 				m[`consumer_messages_poisoned_total{reason="rejected"}`]
-			d, _ := storage.Depth(ctx, clients.Queue)
-			fmt.Fprintf(out, "  %5s  sent %5d  queue depth %5d  processed %5.0f  poisoned %d  rate %4.0f msg/s\n",
-				now.Sub(start).Round(time.Second), sent.Load(), d, processed, int(poisoned), (processed-lastProcessed)/now.Sub(lastAt).Seconds())
+			pctx, pcancel := context.WithTimeout(ctx, probeTimeout)
+			asked := time.Now()
+			d, derr := storage.Depth(pctx, clients.Queue)
+			pcancel()
+			s := sample{at: time.Since(start), processed: processed, answer: time.Since(asked), answered: derr == nil, azuriteRSS: rssOf(az.Pids())}
+			res.samples = append(res.samples, s)
+			depth := fmt.Sprintf("%5d", d)
+			if s.answered {
+				res.longestSilence = max(res.longestSilence, time.Since(lastAnswer))
+				lastAnswer = time.Now()
+			} else {
+				silent := time.Since(lastAnswer)
+				res.longestSilence = max(res.longestSilence, silent)
+				depth = fmt.Sprintf("%5s", "?")
+				if silent >= o.stall {
+					_ = cons.Signal(syscall.SIGTERM)
+					_, _ = cons.Wait(25 * time.Second)
+					return res, fmt.Errorf("azurite has not answered for %s (the depth query timed out every second since %s): giving up\n%s",
+						silent.Round(time.Second), lastAnswer.Sub(start).Round(time.Second), az.Output())
+				}
+			}
+			fmt.Fprintf(out, "  %5s  sent %5d  queue depth %s  processed %5.0f  poisoned %d  rate %4.0f msg/s\n",
+				now.Sub(start).Round(time.Second), sent.Load(), depth, processed, int(poisoned), (processed-lastProcessed)/now.Sub(lastAt).Seconds())
 			lastProcessed, lastAt = processed, now
-			if producerFinished && processed+poisoned >= want && d == 0 {
-				return finish(ctx, out, o, cons, clients, start)
+			if producerFinished && processed+poisoned >= want && d == 0 && s.answered {
+				res.busy = time.Since(start)
+				return finish(ctx, out, o, cons, az, clients, res)
 			}
 		}
 	}
 }
 
-// finish stops the consumer with SIGTERM and prints the summary read back
-// from the table and the poison queue.
-func finish(ctx context.Context, out io.Writer, o options, cons *procs.Consumer, clients *storage.Clients, start time.Time) error {
-	wall := time.Since(start)
-	rss, _ := procs.PeakRSS(cons.Cmd.Process.Pid)
+// rssOf returns the summed current RSS of the processes (0 for any gone).
+func rssOf(pids []int) int64 {
+	var sum int64
+	for _, pid := range pids {
+		if v, err := procs.RSS(pid); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// finish stops the consumer with SIGTERM, reads the table and the poison
+// queue back (Azurite must still answer) and prints the summary.
+func finish(ctx context.Context, out io.Writer, o options, cons *procs.Consumer, az *azurite.Instance, clients *storage.Clients, res result) (result, error) {
+	res.sent = o.messages
+	if rss, err := procs.PeakRSS(cons.Cmd.Process.Pid); err == nil {
+		res.peakRSS["consumer"] = rss
+	}
+	for name, pid := range az.NamedPids() {
+		if rss, err := procs.PeakRSS(pid); err == nil {
+			res.peakRSS["azurite "+name] = rss
+		}
+	}
 	if err := cons.Signal(syscall.SIGTERM); err != nil {
-		return err
+		return res, err
 	}
 	code, err := cons.Wait(25 * time.Second)
 	if err != nil {
-		return err
+		return res, err
 	}
-	ents, err := storage.ListEntities(ctx, clients.Table)
+	res.consumerExit = code
+	rctx, rcancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer rcancel()
+	ents, err := storage.ListEntities(rctx, clients.Table)
 	if err != nil {
-		return err
+		return res, fmt.Errorf("read the table back: %w", err)
 	}
-	poisoned, err := storage.Depth(ctx, clients.Poison)
+	poisoned, err := storage.Depth(rctx, clients.Poison)
 	if err != nil {
-		return err
+		return res, fmt.Errorf("read the poison queue back: %w", err)
 	}
+	res.poisoned = poisoned
 	texts := map[string]bool{}
 	lat := make([]float64, 0, len(ents))
-	var first, last time.Time
 	for _, e := range ents {
 		texts[e.Data] = true
 		lat = append(lat, e.LatencyMs)
-		if p, err := message.ParseStamp(e.DateStamp); err == nil {
-			if first.IsZero() || p.Before(first) {
-				first = p
-			}
-			if p.After(last) {
-				last = p
-			}
-		}
 	}
-	missing := 0
 	for i := 1; i <= o.messages; i++ {
 		if !texts[fmt.Sprintf("demo message #%d", i)] {
-			missing++
+			res.missing++
 		}
 	}
+	res.stored, res.duplicates = len(ents), len(ents)-len(texts)
 	slices.Sort(lat)
-	busy := last.Sub(first)
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "summary")
 	fmt.Fprintf(out, "  sent              %d (+%d malformed)\n", o.messages, o.malformed)
-	fmt.Fprintf(out, "  stored            %d entities (%d of the sent messages missing)\n", len(ents), missing)
-	fmt.Fprintf(out, "  duplicates        %d\n", len(ents)-len(texts))
+	fmt.Fprintf(out, "  stored            %d entities (%d of the sent messages missing)\n", res.stored, res.missing)
+	fmt.Fprintf(out, "  duplicates        %d\n", res.duplicates)
 	fmt.Fprintf(out, "  poisoned          %d (in %s)\n", poisoned, o.queue+storage.PoisonSuffix)
 	bound := ""
 	if o.rate > 0 {
 		bound = fmt.Sprintf(" (paced by the producer's %s; -rate 0 for full speed)", rateText(o.rate))
 	}
-	fmt.Fprintf(out, "  throughput        %.0f msg/s while busy%s; %d in %s overall\n",
-		float64(len(ents))/math.Max(busy.Seconds(), 0.001), bound, len(ents), wall.Round(100*time.Millisecond))
+	fmt.Fprintf(out, "  throughput        %.0f msg/s from the producer's start to the last message%s\n",
+		float64(len(ents))/math.Max(res.busy.Seconds(), 0.001), bound)
 	fmt.Fprintf(out, "  e2e latency       p50 %s  p99 %s  max %s (srcStamp to processing; includes time waiting in the queue)\n",
 		ms(quantile(lat, 0.50)), ms(quantile(lat, 0.99)), ms(quantile(lat, 1)))
-	fmt.Fprintf(out, "  consumer          exit %d after SIGTERM, peak RSS %.1f MiB\n", code, float64(rss)/(1<<20))
-	if missing > 0 || len(ents) != len(texts) || code != 0 || poisoned != o.malformed {
-		return fmt.Errorf("unexpected result: %d missing, %d duplicates, %d poisoned, consumer exit %d", missing, len(ents)-len(texts), poisoned, code)
+	fmt.Fprintf(out, "  azurite answers   longest silence %s (its depth query, once a second)\n", res.longestSilence.Round(time.Millisecond))
+	fmt.Fprintf(out, "  peak RSS          %s\n", peakText(res.peakRSS))
+	fmt.Fprintf(out, "  consumer          exit %d after SIGTERM\n", code)
+	fmt.Fprintln(out, "  over time")
+	for _, row := range timeline(res.samples, 12) {
+		fmt.Fprintf(out, "    %s\n", row)
 	}
-	return nil
+	if res.missing > 0 || res.duplicates != 0 || code != 0 || poisoned != o.malformed {
+		return res, fmt.Errorf("unexpected result: %d missing, %d duplicates, %d poisoned, consumer exit %d", res.missing, res.duplicates, poisoned, code)
+	}
+	return res, nil
+}
+
+// peakText lists the peak RSS of each process, in a stable order.
+func peakText(peaks map[string]int64) string {
+	names := slices.Sorted(maps.Keys(peaks))
+	parts := make([]string, 0, len(names))
+	for _, n := range names {
+		parts = append(parts, fmt.Sprintf("%s %.1f MiB", n, float64(peaks[n])/(1<<20)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// timeline turns the once-a-second samples into at most rows windows of equal
+// length (whole 10 s multiples): the throughput in each, Azurite's RSS at its
+// end and its slowest answer to the depth query, so a slowdown, a stall or a
+// leak shows.
+func timeline(samples []sample, rows int) []string {
+	if len(samples) == 0 {
+		return nil
+	}
+	total := samples[len(samples)-1].at
+	width := 10 * time.Second
+	for time.Duration(rows)*width < total {
+		width += 10 * time.Second
+	}
+	out := []string{fmt.Sprintf("%-15s %8s %13s %15s", "window", "msg/s", "azurite RSS", "slowest answer")}
+	var prev sample
+	for from := time.Duration(0); from < total; from += width {
+		to := min(from+width, total)
+		var last sample
+		var slowest time.Duration
+		silent := false
+		for _, s := range samples {
+			if s.at <= from || s.at > to {
+				continue
+			}
+			last = s
+			slowest = max(slowest, s.answer)
+			silent = silent || !s.answered
+		}
+		if last.at == 0 {
+			continue
+		}
+		answer := slowest.Round(time.Millisecond).String()
+		if silent {
+			answer = "none in " + probeTimeout.String()
+		}
+		out = append(out, fmt.Sprintf("%-15s %8.0f %9.0f MiB %15s", fmt.Sprintf("%s-%s", from, to.Round(time.Second)),
+			(last.processed-prev.processed)/(last.at-prev.at).Seconds(), float64(last.azuriteRSS)/(1<<20), answer))
+		prev = last
+	}
+	return out
 }
 
 func quantile(sorted []float64, q float64) float64 {

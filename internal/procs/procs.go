@@ -305,24 +305,27 @@ func (c *Consumer) WaitMetric(ctx context.Context, series string, timeout time.D
 
 // PeakRSS returns the process's VmHWM (peak resident set size) in bytes,
 // read from /proc/<pid>/status while the process is alive.
-func PeakRSS(pid int) (int64, error) {
+func PeakRSS(pid int) (int64, error) { return statusKB(pid, "VmHWM") }
+
+// statusKB returns a kB field of /proc/<pid>/status in bytes.
+func statusKB(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, fmt.Errorf("read VmHWM: %w", err)
+		return 0, fmt.Errorf("read %s: %w", field, err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			f := strings.Fields(rest)
 			if len(f) >= 1 {
 				kb, err := strconv.ParseInt(f[0], 10, 64)
 				if err != nil {
-					return 0, fmt.Errorf("parse VmHWM %q: %w", line, err)
+					return 0, fmt.Errorf("parse %s %q: %w", field, line, err)
 				}
 				return kb * 1024, nil
 			}
 		}
 	}
-	return 0, errors.New("VmHWM not found in /proc status")
+	return 0, fmt.Errorf("%s not found in /proc status", field)
 }
 
 type lockedWriter struct {
@@ -381,3 +384,6 @@ func BuildWithAzurite(ctx context.Context, root, dir string, log io.Writer) (Bin
 	}
 	return bins, az, nil
 }
+
+// RSS returns the process's current resident set size (VmRSS) in bytes.
+func RSS(pid int) (int64, error) { return statusKB(pid, "VmRSS") }
