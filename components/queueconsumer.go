@@ -45,8 +45,9 @@ type QueueConsumerArgs struct {
 	// credential and the queue's data role. The ScaledObject (or ScaledJob) and the
 	// TriggerAuthentication depend on them (optional; the stack passes all of them).
 	KedaDependsOn []pulumi.Resource
-	// AddonsReady, when set, resolves once the cluster serves the KEDA and Karpenter kinds;
-	// the custom resources wait for it (optional; workload.Deploy sets it).
+	// AddonsReady, when set, resolves once the API server lets the deployer write what the
+	// stack deploys and serves the KEDA and Karpenter kinds; every object waits for it
+	// (optional; workload.Deploy sets it).
 	AddonsReady pulumi.ResourceArrayInput
 	// Cluster is the AKS cluster; every Kubernetes object is deleted with it (required).
 	Cluster pulumi.Resource
@@ -115,6 +116,11 @@ func NewQueueConsumer(ctx *pulumi.Context, name string, args *QueueConsumerArgs,
 		pulumi.Provider(args.Provider),
 		pulumi.DeletedWith(args.Cluster),
 	}
+	if args.AddonsReady != nil {
+		// Every object, the namespace first: on an Entra-only cluster the API server refuses
+		// the deployer until its role has propagated, and a refused create is not retried.
+		child = append(child, pulumi.DependsOnInputs(args.AddonsReady))
+	}
 
 	ns, err := corev1.NewNamespace(ctx, name+"-namespace", namespaceArgs(s), child...)
 	if err != nil {
@@ -128,17 +134,13 @@ func NewQueueConsumer(ctx *pulumi.Context, name string, args *QueueConsumerArgs,
 		return nil, fmt.Errorf("creating service account %q: %w", s.ServiceAccountName, err)
 	}
 
-	// Options: KEDA's kinds and Karpenter's may not be served yet right after the cluster is
-	// created, so the custom resources wait for the add-ons; KEDA objects also wait for KEDA's
-	// identity; whatever runs the consumer's pods waits for everything the pods need in Azure.
+	// Options: every object waits for the deployer's access and the add-ons (child); KEDA
+	// objects also wait for KEDA's identity; whatever runs the consumer's pods waits for
+	// everything the pods need in Azure.
 	opt := func(more ...pulumi.ResourceOption) []pulumi.ResourceOption {
 		return append(append([]pulumi.ResourceOption{}, child...), more...)
 	}
-	var addons []pulumi.ResourceOption
-	if args.AddonsReady != nil {
-		addons = append(addons, pulumi.DependsOnInputs(args.AddonsReady))
-	}
-	kedaOpts := opt(append(addons, pulumi.DependsOn(args.KedaDependsOn))...)
+	kedaOpts := opt(pulumi.DependsOn(args.KedaDependsOn))
 
 	auth, err := apiextensions.NewCustomResource(ctx, name+"-trigger-auth", triggerAuthenticationArgs(s, nsName, args.ClientID), kedaOpts...)
 	if err != nil {
@@ -149,7 +151,7 @@ func NewQueueConsumer(ctx *pulumi.Context, name string, args *QueueConsumerArgs,
 		return nil, fmt.Errorf("creating network policy %q: %w", NetworkPolicyName(s), err)
 	}
 
-	pool, err := apiextensions.NewCustomResource(ctx, name+"-node-pool", nodePoolArgs(s), opt(addons...)...)
+	pool, err := apiextensions.NewCustomResource(ctx, name+"-node-pool", nodePoolArgs(s), child...)
 	if err != nil {
 		return nil, fmt.Errorf("creating Karpenter NodePool %q: %w", s.NodePoolName, err)
 	}
@@ -170,7 +172,7 @@ func NewQueueConsumer(ctx *pulumi.Context, name string, args *QueueConsumerArgs,
 	case ScaleModeScaledJob:
 		// A KEDA object that also runs the pods: it waits for both.
 		job, err := apiextensions.NewCustomResource(ctx, name+"-scaled-job", scaledJobArgs(s, in),
-			opt(append(addons, pulumi.DependsOn(append(append([]pulumi.Resource{}, args.PodsDependOn...), args.KedaDependsOn...)))...)...)
+			opt(pulumi.DependsOn(append(append([]pulumi.Resource{}, args.PodsDependOn...), args.KedaDependsOn...)))...)
 		if err != nil {
 			return nil, fmt.Errorf("creating KEDA ScaledJob %q: %w", s.ScaledJobName, err)
 		}

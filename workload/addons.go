@@ -1,6 +1,7 @@
 package workload
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -23,10 +25,14 @@ import (
 // retries a custom resource whose kind is not served for only about a minute before failing
 // (docs/cloud-notes.md), so the objects that need the add-ons wait for them explicitly.
 
-// addonPath is one thing an add-on installs, as a GET path on the API server.
+// addonPath is one thing an add-on installs, as a GET path on the API server, or one thing the
+// deployer must be allowed to do (Review).
 type addonPath struct {
 	// Path is the API server path that answers 200 once it exists.
 	Path string
+	// Review, when set, makes this a SelfSubjectAccessReview instead of a GET: the API server
+	// must answer that the deployer is allowed to do it (Path is not used).
+	Review *authorizationv1.ResourceAttributes
 	// What names it in errors.
 	What string
 	// Resource, when set, must be listed in the group-version document at Path (a CRD's kind is
@@ -57,10 +63,34 @@ var MetricsAddons = []addonPath{
 	},
 }
 
-// requiredAddons is what Deploy waits for: RequiredAddons, plus MetricsAddons when the stack
-// scrapes metrics. A new slice each time, so callers cannot change the shared lists.
-func requiredAddons(scrapeMetrics bool) []addonPath {
-	paths := append([]addonPath{}, RequiredAddons...)
+// DeployerAccess are the writes `pulumi up` is about to make, as SelfSubjectAccessReviews: on
+// an Entra-only cluster the API server refuses them until the deployer's Azure RBAC role has
+// propagated (up to five minutes; docs/cloud-notes.md), and pulumi-kubernetes does not retry a
+// 403, so no object is sent before the API server allows all of them. namespace is the
+// consumer's.
+func DeployerAccess(namespace string) []addonPath {
+	review := func(what string, a authorizationv1.ResourceAttributes) addonPath {
+		return addonPath{What: "the deployer's permission to " + what, Review: &a}
+	}
+	return []addonPath{
+		review("create namespaces", authorizationv1.ResourceAttributes{Verb: "create", Resource: "namespaces"}),
+		review("create Deployments in "+namespace, authorizationv1.ResourceAttributes{Verb: "create", Group: "apps", Resource: "deployments", Namespace: namespace}),
+		review("create KEDA ScaledObjects in "+namespace, authorizationv1.ResourceAttributes{Verb: "create", Group: "keda.sh", Resource: "scaledobjects", Namespace: namespace}),
+		review("create Karpenter NodePools", authorizationv1.ResourceAttributes{Verb: "create", Group: "karpenter.sh", Resource: "nodepools"}),
+		review("patch the KEDA operator's Deployment (kube-system/"+components.KedaOperatorName+")",
+			authorizationv1.ResourceAttributes{Verb: "patch", Group: "apps", Resource: "deployments", Namespace: "kube-system", Name: components.KedaOperatorName}),
+	}
+}
+
+// requiredAddons is what Deploy waits for: the deployer's access (not in a preview, which
+// writes nothing), RequiredAddons, plus MetricsAddons when the stack scrapes metrics. A new
+// slice each time, so callers cannot change the shared lists.
+func requiredAddons(scrapeMetrics, preview bool, namespace string) []addonPath {
+	var paths []addonPath
+	if !preview {
+		paths = append(paths, DeployerAccess(namespace)...)
+	}
+	paths = append(paths, RequiredAddons...)
 	if scrapeMetrics {
 		paths = append(paths, MetricsAddons...)
 	}
@@ -73,6 +103,9 @@ type AddonWait struct {
 	Timeout time.Duration
 	// Interval is the pause between polls (default 5 seconds).
 	Interval time.Duration
+	// Preview makes a refusal (401/403) final at once: a preview grants nothing, so waiting
+	// for a role to propagate would only delay the error. Deploy sets it in a preview.
+	Preview bool
 }
 
 func (w AddonWait) withDefaults() AddonWait {
@@ -107,6 +140,10 @@ func WaitForAddons(ctx context.Context, kubeconfig string, paths []addonPath, w 
 		m, err := missingAddons(ctx, client, host, paths)
 		if len(m) == 0 {
 			return nil
+		}
+		var refused *refusedError
+		if w.Preview && errors.As(err, &refused) {
+			return fmt.Errorf("the cluster at %s refused the preview's credentials (%v). %s", host, err, previewRefusedAdvice)
 		}
 		// What the last poll found, unless the deadline cut it short: then every request it had
 		// left failed with "context deadline exceeded", and the poll before says more (what is
@@ -144,6 +181,13 @@ func missingAddons(ctx context.Context, client *http.Client, host string, paths 
 	var lastErr error
 	docs := map[string][]byte{}
 	for _, p := range paths {
+		if p.Review != nil {
+			if err := review(ctx, client, host, *p.Review); err != nil {
+				lastErr = err
+				missing = append(missing, p)
+			}
+			continue
+		}
 		body, ok := docs[p.Path]
 		if !ok {
 			var err error
@@ -202,26 +246,87 @@ func get(ctx context.Context, client *http.Client, url string) ([]byte, error) {
 	}
 }
 
+// review asks the API server whether the deployer may do what attrs describe (a
+// SelfSubjectAccessReview, which any authenticated user may create): nil when allowed, a
+// *refusedError when not (or when the review itself is refused).
+func review(ctx context.Context, client *http.Client, host string, attrs authorizationv1.ResourceAttributes) error {
+	body, err := json.Marshal(authorizationv1.SelfSubjectAccessReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "authorization.k8s.io/v1", Kind: "SelfSubjectAccessReview"},
+		Spec:     authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &attrs},
+	})
+	if err != nil {
+		return err
+	}
+	url := host + "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusCreated:
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return &refusedError{url: url, status: resp.Status}
+	default:
+		return fmt.Errorf("POST %s: %s", url, resp.Status)
+	}
+	var r authorizationv1.SelfSubjectAccessReview
+	if err := json.Unmarshal(answer, &r); err != nil {
+		return fmt.Errorf("POST %s: decoding the review: %w", url, err)
+	}
+	if !r.Status.Allowed {
+		what := attrs.Verb + " " + attrs.Resource
+		if attrs.Namespace != "" {
+			what += " in " + attrs.Namespace
+		}
+		reason := r.Status.Reason
+		if reason == "" {
+			reason = "no reason given"
+		}
+		return &refusedError{url: url, status: fmt.Sprintf("not allowed to %s (%s)", what, reason)}
+	}
+	return nil
+}
+
 // refusedError is a 401 or 403 from the API server: with Entra ID and Azure RBAC for Kubernetes,
 // what a new role assignment gives until it has propagated (up to about five minutes), so the
 // wait keeps polling, and says so if the deadline passes.
 type refusedError struct{ url, status string }
 
-func (e *refusedError) Error() string { return fmt.Sprintf("GET %s: %s", e.url, e.status) }
+func (e *refusedError) Error() string { return fmt.Sprintf("%s: %s", e.url, e.status) }
 
 // refusedAdvice is what the wait adds when the API server still refused it at the deadline.
-const refusedAdvice = "The API server refused the stack's credentials until the end: with Entra ID " +
-	"(localAccounts false) the deploying identity needs \"Azure Kubernetes Service RBAC Cluster Admin\" " +
-	"on the cluster, which the stack grants; a new role assignment can take up to five minutes to " +
-	"propagate, and kubelogin must be able to sign in (AAD_LOGIN_METHOD, `az login`)"
+const refusedAdvice = "The API server refused the deployer until the end: with Entra ID (localAccounts false) the identity " +
+	"running `pulumi up` needs \"Azure Kubernetes Service RBAC Cluster Admin\" on the cluster, which the stack grants to the " +
+	"principals in clusterAdmins (with clusterAdmins unset, to whoever runs `pulumi up`); check that this identity is one of them " +
+	"or a member of one of those groups (`make preflight` says). A new role assignment can take up to five minutes to " +
+	"propagate, and kubelogin must be able to sign in (AAD_LOGIN_METHOD)"
 
-// addonsReady is an output that resolves once the cluster serves paths (requiredAddons of the
-// args); resources take it with pulumi.DependsOnInputs, so they are registered only after it
-// (and it is skipped while the kubeconfig is unknown, in a preview of a new cluster).
+// previewRefusedAdvice is the error's advice when a preview is refused.
+const previewRefusedAdvice = "On an Entra-only cluster (localAccounts false) a preview reads the stack's Kubernetes objects, " +
+	"KEDA's and Karpenter's among them, so the identity running it needs read access to all of them on the cluster besides " +
+	"\"Azure Kubernetes Service Cluster User Role\": a custom role with the data action " +
+	"Microsoft.ContainerService/managedClusters/*/read, or one of the clusterAdmins (README, \"Continuous delivery\"). A new " +
+	"role assignment can take up to five minutes to propagate"
+
+// addonsReady is an output that resolves once the deployer may write what the stack deploys
+// and the cluster serves the add-ons (paths, requiredAddons of the args); every Kubernetes
+// object takes it with pulumi.DependsOnInputs, so none is registered before it (and it is
+// skipped while the kubeconfig is unknown, in a preview of a new cluster).
 func addonsReady(ctx *pulumi.Context, kubeconfig pulumi.StringOutput, paths []addonPath, w AddonWait) pulumi.ResourceArrayOutput {
 	return kubeconfig.ApplyTWithContext(ctx.Context(), func(c context.Context, kc string) ([]pulumi.Resource, error) {
 		if err := WaitForAddons(c, kc, paths, w); err != nil {
-			return nil, fmt.Errorf("waiting for the cluster's add-ons: %w", err)
+			return nil, fmt.Errorf("waiting for the deployer's access and the cluster's add-ons: %w", err)
 		}
 		return nil, nil
 	}).(pulumi.ResourceArrayOutput)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -126,7 +127,7 @@ func (f *forbidUntil) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Through Deploy: when the cluster does not serve KEDA's kinds, `pulumi up` fails with the wait's
-// message and registers no object that needs the add-ons.
+// message and registers no Kubernetes object at all.
 func TestDeployWaitsForAddons(t *testing.T) {
 	srv, kc := pulumitest.NewAPIServer(without("/apis/keda.sh/v1alpha1"))
 	defer srv.Close()
@@ -135,18 +136,17 @@ func TestDeployWaitsForAddons(t *testing.T) {
 		a.AddonWait = fast
 	})
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "waiting for the cluster's add-ons")
+	assert.Contains(t, err.Error(), "waiting for the deployer's access and the cluster's add-ons")
 	assert.Contains(t, err.Error(), "KEDA's ScaledObject kind")
-	for _, typ := range []string{"kubernetes:keda.sh/v1alpha1:TriggerAuthentication", "kubernetes:keda.sh/v1alpha1:ScaledObject",
-		"kubernetes:karpenter.sh/v1:NodePool", "kubernetes:apps/v1:DeploymentPatch", "kubernetes:core/v1:ServiceAccountPatch"} {
-		assert.Empty(t, m.ByType(typ), "%s must not be created before the add-ons serve it", typ)
+	for _, r := range m.Resources() {
+		assert.False(t, strings.HasPrefix(r.Type, "kubernetes:"), "%s %s must not be created before the add-ons are served", r.Type, r.Name)
 	}
 }
 
 // When the deadline cuts a poll short, the error reports the poll before it: what is really
 // missing, not every path with "context deadline exceeded".
 func TestWaitForAddonsReportsThePollBeforeTheDeadline(t *testing.T) {
-	paths := requiredAddons(true)
+	paths := requiredAddons(true, true, "ns")
 	distinct := map[string]bool{}
 	for _, p := range paths {
 		distinct[p.Path] = true
@@ -172,4 +172,123 @@ func TestWaitForAddonsReportsThePollBeforeTheDeadline(t *testing.T) {
 		assert.NotContains(t, err.Error(), served, "served in the last complete poll")
 	}
 	assert.NotContains(t, err.Error(), "context deadline exceeded")
+}
+
+// Issue 23 item 2: outside a preview the wait also asks the API server, with
+// SelfSubjectAccessReviews, whether the deployer may make the writes `pulumi up` is about to
+// make; the preview writes nothing and asks nothing.
+func TestRequiredAddonsAskForTheDeployersAccessOutsidePreview(t *testing.T) {
+	up := requiredAddons(false, false, "aqs-demo")
+	access := DeployerAccess("aqs-demo")
+	require.Greater(t, len(up), len(access))
+	assert.Equal(t, access, up[:len(access)], "the access checks come first")
+	verbs := map[string]bool{}
+	for _, p := range access {
+		require.NotNil(t, p.Review, p.What)
+		verbs[p.Review.Verb+" "+p.Review.Group+"/"+p.Review.Resource+" "+p.Review.Namespace] = true
+	}
+	for _, want := range []string{"create /namespaces ", "create apps/deployments aqs-demo", "create keda.sh/scaledobjects aqs-demo",
+		"create karpenter.sh/nodepools ", "patch apps/deployments kube-system"} {
+		assert.True(t, verbs[want], "asks whether the deployer may %s", want)
+	}
+	for _, p := range requiredAddons(false, true, "aqs-demo") {
+		assert.Nil(t, p.Review, "a preview asks nothing about writes: %s", p.What)
+	}
+}
+
+// The API server says "not allowed" until the deployer's role has propagated: the wait keeps
+// asking and goes on once it is allowed.
+func TestWaitForAddonsWaitsUntilTheDeployerIsAllowed(t *testing.T) {
+	var reviews atomic.Int32
+	srv, kc := pulumitest.NewAPIServerFunc(func(path string) (any, bool) {
+		if path == pulumitest.DenyReview("create", "namespaces") {
+			return nil, reviews.Add(1) <= 5
+		}
+		body, ok := pulumitest.AddonDiscovery[path]
+		return body, ok
+	})
+	defer srv.Close()
+	err := WaitForAddons(context.Background(), kc, requiredAddons(false, false, "aqs-demo"), AddonWait{Timeout: 10 * time.Second, Interval: 20 * time.Millisecond})
+	require.NoError(t, err)
+	assert.Greater(t, reviews.Load(), int32(5), "it asked again after each refusal")
+
+	srv, kc = pulumitest.NewAPIServer(map[string]any{pulumitest.DenyReview("create", "nodepools"): true})
+	defer srv.Close()
+	err = WaitForAddons(context.Background(), kc, DeployerAccess("aqs-demo"), fast)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the deployer's permission to create Karpenter NodePools")
+	assert.Contains(t, err.Error(), "not allowed to create nodepools (denied by the fake API server)")
+	assert.Contains(t, err.Error(), "clusterAdmins", "the advice says who gets the role")
+	assert.NotContains(t, err.Error(), "permission to create namespaces", "what is allowed is not listed")
+}
+
+// A preview grants nothing, so a refusal is final at once, with what the preview identity needs.
+func TestWaitForAddonsPreviewFailsAtOnceWhenRefused(t *testing.T) {
+	srv, kc := pulumitest.NewAPIServer(pulumitest.AddonDiscovery)
+	defer srv.Close()
+	srv.Config.Handler = &forbidUntil{next: srv.Config.Handler, until: 1 << 30}
+	start := time.Now()
+	err := WaitForAddons(context.Background(), kc, requiredAddons(false, true, "aqs-demo"), AddonWait{Timeout: time.Minute, Interval: 20 * time.Millisecond, Preview: true})
+	require.Error(t, err)
+	assert.Less(t, time.Since(start), 10*time.Second, "no waiting for a role a preview does not grant")
+	assert.Contains(t, err.Error(), "refused the preview's credentials")
+	assert.Contains(t, err.Error(), "Microsoft.ContainerService/managedClusters/*/read")
+}
+
+// Through Deploy: the API server answers 403 to everything for a while after the grant exists,
+// as Azure RBAC does while a role assignment propagates; no Kubernetes object is registered
+// before it has answered the deployer with success.
+func TestDeployRegistersNoObjectBeforeTheAPIServerAcceptsTheDeployer(t *testing.T) {
+	srv, kc := pulumitest.NewAPIServer(pulumitest.AddonDiscovery)
+	defer srv.Close()
+	gate := &forbidFor{next: srv.Config.Handler, until: time.Now().Add(1500 * time.Millisecond)}
+	srv.Config.Handler = gate
+	m, err := deploy(t, components.DefaultConsumerSettings(), func(a *Args) {
+		a.Kubeconfig = pulumi.String(kc).ToStringOutput()
+		a.AddonWait = AddonWait{Timeout: time.Minute, Interval: 50 * time.Millisecond}
+	})
+	require.NoError(t, err)
+	first := gate.firstSuccess()
+	require.False(t, first.IsZero(), "the API server answered with success at some point")
+	require.Positive(t, gate.refused.Load(), "the wait met the 403s")
+	objects := 0
+	for _, r := range m.Resources() {
+		if !strings.HasPrefix(r.Type, "kubernetes:") {
+			continue
+		}
+		objects++
+		assert.True(t, r.Registered.After(first), "%s %s registered at %s, before the API server first accepted the deployer at %s",
+			r.Type, r.Name, r.Registered.Format(time.StampMilli), first.Format(time.StampMilli))
+	}
+	assert.GreaterOrEqual(t, objects, 8, "namespace, service account, network policy, deployment, PDB, KEDA objects, NodePool, KEDA patches")
+}
+
+// forbidFor answers 403 to every request until the given time, then hands them to next and
+// records when it first did.
+type forbidFor struct {
+	next    http.Handler
+	until   time.Time
+	refused atomic.Int32
+	mu      sync.Mutex
+	first   time.Time
+}
+
+func (f *forbidFor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if time.Now().Before(f.until) {
+		f.refused.Add(1)
+		http.Error(w, `{"kind":"Status","code":403}`, http.StatusForbidden)
+		return
+	}
+	f.mu.Lock()
+	if f.first.IsZero() {
+		f.first = time.Now()
+	}
+	f.mu.Unlock()
+	f.next.ServeHTTP(w, r)
+}
+
+func (f *forbidFor) firstSuccess() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.first
 }

@@ -39,13 +39,13 @@ func TestRequiredAddonsDependOnScrapeMetrics(t *testing.T) {
 	saved, savedMetrics := append([]addonPath{}, RequiredAddons...), append([]addonPath{}, MetricsAddons...)
 	defer func() { copy(RequiredAddons, saved); copy(MetricsAddons, savedMetrics) }()
 
-	off := requiredAddons(false)
+	off := requiredAddons(false, true, "ns")
 	assert.Equal(t, RequiredAddons, off, "ScrapeMetrics false: the wait list is unchanged")
 	for _, p := range off {
 		assert.NotEqual(t, podMonitorsGroup, p.Path, "ScrapeMetrics false must not wait for %s", p.What)
 	}
 
-	on := requiredAddons(true)
+	on := requiredAddons(true, true, "ns")
 	require.Len(t, on, len(RequiredAddons)+1)
 	assert.Equal(t, RequiredAddons, on[:len(RequiredAddons)], "ScrapeMetrics true keeps every base path")
 	last := on[len(on)-1]
@@ -80,7 +80,7 @@ func TestWaitForAddonsPodMonitorKind(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, kc := pulumitest.NewAPIServer(tt.served)
 			defer srv.Close()
-			err := WaitForAddons(context.Background(), kc, requiredAddons(tt.scrapeMetrics), fast)
+			err := WaitForAddons(context.Background(), kc, requiredAddons(tt.scrapeMetrics, true, "ns"), fast)
 			if !tt.wantErr {
 				require.NoError(t, err)
 				return
@@ -162,7 +162,7 @@ func TestDeployScrapeMetricsWaitsForPodMonitorKind(t *testing.T) {
 				a.ScrapeMetrics = true
 			})
 			require.Error(t, err)
-			assert.Contains(t, err.Error(), "waiting for the cluster's add-ons")
+			assert.Contains(t, err.Error(), "waiting for the deployer's access and the cluster's add-ons")
 			assert.Contains(t, err.Error(), "Azure Monitor's PodMonitor kind")
 			assert.Empty(t, m.ByType(typePodMonitor), "no PodMonitor before the add-on serves the kind")
 		})

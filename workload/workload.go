@@ -134,7 +134,13 @@ func Deploy(ctx *pulumi.Context, name string, args Args) (*Workload, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating Kubernetes provider %q: %w", name+"-k8s", err)
 	}
-	ready := addonsReady(ctx, afterAccess(args.Kubeconfig, args.KubernetesAccess), requiredAddons(args.ScrapeMetrics), args.AddonWait)
+	// Every object waits until the API server lets the deployer write what the stack deploys
+	// (its Azure RBAC role propagates for up to five minutes after the grant exists) and serves
+	// the add-ons' kinds.
+	wait := args.AddonWait
+	wait.Preview = ctx.DryRun()
+	ready := addonsReady(ctx, afterAccess(args.Kubeconfig, args.KubernetesAccess),
+		requiredAddons(args.ScrapeMetrics, wait.Preview, args.Settings.Namespace), wait)
 	keda, err := components.NewKedaOperatorIdentity(ctx, name+"-keda-identity", &components.KedaOperatorIdentityArgs{
 		ClientID:  args.ClientID,
 		DependsOn: args.KedaDependsOn,

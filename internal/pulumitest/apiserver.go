@@ -37,8 +37,39 @@ func apiResourceList(gv string, resources ...string) map[string]any {
 	return map[string]any{"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": rs}
 }
 
+// SelfSubjectAccessReviewPath is where a client asks the API server what it may do.
+const SelfSubjectAccessReviewPath = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+
+// DenyReview is the lookup key (SelfSubjectAccessReviewPath + "?" + verb + " " + resource) whose
+// presence makes the fake API server answer that review "not allowed".
+func DenyReview(verb, resource string) string {
+	return SelfSubjectAccessReviewPath + "?" + verb + " " + resource
+}
+
+// answerReview answers a SelfSubjectAccessReview: allowed, unless lookup has DenyReview for it.
+func answerReview(w http.ResponseWriter, r *http.Request, lookup func(path string) (any, bool)) {
+	var review map[string]any
+	if err := json.NewDecoder(r.Body).Decode(&review); err != nil {
+		http.Error(w, `{"kind":"Status","code":400}`, http.StatusBadRequest)
+		return
+	}
+	attrs, _ := review["spec"].(map[string]any)["resourceAttributes"].(map[string]any)
+	verb, _ := attrs["verb"].(string)
+	resource, _ := attrs["resource"].(string)
+	_, denied := lookup(DenyReview(verb, resource))
+	status := map[string]any{"allowed": !denied}
+	if denied {
+		status["reason"] = "denied by the fake API server"
+	}
+	review["status"] = status
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_ = json.NewEncoder(w).Encode(review)
+}
+
 // NewAPIServer starts a TLS API server on loopback that answers GETs from paths (JSON bodies)
-// for requests carrying MockToken, and returns it with a kubeconfig for it. Close it when done.
+// and SelfSubjectAccessReviews (allowed unless paths holds DenyReview for them) for requests
+// carrying MockToken, and returns it with a kubeconfig for it. Close it when done.
 func NewAPIServer(paths map[string]any) (*httptest.Server, string) {
 	return NewAPIServerFunc(func(path string) (any, bool) {
 		body, ok := paths[path]
@@ -52,6 +83,10 @@ func NewAPIServerFunc(lookup func(path string) (any, bool)) (*httptest.Server, s
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+MockToken {
 			http.Error(w, `{"kind":"Status","code":401}`, http.StatusUnauthorized)
+			return
+		}
+		if r.Method == http.MethodPost && r.URL.Path == SelfSubjectAccessReviewPath {
+			answerReview(w, r, lookup)
 			return
 		}
 		body, ok := lookup(r.URL.Path)

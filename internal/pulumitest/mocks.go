@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
@@ -50,6 +51,9 @@ type Resource struct {
 	IgnoreChanges       []string
 	// CreateTimeout and UpdateTimeout are the customTimeouts sent ("" when none).
 	CreateTimeout, UpdateTimeout string
+	// Registered is when the program registered the resource (the engine would then create
+	// it): tests compare it with what a fake API server saw.
+	Registered time.Time
 }
 
 // Input returns the input at a dotted path ("networkRuleSet.defaultAction", "a.0.b", with `\.`
@@ -226,7 +230,7 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 
 	r := &Resource{
 		Type: args.TypeToken, Name: args.Name, ID: id, Custom: args.Custom,
-		Inputs: args.Inputs, Outputs: outputs, Provider: args.Provider,
+		Inputs: args.Inputs, Outputs: outputs, Provider: args.Provider, Registered: time.Now(),
 	}
 	if rpc := args.RegisterRPC; rpc != nil {
 		r.URN = m.urn(rpc.GetParent(), args.TypeToken, args.Name)
