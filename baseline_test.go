@@ -1,15 +1,21 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"regexp"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/aks-edw/aks-edw/components"
+	"github.com/aks-edw/aks-edw/infra"
+	"github.com/aks-edw/aks-edw/internal/plan"
 	"github.com/aks-edw/aks-edw/internal/pulumitest"
 )
 
@@ -105,5 +111,77 @@ func TestReadmeRoleConditionCoversEveryAssignedRole(t *testing.T) {
 			guid := id[strings.LastIndex(id, "/")+1:]
 			assert.True(t, allowed[guid], "%s: %s assigns role %s, which the README's CI condition does not allow", stack, r.Name, guid)
 		}
+	}
+}
+
+// Issue 23 item 3: who is AKS RBAC Cluster Admin is configuration. With clusterAdmins set, two
+// different principals running `pulumi up` one after the other leave the grants exactly as they
+// were (neither deployer is added or removed); unset, the grant follows whoever ran last, and the
+// program says so.
+func TestClusterAdminsDoNotFollowTheDeployer(t *testing.T) {
+	const laptop, ci = "0000000a-0000-4000-8000-00000000a11c", "0000000c-0000-4000-8000-0000000000c1"
+	admins := `[{"objectId": "11111111-1111-4111-8111-111111111111", "type": "Group"},` +
+		` {"objectId": "0000000C-0000-4000-8000-0000000000C1", "type": "ServicePrincipal"}]`
+	grants := func(cfg map[string]string, deployer string) []string {
+		t.Helper()
+		m := pulumitest.New(infra.Project, "dev")
+		m.SetDeployer(deployer)
+		require.NoError(t, m.Run(cfg, func(ctx *pulumi.Context) error { _, err := deploy(ctx); return err }))
+		provider := m.Get(t, "pulumi:providers:kubernetes", "consumer-k8s")
+		var out []string
+		for _, r := range m.ByType(tRole) {
+			if !strings.HasSuffix(fmt.Sprint(r.Input("roleDefinitionId")), "/"+components.RoleAKSRBACClusterAdmin) {
+				continue
+			}
+			assert.True(t, provider.DependsOn(r), "every Kubernetes object waits for %s", r.Name)
+			out = append(out, fmt.Sprintf("%s %v %v %v", r.Name, r.Input("principalId"), r.Input("principalType"), r.Input("scope")))
+		}
+		sort.Strings(out)
+		return out
+	}
+
+	set := withConfig(loadStackConfig(t, "dev"), "clusterAdmins", admins)
+	fromLaptop, fromCI := grants(set, laptop), grants(set, ci)
+	assert.Equal(t, fromLaptop, fromCI, "a second deployer changes no cluster admin grant")
+	require.Len(t, fromLaptop, 2, "one grant per configured admin, none for the deployer")
+	assert.Contains(t, fromLaptop[0], "cluster-admin-0000000c-0000-4000-8000-0000000000c1 0000000C-0000-4000-8000-0000000000C1 ServicePrincipal")
+	assert.Contains(t, fromLaptop[1], "cluster-admin-11111111-1111-4111-8111-111111111111 11111111-1111-4111-8111-111111111111 Group")
+	for _, g := range fromLaptop {
+		assert.NotContains(t, g, laptop, "the laptop user is not an admin unless listed")
+	}
+
+	unset := loadStackConfig(t, "dev")
+	before, after := grants(unset, laptop), grants(unset, ci)
+	assert.NotEqual(t, before, after, "unset, the grant follows whoever runs up")
+	assert.Contains(t, after[0], ci)
+
+	for _, tc := range []struct {
+		admins string
+		warned bool
+	}{{"[]", true}, {admins, false}} {
+		p, err := plan.RunWithConfig(".", "dev", map[string]string{"imageSourceRepository": pulumitest.ImageSourceRepository, "clusterAdmins": tc.admins})
+		require.NoError(t, err)
+		assert.Equal(t, tc.warned, slices.Contains(p.Warnings, "warning: "+infra.ClusterAdminsUnsetWarning), "clusterAdmins %s: warnings %q", tc.admins, p.Warnings)
+	}
+}
+
+// Bad clusterAdmins entries are refused, each naming the entry and the rule.
+func TestClusterAdminsValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name, admins, local, want string
+	}{
+		{"not a GUID", `[{"objectId": "alice@example.com", "type": "User"}]`, "false", `[0].objectId "alice@example.com" must be an Entra object id`},
+		{"unknown type", `[{"objectId": "11111111-1111-4111-8111-111111111111", "type": "Robot"}]`, "false", `[0].type "Robot" is not one of User, ServicePrincipal, Group`},
+		{"misspelt field", `[{"objId": "11111111-1111-4111-8111-111111111111", "type": "User"}]`, "false", `unknown field "objId"`},
+		{"listed twice", `[{"objectId": "11111111-1111-4111-8111-111111111111", "type": "User"}, {"objectId": "11111111-1111-4111-8111-111111111111", "type": "Group"}]`, "false", "[1].objectId 11111111-1111-4111-8111-111111111111 is listed twice"},
+		{"with local accounts", `[{"objectId": "11111111-1111-4111-8111-111111111111", "type": "User"}]`, "true", "localAccounts is true"},
+		{"not an array", `{"objectId": "11111111-1111-4111-8111-111111111111"}`, "false", "must be a JSON array"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := runProgram("dev", withConfig(loadStackConfig(t, "dev"), "clusterAdmins", tc.admins, "localAccounts", tc.local))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "aks-edw:clusterAdmins")
+			assert.Contains(t, err.Error(), tc.want)
+		})
 	}
 }

@@ -207,6 +207,7 @@ var aksOnlyValues = map[string]string{
 	"upgradeChannel":               "stable",
 	"nodeOsUpgradeChannel":         "SecurityPatch",
 	"clusterTier":                  "Standard",
+	"clusterAdmins":                `[{"objectId": "11111111-1111-1111-1111-111111111111", "type": "Group"}]`,
 	"localAccounts":                "true",
 	"maintenanceWindow":            `{"dayOfWeek":"Sunday","startTime":"02:00","durationHours":4}`,
 	"managedPrometheus":            "true",

@@ -102,9 +102,14 @@ type Config struct {
 	// ClusterTier is the AKS pricing tier (Free, or Standard for the uptime SLA).
 	ClusterTier string `json:"clusterTier" platform:"aks"`
 	// LocalAccounts keeps AKS's local accounts (static admin credential). False (both stacks):
-	// Entra-only access with Azure RBAC for Kubernetes; the deployer gets AKS RBAC Cluster Admin
-	// on the cluster, and kubeconfigs use kubelogin.
+	// Entra-only access with Azure RBAC for Kubernetes; ClusterAdmins (or, unset, the deployer)
+	// get AKS RBAC Cluster Admin on the cluster, and kubeconfigs use kubelogin.
 	LocalAccounts bool `json:"localAccounts" platform:"aks"`
+	// ClusterAdmins are the users, groups and service principals that get Azure Kubernetes
+	// Service RBAC Cluster Admin on an Entra-only cluster, whoever runs `pulumi up`. Empty: the
+	// deploying principal gets it, and a different principal running `up` takes it over
+	// (ClusterAdminsUnsetWarning).
+	ClusterAdmins []Principal `json:"clusterAdmins" platform:"aks"`
 	// MaintenanceWindow is the weekly window for AKS's auto-upgrades and node OS upgrades (the
 	// zero value, `{}`: no window, AKS upgrades whenever its channel has something).
 	MaintenanceWindow components.MaintenanceWindow `json:"maintenanceWindow" platform:"aks"`
@@ -138,6 +143,15 @@ type Config struct {
 	Consumer components.ConsumerSettings `json:"-"`
 }
 
+// Principal is an Entra principal a role is assigned to.
+type Principal struct {
+	// ObjectID is its object id (a GUID; for an app, its service principal's object id, not the
+	// application id).
+	ObjectID string `json:"objectId"`
+	// Type is User, Group or ServicePrincipal (role assignments to a new principal need it).
+	Type string `json:"type"`
+}
+
 // DefaultConfig returns the defaults; Pulumi.yaml declares the same values (a test checks it).
 func DefaultConfig() Config {
 	return Config{
@@ -166,6 +180,7 @@ func DefaultConfig() Config {
 		LogRetentionDays:            30,
 		ClusterTier:                 "Free",
 		LocalAccounts:               false,
+		ClusterAdmins:               []Principal{},
 		ManagedPrometheus:           false,
 		AlertEmails:                 []string{},
 		BacklogAlertFor:             "15m",
@@ -357,7 +372,9 @@ func setField(f reflect.Value, raw string) error {
 		f.Set(p.Elem())
 	case reflect.Slice, reflect.Map:
 		p := reflect.New(f.Type())
-		if err := json.Unmarshal([]byte(raw), p.Interface()); err != nil {
+		dec := json.NewDecoder(strings.NewReader(raw))
+		dec.DisallowUnknownFields() // an element's misspelt key (clusterAdmins' objectId) is an error
+		if err := dec.Decode(p.Interface()); err != nil {
 			return fmt.Errorf("must be a JSON %s of %s, got %q: %v", kindWord(f.Kind()), f.Type().Elem(), raw, err)
 		}
 		f.Set(p.Elem())

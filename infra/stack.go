@@ -298,22 +298,61 @@ func (s *Stack) deployCluster(ctx *pulumi.Context) error {
 	}
 	s.WorkloadIdentity = wi
 
-	// Entra-only cluster: the identity running `pulumi up` reaches the Kubernetes API through Azure
-	// RBAC for Kubernetes, so it gets AKS RBAC Cluster Admin on this cluster; every Kubernetes
-	// object waits for it (workload.Args.KubernetesAccess).
+	// Entra-only cluster: whoever runs `pulumi up` reaches the Kubernetes API through Azure RBAC
+	// for Kubernetes; every Kubernetes object waits for the grants (workload.Args.KubernetesAccess)
+	// and then for the API server to accept the deployer (the role takes minutes to propagate).
 	if !cfg.LocalAccounts {
+		grants, err := s.grantClusterAdmins(ctx, cluster.ManagedCluster.ID().ToStringOutput())
+		if err != nil {
+			return err
+		}
+		s.KubernetesAccess = append(s.KubernetesAccess, grants...)
+	}
+	return nil
+}
+
+// ClusterAdminsUnsetWarning is logged when an Entra-only cluster's admins follow the deployer.
+const ClusterAdminsUnsetWarning = Project + ":clusterAdmins is unset: Azure Kubernetes Service RBAC Cluster Admin on the cluster goes to " +
+	"whoever runs `pulumi up`. When a different principal runs `up` next (CI after a laptop, or back), Pulumi replaces that grant: " +
+	"the previous deployer loses access to the Kubernetes API, and the new one is refused (403) until its own grant has propagated, " +
+	"so `pulumi refresh` and previews fail meanwhile. Set clusterAdmins to the object ids of the people, groups and pipelines that " +
+	"deploy this stack (README, \"Who is cluster admin\"; `make preflight STACK=<stack>` says whether you are one of them)"
+
+// grantClusterAdmins gives AKS RBAC Cluster Admin on the cluster (scope) to each of clusterAdmins,
+// each grant named by its object id so that who runs `up` changes none of them; with the key
+// unset, to the deploying principal, with a warning that it follows the deployer.
+func (s *Stack) grantClusterAdmins(ctx *pulumi.Context, scope pulumi.StringOutput) ([]pulumi.Resource, error) {
+	cfg := s.Config
+	role := components.RoleDefinitionID(s.subscriptionID, components.RoleAKSRBACClusterAdmin)
+	if len(cfg.ClusterAdmins) == 0 {
+		if err := ctx.Log.Warn(ClusterAdminsUnsetWarning, nil); err != nil {
+			return nil, fmt.Errorf("logging the cluster admin warning: %w", err)
+		}
 		ra, err := authorization.NewRoleAssignment(ctx, "deployer-aks-rbac-cluster-admin", &authorization.RoleAssignmentArgs{
 			PrincipalId:      s.deployerID,
 			PrincipalType:    authorization.PrincipalType(cfg.DeployerPrincipalType),
-			RoleDefinitionId: components.RoleDefinitionID(s.subscriptionID, components.RoleAKSRBACClusterAdmin),
-			Scope:            cluster.ManagedCluster.ID().ToStringOutput(),
+			RoleDefinitionId: role,
+			Scope:            scope,
 		})
 		if err != nil {
-			return fmt.Errorf("granting the deployer AKS RBAC Cluster Admin: %w", err)
+			return nil, fmt.Errorf("granting the deployer AKS RBAC Cluster Admin: %w", err)
 		}
-		s.KubernetesAccess = append(s.KubernetesAccess, ra)
+		return []pulumi.Resource{ra}, nil
 	}
-	return nil
+	grants := make([]pulumi.Resource, 0, len(cfg.ClusterAdmins))
+	for _, a := range cfg.ClusterAdmins {
+		ra, err := authorization.NewRoleAssignment(ctx, "cluster-admin-"+strings.ToLower(a.ObjectID), &authorization.RoleAssignmentArgs{
+			PrincipalId:      pulumi.String(a.ObjectID),
+			PrincipalType:    authorization.PrincipalType(a.Type),
+			RoleDefinitionId: role,
+			Scope:            scope,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("granting %s %s AKS RBAC Cluster Admin: %w", a.Type, a.ObjectID, err)
+		}
+		grants = append(grants, ra)
+	}
+	return grants, nil
 }
 
 // deployDeployerGrants gives the deploying principal the data roles its config asks for, on

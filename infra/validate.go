@@ -27,6 +27,7 @@ var (
 	k8sVersionRe  = regexp.MustCompile(`^\d+\.\d+(\.\d+)?$`)
 	vmSizeRe      = regexp.MustCompile(`^Standard_[A-Za-z0-9_]+$`)
 	tagKeyBadRe   = regexp.MustCompile(`[<>%&\\?/]`)
+	guidRe        = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 )
 
 // Allowed values of the enumerated keys: the subsets we support of the enum constants the
@@ -128,8 +129,23 @@ func (c Config) problems() []error {
 	oneOf("upgradeChannel", c.UpgradeChannel, UpgradeChannels)
 	oneOf("nodeOsUpgradeChannel", c.NodeOSUpgradeChannel, NodeOSUpgradeChannels)
 	oneOf("clusterTier", c.ClusterTier, ClusterTiers)
-	if c.GrantDeployerQueueAccess || c.GrantDeployerVerifyAccess || !c.LocalAccounts {
+	if c.GrantDeployerQueueAccess || c.GrantDeployerVerifyAccess || (!c.LocalAccounts && len(c.ClusterAdmins) == 0) {
 		oneOf("deployerPrincipalType", c.DeployerPrincipalType, PrincipalTypes)
+	}
+	seen := map[string]bool{}
+	for i, a := range c.ClusterAdmins {
+		if !guidRe.MatchString(a.ObjectID) {
+			bad("clusterAdmins", "[%d].objectId %q must be an Entra object id (a GUID such as 00000000-0000-0000-0000-000000000000)", i, a.ObjectID)
+		} else if seen[strings.ToLower(a.ObjectID)] {
+			bad("clusterAdmins", "[%d].objectId %s is listed twice", i, a.ObjectID)
+		}
+		seen[strings.ToLower(a.ObjectID)] = true
+		if !slices.Contains(PrincipalTypes, a.Type) {
+			bad("clusterAdmins", "[%d].type %q is not one of %s", i, a.Type, strings.Join(PrincipalTypes, ", "))
+		}
+	}
+	if c.LocalAccounts && len(c.ClusterAdmins) > 0 {
+		bad("clusterAdmins", "is set but localAccounts is true: cluster admins get their role through Azure RBAC for Kubernetes, which only an Entra-only cluster (localAccounts false) has")
 	}
 
 	// Cluster.

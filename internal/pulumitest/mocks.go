@@ -103,6 +103,8 @@ type Mocks struct {
 	stack   string
 	// kubeconfig, when set, is what the cluster credentials invoke returns instead of Kubeconfig().
 	kubeconfig string
+	// deployer, when set, is the object id getClientConfig reports instead of DeployerObjectID.
+	deployer string
 	mu         sync.Mutex
 	resources  []*Resource
 	calls      []pulumi.MockCallArgs
@@ -110,6 +112,10 @@ type Mocks struct {
 
 // New returns an empty recorder for one project and stack.
 func New(project, stack string) *Mocks { return &Mocks{project: project, stack: stack} }
+
+// SetDeployer makes getClientConfig report objectID as the deploying principal (another
+// person or pipeline running `pulumi up`).
+func (m *Mocks) SetDeployer(objectID string) { m.deployer = objectID }
 
 // urn computes the URN exactly as the SDK's mock monitor does.
 func (m *Mocks) urn(parent, typ, name string) string {
@@ -257,9 +263,13 @@ func (m *Mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 	m.mu.Unlock()
 	switch args.Token {
 	case "azure-native:authorization:getClientConfig":
+		deployer := DeployerObjectID
+		if m.deployer != "" {
+			deployer = m.deployer
+		}
 		return resource.NewPropertyMapFromMap(map[string]any{
 			"clientId":       "deployer-client-id",
-			"objectId":       DeployerObjectID,
+			"objectId":       deployer,
 			"subscriptionId": SubscriptionID,
 			"tenantId":       TenantID,
 		}), nil
