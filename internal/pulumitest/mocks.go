@@ -104,10 +104,10 @@ type Mocks struct {
 	// kubeconfig, when set, is what the cluster credentials invoke returns instead of Kubeconfig().
 	kubeconfig string
 	// deployer, when set, is the object id getClientConfig reports instead of DeployerObjectID.
-	deployer string
-	mu         sync.Mutex
-	resources  []*Resource
-	calls      []pulumi.MockCallArgs
+	deployer  string
+	mu        sync.Mutex
+	resources []*Resource
+	calls     []pulumi.MockCallArgs
 }
 
 // New returns an empty recorder for one project and stack.
