@@ -65,8 +65,8 @@ destroy: ## pulumi destroy for STACK (default dev)
 
 .PHONY: preflight
 
-preflight: ## Before the first `pulumi up` on a subscription: are the resource providers the stack needs registered? Prints the az commands for any that are not [PREFLIGHT_ARGS="-subscription ID -json"]
-	go run ./cmd/preflight $(PREFLIGHT_ARGS)
+preflight: ## Before the first `pulumi up` on a subscription: are the resource providers the stack needs registered? Prints the az commands for any that are not, and whether you are among STACK's cluster admins [PREFLIGHT_ARGS="-subscription ID -json"]
+	go run ./cmd/preflight -stack $(STACK) $(PREFLIGHT_ARGS)
 
 .PHONY: verify
 

@@ -29,6 +29,7 @@ import (
 
 	"github.com/aks-edw/aks-edw/internal/cliutil"
 	"github.com/aks-edw/aks-edw/internal/preflight"
+	"github.com/aks-edw/aks-edw/internal/pulumitest"
 	"github.com/aks-edw/aks-edw/internal/redact"
 )
 
@@ -48,28 +49,34 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr, d))
 }
 
-// deps are what tests replace: the credential, and where ARM is.
+// deps are what tests replace: the credential, and where ARM and Microsoft Graph are.
 type deps struct {
 	credential func() (azcore.TokenCredential, error)
 	// baseURL is ARM's endpoint ("" for the public cloud's).
 	baseURL string
+	// graphURL is Microsoft Graph's endpoint ("" for the public cloud's).
+	graphURL string
 	// client sends the requests (nil for the default).
 	client *http.Client
 }
 
-const usageText = `usage: preflight [-subscription ID] [-json]
+const usageText = `usage: preflight [-subscription ID] [-stack NAME] [-json]
 
 Checks that the Azure resource providers the stack needs are registered in the subscription
 (a new subscription's first pulumi up otherwise fails with MissingSubscriptionRegistration) and
-prints the az commands that register the missing ones.
+prints the az commands that register the missing ones. With -stack, also whether you are among
+that stack's cluster admins (clusterAdmins in Pulumi.<stack>.yaml, or a member of one of its
+groups, asked of Microsoft Graph): on an Entra-only cluster anyone else gets 403 on the
+Kubernetes half of pulumi up.
 
 Subscription: -subscription, else AZURE_SUBSCRIPTION_ID, else az's current one (az account show).
 Credentials: DefaultAzureCredential (az login, or the AZURE_* variables of a service principal or
 workload identity); reading providers needs Microsoft.Resources/subscriptions/providers/read
 (Reader has it).
 
-Exit status: 0 all registered; 1 some are not (the commands are printed); 2 the check could not
-run (subscription, credentials, permissions, network).
+Exit status: 0 all registered (and you are an admin, or cannot be told); 1 some are not (the
+commands are printed), or you are not among the stack's cluster admins; 2 the check could not run
+(subscription, credentials, permissions, network, a stack file that does not load).
 
 Flags:
 `
@@ -77,6 +84,8 @@ Flags:
 // config is what the flags say.
 type config struct {
 	subscription string
+	stack        string
+	dir          string
 	json         bool
 }
 
@@ -85,6 +94,8 @@ func parseFlags(args []string, stderr io.Writer) (cfg config, help bool, err err
 	fs := flag.NewFlagSet("preflight", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&cfg.subscription, "subscription", "", "the subscription id to check (default: $"+envSubscription+", else `az account show`)")
+	fs.StringVar(&cfg.stack, "stack", "", "also check that you are among this stack's cluster admins (Pulumi.<stack>.yaml)")
+	fs.StringVar(&cfg.dir, "dir", ".", "the directory holding Pulumi.yaml and the stack files (with -stack)")
 	fs.BoolVar(&cfg.json, "json", false, "print the report as one JSON line, last")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -126,10 +137,25 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer, d de
 		return fail(fmt.Errorf("no Azure credentials: DefaultAzureCredential: %v", err))
 	}
 	fmt.Fprintf(stdout, "preflight: subscription %s (from %s)\n", sub, from)
-	c := &preflight.Checker{Credential: cred, BaseURL: d.baseURL, Client: d.client}
+	c := &preflight.Checker{Credential: cred, BaseURL: d.baseURL, Client: d.client, GraphURL: d.graphURL}
 	rep, err := c.Check(ctx, sub, preflight.Namespaces)
 	if err != nil {
 		return fail(err)
+	}
+	if cfg.stack != "" {
+		stackCfg, err := pulumitest.LoadStackConfig(cfg.dir, cfg.stack)
+		if err != nil {
+			return fail(fmt.Errorf("-stack: %w", err))
+		}
+		admins, err := preflight.ReadAdmins(cfg.stack, stackCfg)
+		if err != nil {
+			return fail(err)
+		}
+		check, err := c.CheckAdmins(ctx, admins)
+		if err != nil {
+			return fail(fmt.Errorf("checking the cluster admins of stack %s: %w", cfg.stack, err))
+		}
+		rep.Admins = &check
 	}
 	if err := rep.WriteText(stdout); err != nil {
 		return fail(err)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -196,8 +197,8 @@ func TestBadInput(t *testing.T) {
 		},
 		{
 			name: "unknown flag",
-			args: []string{"-stack", "dev"},
-			want: "preflight: bad flags: flag provided but not defined: -stack (preflight -h lists them)\n",
+			args: []string{"-region", "westus3"},
+			want: "preflight: bad flags: flag provided but not defined: -region (preflight -h lists them)\n",
 		},
 		{
 			name: "arguments",
@@ -247,6 +248,66 @@ func TestHelp(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"-h"}, nil, &stdout, &stderr, deps{})
 	assert.Equal(t, preflight.ExitOK, code)
-	assert.Contains(t, stderr.String(), "usage: preflight [-subscription ID] [-json]")
+	assert.Contains(t, stderr.String(), "usage: preflight [-subscription ID] [-stack NAME] [-json]")
 	assert.Contains(t, stderr.String(), "-subscription")
+}
+
+// jwtCredential hands out an unsigned JWT whose oid claim is oid (the admin check reads it).
+type jwtCredential struct{ oid string }
+
+func (c jwtCredential) token() string {
+	payload, _ := json.Marshal(map[string]any{"oid": c.oid, "scp": "user_impersonation", "idtyp": "user"})
+	return "eyJhbGciOiJub25lIn0." + base64.RawURLEncoding.EncodeToString(payload) + ".sig"
+}
+
+func (c jwtCredential) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return azcore.AccessToken{Token: c.token(), ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+// Issue 23 item 3: with -stack, preflight says whether the caller is among the stack's cluster
+// admins before it runs `pulumi up`: unset (a warning: `up` takes the grant over), listed, or not
+// (exit 1: the Kubernetes half would get 403).
+func TestClusterAdminsOfAStack(t *testing.T) {
+	const me, ci = "0000000a-0000-4000-8000-00000000a11c", "0000000c-0000-4000-8000-0000000000c1"
+	arm := newFakeARM(t, nil, 0)
+	cred := jwtCredential{oid: me}
+	env := []string{"PATH=/nonexistent"}
+
+	r := runWith(t, []string{"-subscription", sub, "-stack", "dev", "-dir", "../.."}, env, arm, cred)
+	assert.Equal(t, preflight.ExitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "Cluster admins of stack dev: warning (unset): clusterAdmins is unset in Pulumi.dev.yaml: `pulumi up` grants "+
+		"Azure Kubernetes Service RBAC Cluster Admin to you ("+me+") and takes it from whoever deployed this stack before you")
+
+	dir := t.TempDir()
+	project, err := os.ReadFile("../../Pulumi.yaml")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "Pulumi.yaml"), project, 0o644))
+	stack := func(name, admins string) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "Pulumi."+name+".yaml"), []byte("config:\n  aks-edw:clusterAdmins: "+admins+"\n"), 0o644))
+	}
+	stack("ci", `[{"objectId": "`+ci+`", "type": "ServicePrincipal"}]`)
+	stack("team", `[{"objectId": "`+me+`", "type": "User"}]`)
+
+	r = runWith(t, []string{"-subscription", sub, "-stack", "ci", "-dir", dir, "-json"}, env, arm, cred)
+	assert.Equal(t, preflight.ExitNotRegistered, r.code, "not an admin: exit 1")
+	assert.Contains(t, r.stdout, "Cluster admins of stack ci: NOT AN ADMIN (not-an-admin): you ("+me+") are not in clusterAdmins of stack ci")
+	assert.Contains(t, r.stdout, "get 403 (Forbidden)")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	var rep struct {
+		Admins   preflight.AdminCheck `json:"clusterAdmins"`
+		ExitCode int                  `json:"exitCode"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &rep))
+	assert.Equal(t, preflight.AdminNot, rep.Admins.Verdict)
+	assert.Equal(t, 1, rep.ExitCode)
+
+	r = runWith(t, []string{"-subscription", sub, "-stack", "team", "-dir", dir}, env, arm, cred)
+	assert.Equal(t, preflight.ExitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "Cluster admins of stack team: ok (listed)")
+
+	r = runWith(t, []string{"-subscription", sub, "-stack", "nope", "-dir", dir}, env, arm, cred)
+	assert.Equal(t, preflight.ExitBadInput, r.code)
+	assert.Contains(t, r.stderr, `preflight: -stack: stack "nope": `)
+	assert.Contains(t, r.stderr, "(stacks: ci, team)")
+	assert.NotContains(t, r.stdout+r.stderr, cred.token(), "the token is never printed")
 }

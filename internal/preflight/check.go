@@ -55,6 +55,8 @@ type Checker struct {
 	BaseURL string
 	// Client sends the requests (optional; default an http.Client with DefaultTimeout).
 	Client *http.Client
+	// GraphURL is Microsoft Graph's endpoint, for CheckAdmins (optional; default DefaultGraphURL).
+	GraphURL string
 }
 
 // Status is one namespace's answer.

@@ -12,7 +12,8 @@ import (
 const (
 	// ExitOK: every namespace the stack needs is registered.
 	ExitOK = 0
-	// ExitNotRegistered: some are not; the report prints the commands that register them.
+	// ExitNotRegistered: some are not (the report prints the commands that register them), or
+	// the caller is not among the stack's cluster admins (-stack).
 	ExitNotRegistered = 1
 	// ExitBadInput: the check could not run or a question failed (flags, credentials,
 	// permissions, network, an answer that does not parse).
@@ -25,6 +26,8 @@ type Report struct {
 	Subscription string `json:"subscription"`
 	// Providers are the namespaces, in the order asked.
 	Providers []Status `json:"providers"`
+	// Admins says whether the caller is among a stack's cluster admins (nil unless asked).
+	Admins *AdminCheck `json:"clusterAdmins,omitempty"`
 }
 
 // NotRegistered are the namespaces ARM says are not registered (NotRegistered, Unregistered,
@@ -51,12 +54,12 @@ func (r Report) Failed() []Status {
 }
 
 // ExitCode is ExitBadInput when a question failed, else ExitNotRegistered when a namespace is not
-// registered, else ExitOK.
+// registered or the caller is not a cluster admin, else ExitOK.
 func (r Report) ExitCode() int {
 	switch {
 	case len(r.Failed()) > 0:
 		return ExitBadInput
-	case len(r.NotRegistered()) > 0:
+	case len(r.NotRegistered()) > 0, r.Admins != nil && r.Admins.Fails():
 		return ExitNotRegistered
 	}
 	return ExitOK
@@ -117,6 +120,18 @@ func (r Report) WriteText(w io.Writer) error {
 		}
 	case len(r.Failed()) == 0:
 		fmt.Fprintf(&b, "All %d are registered.\n", len(r.Providers))
+	}
+	if a := r.Admins; a != nil {
+		mark := "ok"
+		switch a.Verdict {
+		case AdminNot:
+			mark = "NOT AN ADMIN"
+		case AdminUnset, AdminUnknown:
+			mark = "warning"
+		case AdminNotApplicable:
+			mark = "-"
+		}
+		fmt.Fprintf(&b, "\nCluster admins of stack %s: %s (%s): %s.\n", a.Stack, mark, a.Verdict, a.Detail)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
