@@ -1,8 +1,10 @@
 // Command preflight checks, before the first `pulumi up` on a subscription, that the Azure
 // resource providers the stack needs are registered there (internal/preflight), and prints the
-// `az provider register` commands for those that are not. Credentials: DefaultAzureCredential
-// (az login, or the AZURE_* variables of a service principal or workload identity); it only reads
-// (Microsoft.Resources/subscriptions/providers/read, which Reader has).
+// `az provider register` commands for those that are not, and with -stack whether the caller is
+// among the stack's cluster admins. Credentials: storage.NewCredential (DefaultAzureCredential: az
+// login, or the AZURE_* variables of a service principal or workload identity; in a GitHub Actions
+// job, fresh OIDC assertions); it only reads (Microsoft.Resources/subscriptions/providers/read,
+// which Reader has).
 //
 // Exit status: 0 every provider is registered; 1 some are not (the commands are printed); 2 the
 // check could not run (no or bad subscription, no credentials, ARM refusing the caller, network,
@@ -25,12 +27,12 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/aks-edw/aks-edw/internal/cliutil"
 	"github.com/aks-edw/aks-edw/internal/preflight"
 	"github.com/aks-edw/aks-edw/internal/pulumitest"
 	"github.com/aks-edw/aks-edw/internal/redact"
+	"github.com/aks-edw/aks-edw/internal/storage"
 )
 
 // envSubscription is the variable the Azure SDKs and azure-native read the subscription from.
@@ -45,7 +47,7 @@ const (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	d := deps{credential: func() (azcore.TokenCredential, error) { return azidentity.NewDefaultAzureCredential(nil) }}
+	d := deps{credential: func() (azcore.TokenCredential, error) { return storage.NewCredential(storage.CredentialOptions{}) }}
 	os.Exit(run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr, d))
 }
 
@@ -134,7 +136,7 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer, d de
 	}
 	cred, err := d.credential()
 	if err != nil {
-		return fail(fmt.Errorf("no Azure credentials: DefaultAzureCredential: %v", err))
+		return fail(fmt.Errorf("no Azure credentials: %v", err))
 	}
 	fmt.Fprintf(stdout, "preflight: subscription %s (from %s)\n", sub, from)
 	c := &preflight.Checker{Credential: cred, BaseURL: d.baseURL, Client: d.client, GraphURL: d.graphURL}

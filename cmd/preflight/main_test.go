@@ -241,7 +241,7 @@ func TestCredentialConstructionFails(t *testing.T) {
 	d := deps{credential: func() (azcore.TokenCredential, error) { return nil, errors.New("boom") }}
 	code := run(context.Background(), []string{"-subscription", sub}, nil, &stdout, &stderr, d)
 	assert.Equal(t, preflight.ExitBadInput, code)
-	assert.Equal(t, "preflight: no Azure credentials: DefaultAzureCredential: boom\n", stderr.String())
+	assert.Equal(t, "preflight: no Azure credentials: boom\n", stderr.String())
 }
 
 func TestHelp(t *testing.T) {

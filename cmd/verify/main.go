@@ -1,6 +1,7 @@
 // Command verify is the user's "does it work" after `pulumi up` (SPEC §10): it reads the stack's
 // outputs with the pulumi CLI, connects to the stack's storage (Entra credentials through
-// DefaultAzureCredential; AZURE_STORAGE_CONNECTION_STRING instead, for Azurite and local runs)
+// storage.NewCredential: DefaultAzureCredential, or in a GitHub Actions job a fresh GitHub OIDC
+// assertion per token; AZURE_STORAGE_CONNECTION_STRING instead, for Azurite and local runs)
 // and cluster (the stack's kubeconfig output), sends a tagged burst and runs the checks of
 // internal/verify, printing a line per check. Exit status: 0 every check holds; 1 a check
 // failed (the last text line names it); 2 verify could not run (bad flags, unknown stack,
@@ -26,7 +27,6 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -93,7 +93,9 @@ once by its id, the queue drained, nothing poisoned, and back at rest after the 
 the burst's entities afterwards.
 
 Storage: DefaultAzureCredential (az login, or the AZURE_* variables of a service principal or
-workload identity); AZURE_STORAGE_CONNECTION_STRING instead, for Azurite and local runs.
+workload identity); in a GitHub Actions job with id-token: write and AZURE_CLIENT_ID and
+AZURE_TENANT_ID set, a fresh GitHub OIDC token for every Entra token (az's expires after 5
+minutes); AZURE_STORAGE_CONNECTION_STRING instead, for Azurite and local runs.
 Cluster: the stack's kubeconfig output.
 
 Exit status: 0 every check holds; 1 a check failed (the last line names it); 2 bad input
@@ -224,9 +226,9 @@ func setup(ctx context.Context, cfg config, env []string) (verify.Inputs, error)
 	}
 	if out.workload.OnContainerApps() {
 		// No cluster: the app or job is read from Azure Resource Manager with the same credential.
-		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		cred, err := storage.NewCredential(storage.CredentialOptions{})
 		if err != nil {
-			return verify.Inputs{}, badInputf("no Azure credentials: DefaultAzureCredential: %v", err)
+			return verify.Inputs{}, badInputf("no Azure credentials: %v", err)
 		}
 		in.Platform = verify.ContainerAppsPlatform(verify.NewARMReader(cred, getenv(envARMEndpoint), nil), out.workload)
 		return in, nil
@@ -320,20 +322,21 @@ func parseOutputs(stack string, raw []byte) (outputs, error) {
 	return out, nil
 }
 
-// checkCredential gets a storage token with DefaultAzureCredential, so that missing
-// credentials are one clear error before anything else happens.
+// checkCredential gets a storage token with the programs' credential (storage.NewCredential:
+// DefaultAzureCredential, or GitHub's fresh assertions in a CI job), so that missing credentials
+// are one clear error before anything else happens.
 func checkCredential(ctx context.Context) error {
 	advice := "sign in with `az login`, or set the AZURE_* environment variables of a service principal or workload identity " +
 		"(AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE); " +
 		"AZURE_STORAGE_CONNECTION_STRING is only for Azurite and local runs"
-	cred, err := azidentity.NewDefaultAzureCredential(nil)
+	cred, err := storage.NewCredential(storage.CredentialOptions{})
 	if err != nil {
-		return badInputf("no Azure credentials: DefaultAzureCredential: %v; %s", err, advice)
+		return badInputf("no Azure credentials: %v; %s", err, advice)
 	}
 	ctx, cancel := context.WithTimeout(ctx, tokenTimeout)
 	defer cancel()
 	if _, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{storageScope}}); err != nil {
-		return badInputf("no Azure credentials: DefaultAzureCredential found none that can get a token for Azure Storage: %s.\nDetails: %s",
+		return badInputf("no Azure credentials: none that can get a token for Azure Storage: %s.\nDetails: %s",
 			advice, condense(err.Error(), 12))
 	}
 	return nil

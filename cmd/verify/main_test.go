@@ -270,7 +270,7 @@ func TestNoCredentials(t *testing.T) {
 	assert.Equal(t, exitBadInput, exit.ExitCode())
 	assert.Empty(t, stdout.String())
 	s := stderr.String()
-	assert.True(t, strings.HasPrefix(s, "verify: no Azure credentials: DefaultAzureCredential found none that can get a token for Azure Storage: sign in with `az login`"), s)
+	assert.True(t, strings.HasPrefix(s, "verify: no Azure credentials: none that can get a token for Azure Storage: sign in with `az login`"), s)
 	assert.Contains(t, s, "AZURE_CLIENT_ID")
 	assert.Contains(t, s, "AZURE_STORAGE_CONNECTION_STRING is only for Azurite and local runs")
 	assert.Equal(t, 1, strings.Count(s, "verify: "), "one error")

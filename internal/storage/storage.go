@@ -16,7 +16,6 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 )
@@ -252,9 +251,9 @@ func NewClients(s Settings, httpClient *http.Client) (*Clients, error) {
 		}
 		return c, nil
 	}
-	cred, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{ClientOptions: azcore.ClientOptions{Transport: httpClient}})
+	cred, err := NewCredential(CredentialOptions{Client: httpClient})
 	if err != nil {
-		return nil, fmt.Errorf("DefaultAzureCredential: %w", err)
+		return nil, fmt.Errorf("Azure credential: %w", err)
 	}
 	qs, err := azqueue.NewServiceClient(fmt.Sprintf("https://%s.queue.core.windows.net/", s.AccountName), cred, &azqueue.ClientOptions{ClientOptions: co})
 	if err != nil {
