@@ -21,6 +21,8 @@ const (
 	karpenterVersion = "v1.7.1"
 	// kwokVersion matches tools.sh's KWOK_VERSION: its stage files drive the fake nodes and pods.
 	kwokVersion = "v0.8.0"
+	// kubeloginVersion matches tools.sh's KUBELOGIN_VERSION and the workflows' install.
+	kubeloginVersion = "v0.2.19"
 )
 
 // crdFiles are the CustomResourceDefinitions of the kinds the workload creates, and every other

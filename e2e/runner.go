@@ -18,6 +18,7 @@ import (
 
 	"github.com/aks-edw/aks-edw/components"
 	"github.com/aks-edw/aks-edw/internal/azurite"
+	"github.com/aks-edw/aks-edw/internal/fakeentra"
 	"github.com/aks-edw/aks-edw/internal/localcluster"
 	"github.com/aks-edw/aks-edw/internal/procs"
 	"github.com/aks-edw/aks-edw/internal/storage"
@@ -40,6 +41,11 @@ type runner struct {
 	queue   *azqueue.QueueClient
 	keda    *localcluster.KEDA
 	mirror  *localcluster.Mirror
+
+	// entra plays GitHub's token endpoint and the Entra tenant kubelogin signs in to.
+	entra *fakeentra.Entra
+	// staticExpiry is when the static-assertion break's one assertion expires.
+	staticExpiry time.Time
 }
 
 type step struct {
@@ -65,6 +71,7 @@ func (r *runner) run(ctx context.Context) (passed, total int, err error) {
 		{"removing the workload deletes its objects; destroy leaves DeletedWith objects to the cluster", r.stepRemoveAndDestroy},
 	}
 	total = len(steps)
+	runStart := time.Now()
 	defer r.teardown()
 	if err := r.setup(ctx); err != nil {
 		return 0, total, fmt.Errorf("setting up: %w", err)
@@ -88,6 +95,12 @@ func (r *runner) run(ctx context.Context) (passed, total int, err error) {
 		passed++
 		fmt.Fprintf(r.out, "e2e: step %d holds (%s) in %.0fs: %s\n", i+1, s.title, time.Since(start).Seconds(), evidence)
 	}
+	// Over the whole run the deployer's tokens ran out many times; each new one came from a
+	// fresh assertion, never from one that had expired.
+	if c := r.entra.Counts(); c.Expired > 0 || c.Refused > 0 {
+		return passed, total, fmt.Errorf("the fake Entra refused %d expired assertions and %d other token requests over the run: %w", c.Expired, c.Refused, errStep)
+	}
+	fmt.Fprintf(r.out, "e2e: over the whole run (%.0fs), %s\n", time.Since(runStart).Seconds(), r.tokensEvidence())
 	return passed, total, nil
 }
 
@@ -122,7 +135,11 @@ func (r *runner) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("the CRDs: %w", err)
 	}
-	r.cluster, err = localcluster.Start(ctx, localcluster.Options{BinDir: r.bin, Dir: r.work, KwokStages: stages, Log: r.log})
+	if err := r.startEntra(); err != nil {
+		return fmt.Errorf("the fake Entra: %w", err)
+	}
+	r.cluster, err = localcluster.Start(ctx, localcluster.Options{BinDir: r.bin, Dir: r.work, KwokStages: stages, Log: r.log,
+		APIServerFlags: r.entra.OIDCFlags(deployerPrefix)})
 	if err != nil {
 		return err
 	}
@@ -161,7 +178,11 @@ func (r *runner) setup(ctx context.Context) error {
 	}
 	r.want = &desired{settings: settings, imageTag: "v1", withWorkload: true, brk: r.brk,
 		azuriteAuth: true, connectionString: r.azurite.ConnectionString()}
-	stack, cliVersion, err := newStack(ctx, r.tools, r.work, program(r.execKubeconfig(), r.want))
+	kubeconfig, err := r.deployerKubeconfig()
+	if err != nil {
+		return err
+	}
+	stack, cliVersion, err := newStack(ctx, r.tools, r.work, program(r.cluster.Kubeconfig, kubeconfig, r.want))
 	if err != nil {
 		return err
 	}
@@ -170,8 +191,8 @@ func (r *runner) setup(ctx context.Context) error {
 		return err
 	}
 	r.eng = engine{stack: stack, log: r.log}
-	fmt.Fprintf(r.out, "e2e: setup in %.0fs: %s; etcd, kube-apiserver %s, controller manager, scheduler and kwok on loopback; CRDs %s (KEDA %s, Karpenter %s); %d kwok nodes Ready; kube-system/%s plays the KEDA add-on's objects (its operator runs from step 6); Azurite queue %s on 127.0.0.1:%d; consumer pods mirrored to processes; the program, its provider and verify reach the API server through an exec credential plugin, as kubelogin on an Entra-only cluster (engine log: %s)\n",
-		time.Since(start).Seconds(), cliVersion, server.GitVersion, strings.Join(names, ", "), kedaVersion, karpenterVersion, len(ns), components.KedaOperatorName, queueName, r.azurite.QueuePort, r.log.Name())
+	fmt.Fprintf(r.out, "e2e: setup in %.0fs: %s; etcd, kube-apiserver %s, controller manager, scheduler and kwok on loopback; CRDs %s (KEDA %s, Karpenter %s); %d kwok nodes Ready; kube-system/%s plays the KEDA add-on's objects (its operator runs from step 6); Azurite queue %s on 127.0.0.1:%d; consumer pods mirrored to processes; the program, its provider and verify reach the API server through kubelogin %s in the workloadidentity mode, signing in to a fake Entra tenant with fake GitHub assertions (the API server trusts the tenant's tokens: user %s) (engine log: %s)\n",
+		time.Since(start).Seconds(), cliVersion, server.GitVersion, strings.Join(names, ", "), kedaVersion, karpenterVersion, len(ns), components.KedaOperatorName, queueName, r.azurite.QueuePort, kubeloginVersion, r.deployer(), r.log.Name())
 	return nil
 }
 
@@ -184,6 +205,9 @@ func (r *runner) teardown() {
 	}
 	if r.azurite != nil {
 		r.azurite.Stop()
+	}
+	if r.entra != nil {
+		r.entra.Stop()
 	}
 	if r.log != nil {
 		r.log.Close()
@@ -267,7 +291,7 @@ func (r *runner) buildPrograms(ctx context.Context) (procs.Binaries, error) {
 	if err != nil {
 		return bins, err
 	}
-	for name, pkg := range map[string]string{"verify": "./cmd/verify", "execcredential": "./e2e/execcredential"} {
+	for name, pkg := range map[string]string{"verify": "./cmd/verify"} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(dir, name), pkg)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -299,9 +323,3 @@ func (r *runner) startAzurite(ctx context.Context) error {
 	return nil
 }
 
-// execKubeconfig is the kubeconfig the stack's program (so the Kubernetes provider and the
-// add-on wait) and verify use: the cluster's admin through the execcredential plugin, as an
-// Entra-only AKS cluster is reached through kubelogin. The harness's own clients keep the token.
-func (r *runner) execKubeconfig() string {
-	return r.cluster.ExecKubeconfig(filepath.Join(r.work, "bin", "execcredential"), "-token-file", r.cluster.TokenPath)
-}

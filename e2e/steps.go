@@ -17,13 +17,40 @@ import (
 // Step 1: `pulumi up` creates every object, the provider's await sees the Deployment roll out on
 // the app pool's (kwok) nodes, and the KEDA operator is patched and rolled out with the identity.
 func (r *runner) stepCreate(ctx context.Context) (string, error) {
+	// The deployer has no role yet: the API server refuses it until the harness grants one,
+	// propagation into the run, as Azure RBAC lets a new assignment in minutes after it exists.
+	if ok, err := r.deployerMay(ctx); err != nil || ok {
+		return "", fmt.Errorf("before its grant, the API server must refuse the deployer %s (allowed %v, %v): %w", r.deployer(), ok, err, errStep)
+	}
+	if r.brk == staticAssertion {
+		// The Azure half of a real `up` (cluster, image build) outlasts the assertion az got at
+		// login: reach the API server only once it has expired.
+		time.Sleep(time.Until(r.staticExpiry) + time.Second)
+	}
+	upStart := time.Now()
+	granted := r.grantAfter(ctx, propagation)
 	o, err := r.eng.up(ctx)
 	if err != nil {
 		if r.brk != "" {
-			return "", fmt.Errorf("-break %s (%s): %w", r.brk, breaks[r.brk].what, engineError("up", o, err))
+			c := r.entra.Counts()
+			return "", fmt.Errorf("-break %s (%s): the fake Entra refused %d token requests for an expired assertion (%s): %w",
+				r.brk, breaks[r.brk].what, c.Expired, breaks[staticAssertion].refusal, engineError("up", o, err))
 		}
 		return "", engineError("up", o, err)
 	}
+	g := <-granted
+	if g.err != nil {
+		return "", fmt.Errorf("granting the deployer: %w", g.err)
+	}
+	first, err := r.kube.cs.CoreV1().Namespaces().Get(ctx, r.want.settings.Namespace, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	if created := first.CreationTimestamp.Time; created.Before(g.at.Truncate(time.Second)) {
+		return "", fmt.Errorf("Namespace %s created at %s, before the deployer's grant at %s: %w", first.Name, created.Format(time.TimeOnly), g.at.Format(time.TimeOnly), errStep)
+	}
+	access := fmt.Sprintf("deployer %s refused before its grant, granted %.0fs into `up` (Azure RBAC propagating), the first object (Namespace) created after it; %s",
+		r.deployer(), g.at.Sub(upStart).Seconds(), r.tokensEvidence())
 	if r.brk != "" && !breaks[r.brk].byOperator {
 		return "", fmt.Errorf("-break %s: %s was accepted: %w", r.brk, breaks[r.brk].what, errStep)
 	}
@@ -61,8 +88,8 @@ func (r *runner) stepCreate(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("up: %s; API server: %d objects (%s); Deployment %s; %s",
-		o.counts(), len(objs), kinds(objs), ro, keda), nil
+	return fmt.Sprintf("up: %s; API server: %d objects (%s); Deployment %s; %s; %s",
+		o.counts(), len(objs), kinds(objs), ro, keda, access), nil
 }
 
 // kedaOperatorIdentity checks the KEDA operator's service account carries the client id and
@@ -323,7 +350,7 @@ func kinds(objs []object) string {
 func (r *runner) stepRefused(ctx context.Context) (string, error) {
 	var kindsTried []string
 	for k, b := range breaks {
-		if !b.byOperator {
+		if !b.byOperator && !b.credential {
 			kindsTried = append(kindsTried, k)
 		}
 	}

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds the pinned tools the end-to-end test runs (Pulumi CLI, the Kubernetes provider plugin,
-# etcd, kube-apiserver/-controller-manager/-scheduler, kwok) from source through the Go module
+# etcd, kube-apiserver/-controller-manager/-scheduler, kwok, the KEDA operator, kubelogin) from source through the Go module
 # proxy, into a cache folder outside the repository. A tool is rebuilt only when its pin changes.
 #
 #   e2e/tools.sh [TOOL...]      build all tools, or only the named ones:
-#                               pulumi kubernetes-provider etcd kubernetes kwok keda-operator
+#                               pulumi kubernetes-provider etcd kubernetes kwok keda-operator kubelogin
 #
 #   E2E_TOOLS_DIR   cache folder (default ${XDG_CACHE_HOME:-$HOME/.cache}/aks-edw-e2e);
 #                   binaries go to $E2E_TOOLS_DIR/bin, one stamp per tool to stamps/, build logs
@@ -32,8 +32,11 @@ KWOK_VERSION=v0.8.0
 # The KEDA operator AKS's add-on runs (AKS 1.33-1.35: 2.17.x; see docs/cloud-notes.md). Its go.mod
 # pins k8s.io/* to v0.31.7 and a few others with replace directives, copied into the throwaway module.
 KEDA_VERSION=v2.17.3
+# The kubelogin the workflows install (go install github.com/Azure/kubelogin@...; a test keeps the
+# two equal): the e2e's program reaches the API server through it, as CI reaches AKS.
+KUBELOGIN_VERSION=v0.2.19
 
-ALL_TOOLS=(etcd kwok kubernetes keda-operator pulumi kubernetes-provider) # cheapest first: failures show early
+ALL_TOOLS=(etcd kubelogin kwok kubernetes keda-operator pulumi kubernetes-provider) # cheapest first: failures show early
 
 usage() {
 	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
@@ -49,6 +52,7 @@ pin_of() {
 	kubernetes) echo "k8s.io/kubernetes $KUBERNETES_VERSION staging $KUBERNETES_STAGING_VERSION" ;;
 	kwok) echo "sigs.k8s.io/kwok/cmd/kwok $KWOK_VERSION" ;;
 	keda-operator) echo "github.com/kedacore/keda/v2/cmd/operator $KEDA_VERSION" ;;
+	kubelogin) echo "github.com/Azure/kubelogin $KUBELOGIN_VERSION" ;;
 	*) return 1 ;;
 	esac
 }
@@ -61,6 +65,7 @@ bins_of() {
 	kubernetes) echo kube-apiserver kube-controller-manager kube-scheduler ;;
 	kwok) echo kwok ;;
 	keda-operator) echo keda-operator ;;
+	kubelogin) echo kubelogin ;;
 	*) return 1 ;;
 	esac
 }
@@ -73,6 +78,7 @@ short_version_of() {
 	kubernetes) echo "$KUBERNETES_VERSION" ;;
 	kwok) echo "$KWOK_VERSION" ;;
 	keda-operator) echo "$KEDA_VERSION" ;;
+	kubelogin) echo "$KUBELOGIN_VERSION" ;;
 	esac
 }
 
@@ -224,6 +230,13 @@ build_keda_operator() {
 	measured go build -trimpath -o "$out/keda-operator" \
 		-ldflags "-s -w -X github.com/kedacore/keda/v2/version.Version=${v#v} -X github.com/kedacore/keda/v2/version.GitCommit=$v" \
 		github.com/kedacore/keda/v2/cmd/operator
+}
+
+build_kubelogin() {
+	local out=$1
+	# No replace in kubelogin's go.mod: `go install @version`, as the workflows install it.
+	cd "$SRC"
+	GOBIN=$out measured go install -trimpath -ldflags "-s -w" "github.com/Azure/kubelogin@$KUBELOGIN_VERSION"
 }
 
 # ---- driver ------------------------------------------------------------------------------------

@@ -136,6 +136,7 @@ func WaitForAddons(ctx context.Context, kubeconfig string, paths []addonPath, w 
 	defer cancel()
 	var missing []addonPath
 	var lastErr error
+	credentialFailures := 0
 	for polled := false; ; polled = true {
 		m, err := missingAddons(ctx, client, host, paths)
 		if len(m) == 0 {
@@ -144,6 +145,15 @@ func WaitForAddons(ctx context.Context, kubeconfig string, paths []addonPath, w 
 		var refused *refusedError
 		if w.Preview && errors.As(err, &refused) {
 			return fmt.Errorf("the cluster at %s refused the preview's credentials (%v). %s", host, err, previewRefusedAdvice)
+		}
+		// The kubeconfig's credential plugin (kubelogin) failing is not what waiting cures (an
+		// expired GitHub assertion stays expired): give up after a few polls in a row.
+		if err != nil && strings.Contains(err.Error(), "getting credentials") {
+			if credentialFailures++; credentialFailures >= credentialAttempts {
+				return fmt.Errorf("the cluster's kubeconfig could not get a token %d times in a row: %v. %s", credentialFailures, err, credentialAdvice)
+			}
+		} else {
+			credentialFailures = 0
 		}
 		// What the last poll found, unless the deadline cut it short: then every request it had
 		// left failed with "context deadline exceeded", and the poll before says more (what is
@@ -311,6 +321,15 @@ const refusedAdvice = "The API server refused the deployer until the end: with E
 	"principals in clusterAdmins (with clusterAdmins unset, to whoever runs `pulumi up`); check that this identity is one of them " +
 	"or a member of one of those groups (`make preflight` says). A new role assignment can take up to five minutes to " +
 	"propagate, and kubelogin must be able to sign in (AAD_LOGIN_METHOD)"
+
+// credentialAttempts is how many polls in a row may fail to get a token before the wait gives up.
+const credentialAttempts = 3
+
+// credentialAdvice is the error's advice when the kubeconfig's credential plugin keeps failing.
+const credentialAdvice = "The kubeconfig of an Entra-only cluster runs kubelogin, whose own message is on the program's " +
+	"standard error. In a GitHub Actions job, run it with AAD_LOGIN_METHOD=workloadidentity, AZURE_CLIENT_ID and AZURE_TENANT_ID " +
+	"and the job's `permissions: id-token: write`: it then asks GitHub for a fresh assertion each time; azurecli reuses " +
+	"azure/login's, which expires after 5 minutes (AADSTS700024; docs/cloud-notes.md, \"Tokens in CI\"). On a workstation, `az login`"
 
 // previewRefusedAdvice is the error's advice when a preview is refused.
 const previewRefusedAdvice = "On an Entra-only cluster (localAccounts false) a preview reads the stack's Kubernetes objects, " +

@@ -3,6 +3,8 @@ package workload
 import (
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -291,4 +293,22 @@ func (f *forbidFor) firstSuccess() time.Time {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.first
+}
+
+// A kubeconfig whose credential plugin fails (kubelogin with an expired assertion) is not waited
+// out for 15 minutes: a few polls, then an error that says what to check.
+func TestWaitForAddonsGivesUpWhenTheCredentialPluginFails(t *testing.T) {
+	srv, kc := pulumitest.NewAPIServer(pulumitest.AddonDiscovery)
+	defer srv.Close()
+	plugin := filepath.Join(t.TempDir(), "kubelogin")
+	require.NoError(t, os.WriteFile(plugin, []byte("#!/bin/sh\necho 'AADSTS700024: Client assertion is not within its valid time range.' >&2\nexit 1\n"), 0o755))
+	exec := strings.Replace(kc, "user: {token: "+pulumitest.MockToken+"}",
+		"user: {exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: "+plugin+", interactiveMode: Never}}", 1)
+	require.NotEqual(t, kc, exec)
+	start := time.Now()
+	err := WaitForAddons(context.Background(), exec, requiredAddons(false, false, "aqs-demo"), AddonWait{Timeout: time.Minute, Interval: 20 * time.Millisecond})
+	require.Error(t, err)
+	assert.Less(t, time.Since(start), 20*time.Second, "no waiting out the whole timeout")
+	assert.Contains(t, err.Error(), "could not get a token 3 times in a row")
+	assert.Contains(t, err.Error(), "AAD_LOGIN_METHOD=workloadidentity")
 }

@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,8 @@ import (
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/aks-edw/aks-edw/internal/fakeentra"
 )
 
 // Binaries are the programs the control plane runs, all in one folder (e2e/tools.sh's bin/).
@@ -51,6 +54,8 @@ type Options struct {
 	KwokStages []string
 	// Log receives one line per process started and stopped (optional).
 	Log io.Writer
+	// APIServerFlags are added to kube-apiserver's (optional; e.g. Entra.OIDCFlags).
+	APIServerFlags []string
 }
 
 // Cluster is a running control plane.
@@ -59,10 +64,8 @@ type Cluster struct {
 	Kubeconfig string
 	// KubeconfigPath is the same kubeconfig written to a file.
 	KubeconfigPath string
-	// TokenPath is a file (0600) holding the admin's bearer token, for ExecKubeconfig's plugin.
-	TokenPath string
-	server    string
-	caPEM     []byte
+	server         string
+	caPEM          []byte
 	// RESTConfig is the admin's client configuration.
 	RESTConfig *rest.Config
 
@@ -124,10 +127,6 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	server := "https://127.0.0.1:" + strconv.Itoa(apiPort)
 	c.Kubeconfig = kubeconfig(server, ca, token)
 	c.server, c.caPEM = server, ca
-	c.TokenPath = filepath.Join(opts.Dir, "admin.token")
-	if err := os.WriteFile(c.TokenPath, []byte(token), 0o600); err != nil {
-		return nil, err
-	}
 	c.KubeconfigPath = filepath.Join(opts.Dir, "kubeconfig")
 	if err := os.WriteFile(c.KubeconfigPath, []byte(c.Kubeconfig), 0o600); err != nil {
 		return nil, err
@@ -150,17 +149,18 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := waitHTTP(ctx, c, "etcd", etcdURL+"/health", nil, 60*time.Second); err != nil {
 		return nil, err
 	}
-	if err := c.start("kube-apiserver",
-		"--etcd-servers="+etcdURL,
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(apiPort),
-		"--tls-cert-file="+filepath.Join(pki, "serving.crt"), "--tls-private-key-file="+filepath.Join(pki, "serving.key"),
-		"--client-ca-file="+filepath.Join(pki, "ca.crt"),
-		"--token-auth-file="+tokenFile, "--authorization-mode=Node,RBAC",
+	if err := c.start("kube-apiserver", append([]string{
+		"--etcd-servers=" + etcdURL,
+		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port=" + strconv.Itoa(apiPort),
+		"--tls-cert-file=" + filepath.Join(pki, "serving.crt"), "--tls-private-key-file=" + filepath.Join(pki, "serving.key"),
+		"--client-ca-file=" + filepath.Join(pki, "ca.crt"),
+		"--token-auth-file=" + tokenFile, "--authorization-mode=Node,RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+filepath.Join(pki, "sa.pub"),
-		"--service-account-signing-key-file="+filepath.Join(pki, "sa.key"),
+		"--service-account-key-file=" + filepath.Join(pki, "sa.pub"),
+		"--service-account-signing-key-file=" + filepath.Join(pki, "sa.key"),
 		"--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",
 		"--enable-priority-and-fairness=false", "--profiling=false",
+	}, opts.APIServerFlags...)...,
 	); err != nil {
 		return nil, err
 	}
@@ -475,19 +475,32 @@ func writeFiles(dir string, files map[string][]byte) error {
 	return nil
 }
 
-// ExecKubeconfig renders the admin's kubeconfig with an exec credential plugin instead of the
-// token: the API server is reached as on an Entra-only AKS cluster, whose kubeconfig runs
-// kubelogin. command runs with args and must print a client.authentication.k8s.io/v1
-// ExecCredential holding the token (e2e's execcredential plugin reads TokenPath).
-func (c *Cluster) ExecKubeconfig(command string, args ...string) string {
+// KubeloginKubeconfig renders the kubeconfig AKS gives for an Entra-only cluster (the user
+// credentials in kubelogin's exec format: `kubelogin get-token --login devicecode --server-id
+// <AKS server app> --client-id <AKS client app> --tenant-id <tenant> --environment
+// AzurePublicCloud`, client.authentication.k8s.io/v1beta1) pointing at this API server, with
+// extraArgs after AKS's and env set for kubelogin (what a CI job's environment holds).
+func (c *Cluster) KubeloginKubeconfig(kubelogin, tenantID string, env map[string]string, extraArgs ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: %s\n    certificate-authority-data: %s\n",
 		c.server, base64.StdEncoding.EncodeToString(c.caPEM))
-	fmt.Fprintf(&b, "users:\n- name: admin\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: %q\n      interactiveMode: Never\n      args:\n", command)
-	for _, a := range args {
+	fmt.Fprintf(&b, "users:\n- name: clusterUser_e2e\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: %q\n      interactiveMode: IfAvailable\n      provideClusterInfo: false\n      args:\n", kubelogin)
+	for _, a := range append([]string{"get-token", "--login", "devicecode", "--server-id", fakeentra.AKSServerAppID, "--client-id", fakeentra.AKSClientAppID,
+		"--tenant-id", tenantID, "--environment", "AzurePublicCloud"}, extraArgs...) {
 		fmt.Fprintf(&b, "      - %q\n", a)
 	}
-	b.WriteString("contexts:\n- name: e2e\n  context:\n    cluster: e2e\n    user: admin\ncurrent-context: e2e\n")
+	if len(env) > 0 {
+		keys := make([]string, 0, len(env))
+		for k := range env {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		b.WriteString("      env:\n")
+		for _, k := range keys {
+			fmt.Fprintf(&b, "      - name: %q\n        value: %q\n", k, env[k])
+		}
+	}
+	b.WriteString("contexts:\n- name: e2e\n  context:\n    cluster: e2e\n    user: clusterUser_e2e\ncurrent-context: e2e\n")
 	return b.String()
 }
 

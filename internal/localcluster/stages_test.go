@@ -17,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
+
+	"github.com/aks-edw/aks-edw/internal/fakeentra"
 )
 
 // readStages decodes the files WriteJobPodStages wrote, strictly: a field kwok's Stage does not
@@ -149,16 +151,21 @@ func TestJobPodStagesEndThePodWithItsProcessExitCode(t *testing.T) {
 	}
 }
 
-// ExecKubeconfig carries no token, only the plugin, in client-go's exec form.
-func TestExecKubeconfig(t *testing.T) {
-	c := &Cluster{server: "https://127.0.0.1:6443", caPEM: []byte("ca"), TokenPath: "/x/admin.token"}
-	cfg, err := clientcmd.Load([]byte(c.ExecKubeconfig("/bin/plugin", "-token-file", c.TokenPath)))
+// KubeloginKubeconfig is AKS's exec kubeconfig for an Entra-only cluster, pointing here: no
+// token, kubelogin's arguments as AKS writes them, then the harness's, and the environment.
+func TestKubeloginKubeconfig(t *testing.T) {
+	c := &Cluster{server: "https://127.0.0.1:6443", caPEM: []byte("ca")}
+	cfg, err := clientcmd.Load([]byte(c.KubeloginKubeconfig("/bin/kubelogin", "tenant-1", map[string]string{"AAD_LOGIN_METHOD": "workloadidentity", "B": "2"}, "--disable-instance-discovery")))
 	require.NoError(t, err)
 	user := cfg.AuthInfos[cfg.Contexts[cfg.CurrentContext].AuthInfo]
 	require.NotNil(t, user.Exec)
 	assert.Empty(t, user.Token)
-	assert.Equal(t, "/bin/plugin", user.Exec.Command)
-	assert.Equal(t, []string{"-token-file", "/x/admin.token"}, user.Exec.Args)
-	assert.Equal(t, "client.authentication.k8s.io/v1", user.Exec.APIVersion)
+	assert.Equal(t, "/bin/kubelogin", user.Exec.Command)
+	assert.Equal(t, []string{"get-token", "--login", "devicecode", "--server-id", fakeentra.AKSServerAppID, "--client-id", fakeentra.AKSClientAppID,
+		"--tenant-id", "tenant-1", "--environment", "AzurePublicCloud", "--disable-instance-discovery"}, user.Exec.Args)
+	assert.Equal(t, "client.authentication.k8s.io/v1beta1", user.Exec.APIVersion)
+	require.Len(t, user.Exec.Env, 2)
+	assert.Equal(t, "AAD_LOGIN_METHOD", user.Exec.Env[0].Name)
+	assert.Equal(t, "workloadidentity", user.Exec.Env[0].Value)
 	assert.Equal(t, "https://127.0.0.1:6443", cfg.Clusters[cfg.Contexts[cfg.CurrentContext].Cluster].Server)
 }
