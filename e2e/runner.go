@@ -322,4 +322,3 @@ func (r *runner) startAzurite(ctx context.Context) error {
 	r.queue = c.Queue
 	return nil
 }
-
