@@ -135,7 +135,10 @@ func TestWorkflowChecksCatchMutations(t *testing.T) {
 		{"pin without version comment", "main.yml", pinnedCheckout, "actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8", "has no `# vX.Y.Z` comment"},
 		{"unknown make target", "pr.yml", "run: make lint", "run: make nosuchtarget", `make target "nosuchtarget" is not defined in the Makefile`},
 		{"kubelogin unpinned", "main.yml", "kubelogin@v0.2.19", "kubelogin@latest", "installs no pinned kubelogin"},
-		{"kubelogin without the az login method", "pr.yml", "AAD_LOGIN_METHOD: azurecli", "AAD_LOGIN_METHOD: devicecode", "does not set AAD_LOGIN_METHOD: azurecli"},
+		{"kubelogin with the az login method", "pr.yml", "AAD_LOGIN_METHOD: workloadidentity", "AAD_LOGIN_METHOD: azurecli", "does not set AAD_LOGIN_METHOD: workloadidentity"},
+		{"kubelogin for another identity", "main.yml", "AZURE_CLIENT_ID: ${{ vars.AZURE_CLIENT_ID }}", "AZURE_CLIENT_ID: ${{ vars.AZURE_PREVIEW_CLIENT_ID }}", "must be the identity azure/login and Pulumi sign in as"},
+		{"kubelogin without a tenant", "manual.yml", "      AZURE_TENANT_ID: ${{ vars.AZURE_TENANT_ID }}\n", "", "AZURE_TENANT_ID \"\" must be ARM_TENANT_ID"},
+		{"kubelogin other than the e2e's", "main.yml", "kubelogin@v0.2.19", "kubelogin@v0.2.18", "but make e2e proves kubelogin v0.2.19"},
 		{"unknown go run path", "pr.yml", "make plan STACK=dev PLAN_IMAGE_REPO", "go run ./cmd/nosuchcmd -stack dev PLAN_IMAGE_REPO", "go run ./cmd/nosuchcmd: no such directory"},
 		{"unknown stack in stack-name", "main.yml", "stack-name: ${{ vars.PULUMI_ORG }}/dev", "stack-name: ${{ vars.PULUMI_ORG }}/staging", `stack "staging" has no Pulumi.staging.yaml`},
 		{"unknown stack in STACK=", "pr.yml", "make plan STACK=dev PLAN_IMAGE_REPO", "make plan STACK=staging PLAN_IMAGE_REPO", `stack "staging" has no Pulumi.staging.yaml`},
@@ -1146,6 +1149,15 @@ func wfCheckSecrets(files []wfFile, _ wfRepo) []string {
 	return problems
 }
 
+// wfE2EKubelogin is the kubelogin version e2e/tools.sh builds (KUBELOGIN_VERSION), "" if none.
+func wfE2EKubelogin() string {
+	b, _ := os.ReadFile("e2e/tools.sh")
+	if m := regexp.MustCompile(`(?m)^KUBELOGIN_VERSION=(v\S+)`).FindSubmatch(b); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
+
 // wfKubeloginRe is a pinned kubelogin install: an exact vX.Y.Z, never @latest.
 var wfKubeloginRe = regexp.MustCompile(`go install github\.com/Azure/kubelogin@v\d+\.\d+\.\d+\b`)
 
@@ -1174,8 +1186,25 @@ func wfCheckKubelogin(files []wfFile, _ wfRepo) []string {
 			} else if kubeloginAt < loginAt {
 				problems = append(problems, fmt.Sprintf("%s: job %q installs kubelogin before the az login it signs in with", f.Path, jn))
 			}
-			if j.Env["AAD_LOGIN_METHOD"] != "azurecli" {
-				problems = append(problems, fmt.Sprintf("%s: job %q does not set AAD_LOGIN_METHOD: azurecli (kubelogin would wait for a device-code login)", f.Path, jn))
+			// docs/cloud-notes.md, "Tokens in CI": azurecli reuses azure/login's assertion, which
+			// expires after 5 minutes; workloadidentity with the job's id-token permission asks
+			// GitHub for a fresh one each time, for the identity azure/login signed in as.
+			if j.Env["AAD_LOGIN_METHOD"] != "workloadidentity" {
+				problems = append(problems, fmt.Sprintf("%s: job %q does not set AAD_LOGIN_METHOD: workloadidentity (azurecli reuses azure/login's assertion, which expires after 5 minutes; devicecode waits for a person)", f.Path, jn))
+			}
+			if idToken := wfMapping(&j.Permissions)["id-token"]; idToken == nil || idToken.Value != "write" {
+				problems = append(problems, fmt.Sprintf("%s: job %q runs kubelogin in the workloadidentity mode without permissions id-token: write (it asks GitHub for its OIDC token)", f.Path, jn))
+			}
+			if j.Env["AZURE_CLIENT_ID"] == "" || j.Env["AZURE_CLIENT_ID"] != j.Env["ARM_CLIENT_ID"] {
+				problems = append(problems, fmt.Sprintf("%s: job %q: AZURE_CLIENT_ID %q must be the identity azure/login and Pulumi sign in as (ARM_CLIENT_ID %q)", f.Path, jn, j.Env["AZURE_CLIENT_ID"], j.Env["ARM_CLIENT_ID"]))
+			}
+			if j.Env["AZURE_TENANT_ID"] == "" || j.Env["AZURE_TENANT_ID"] != j.Env["ARM_TENANT_ID"] {
+				problems = append(problems, fmt.Sprintf("%s: job %q: AZURE_TENANT_ID %q must be ARM_TENANT_ID %q", f.Path, jn, j.Env["AZURE_TENANT_ID"], j.Env["ARM_TENANT_ID"]))
+			}
+			for _, st := range j.Steps {
+				if m := wfKubeloginRe.FindString(st.Run); m != "" && !strings.HasSuffix(m, "@"+wfE2EKubelogin()) {
+					problems = append(problems, fmt.Sprintf("%s: job %q installs %s, but make e2e proves kubelogin %s (e2e/tools.sh KUBELOGIN_VERSION)", f.Path, jn, m, wfE2EKubelogin()))
+				}
 			}
 		}
 	}
