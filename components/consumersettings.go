@@ -162,17 +162,22 @@ type ConsumerSettings struct {
 	NodePoolConsolidateAfter string `json:"nodePoolConsolidateAfter" platform:"aks"`
 	// AppCapacityTypes are the NodePool's karpenter.sh/capacity-type values: on-demand, spot, or
 	// both, in which case NAP prefers spot and falls back to on-demand when spot capacity is
-	// unavailable (default on-demand). With spot, terminationGracePeriodSeconds must fit Azure's
-	// eviction notice (SpotEvictionNoticeSeconds).
+	// unavailable (default on-demand). A spot eviction does not drain: NAP turns Azure's notice
+	// into a node repair that deletes the pods with a 1 s grace, whatever
+	// terminationGracePeriodSeconds says (see the capacity types below), so each in-flight message (at
+	// most max(consumerConcurrency, consumerBatchSize) + consumerBatchSize per pod, 64 by default)
+	// comes back after consumerVisibilityTimeout, one of its consumerMaxDeliveries spent.
 	AppCapacityTypes []string `json:"appCapacityTypes" platform:"aks"`
 }
 
-// Karpenter's capacity types on Azure, and the notice Azure gives a spot VM before evicting it
-// (Scheduled Events "Preempt": 30 s, best effort; docs/cloud-notes.md).
+// Karpenter's capacity types on Azure. When NAP evicts a spot node, the provider registers the
+// node condition PreemptionScheduled (Azure's Preempt notice, 30 s at best) as a repair policy
+// with zero toleration, and Karpenter's node repair then deletes the pods with its 1 s floor,
+// bypassing PDBs (docs/cloud-notes.md: karpenter-provider-azure #1695, #1829). The pod's own
+// terminationGracePeriodSeconds only applies to graceful stops (scale-in, consolidation, drift).
 const (
-	CapacityTypeSpot          = "spot"
-	CapacityTypeOnDemand      = "on-demand"
-	SpotEvictionNoticeSeconds = 30
+	CapacityTypeSpot     = "spot"
+	CapacityTypeOnDemand = "on-demand"
 )
 
 // AllowsSpot reports whether the consumer's NodePool may run on spot VMs.
@@ -373,6 +378,11 @@ func (s ConsumerSettings) Validate() error {
 		add("consumerVisibilityTimeout (%q) must be between 1s and 168h (Azure's limit)", s.ConsumerVisibilityTimeout)
 	} else if d%time.Second != 0 {
 		add("consumerVisibilityTimeout (%q) must be whole seconds (the queue counts in seconds)", s.ConsumerVisibilityTimeout)
+	} else if drain := DrainTimeout(s.TerminationGracePeriodSeconds); s.TerminationGracePeriodSeconds >= 1 && d <= drain {
+		// A message dequeued just before SIGTERM may be finished at the end of the drain: if it
+		// reappeared before, another replica would do it again.
+		add("consumerVisibilityTimeout (%s) must be longer than the drain after SIGTERM (%s, terminationGracePeriodSeconds %d less its margin), or messages still being finished reappear on the queue",
+			s.ConsumerVisibilityTimeout, drain, s.TerminationGracePeriodSeconds)
 	}
 	if s.ConsumerMaxDeliveries < 1 {
 		add("consumerMaxDeliveries (%d) must be >= 1", s.ConsumerMaxDeliveries)
@@ -402,10 +412,6 @@ func (s ConsumerSettings) Validate() error {
 			add("appCapacityTypes: %q is listed twice", c)
 		}
 		seen[c] = true
-	}
-	if s.AllowsSpot() && s.TerminationGracePeriodSeconds > SpotEvictionNoticeSeconds {
-		add("terminationGracePeriodSeconds (%d) must be <= %d with spot in appCapacityTypes: Azure evicts a spot VM %d s after its notice, so a longer drain is cut off mid-way",
-			s.TerminationGracePeriodSeconds, SpotEvictionNoticeSeconds, SpotEvictionNoticeSeconds)
 	}
 
 	return errors.Join(errs...)

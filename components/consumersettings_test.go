@@ -93,7 +93,10 @@ func TestConsumerSettingsValidate(t *testing.T) {
 		{"no capacity type", func(s *ConsumerSettings) { s.AppCapacityTypes = nil }, []string{"appCapacityTypes must name at least one"}},
 		{"unknown capacity type", func(s *ConsumerSettings) { s.AppCapacityTypes = []string{"reserved"} }, []string{`appCapacityTypes: "reserved" is not a capacity type`}},
 		{"capacity type twice", func(s *ConsumerSettings) { s.AppCapacityTypes = []string{"spot", "spot"} }, []string{`appCapacityTypes: "spot" is listed twice`}},
-		{"spot with a long grace", func(s *ConsumerSettings) { s.AppCapacityTypes = []string{"spot", "on-demand"} }, []string{"terminationGracePeriodSeconds (60) must be <= 30 with spot"}},
+		{"visibility within the drain", func(s *ConsumerSettings) { s.TerminationGracePeriodSeconds = 120 }, []string{
+			"consumerVisibilityTimeout (60s) must be longer than the drain after SIGTERM (1m50s, terminationGracePeriodSeconds 120 less its margin)"}},
+		{"visibility equal to the drain", func(s *ConsumerSettings) { s.TerminationGracePeriodSeconds, s.ConsumerVisibilityTimeout = 30, "20s" }, []string{
+			"consumerVisibilityTimeout (20s) must be longer than the drain after SIGTERM (20s"}},
 		{"image with scheme", func(s *ConsumerSettings) { s.Image = "https://acr.azurecr.io/x:1" }, []string{"image ("}},
 		{"image with space", func(s *ConsumerSettings) { s.Image = "acr.azurecr.io/x :1" }, []string{"image ("}},
 		{"zero grace", func(s *ConsumerSettings) { s.TerminationGracePeriodSeconds = 0 }, []string{"terminationGracePeriodSeconds"}},
@@ -219,4 +222,13 @@ func TestConsumerSettingsDocumented(t *testing.T) {
 		assert.Equal(t, [2]string{wantType, wantDefault}, got, "docs/workload.md row for %q (type, default)", k)
 	}
 	assert.Len(t, documented, len(settingsKeys(t)), "docs/workload.md documents keys that do not exist")
+}
+
+// Issue 23 item 4: a spot eviction on NAP does not drain (a 1 s grace), so spot no longer caps
+// the grace period, which serves graceful stops only.
+func TestSpotDoesNotLimitTheGracePeriod(t *testing.T) {
+	s := DefaultConsumerSettings()
+	s.AppCapacityTypes = []string{CapacityTypeSpot, CapacityTypeOnDemand}
+	s.TerminationGracePeriodSeconds = 60
+	require.NoError(t, s.Validate(), "spot with the default 60 s grace")
 }

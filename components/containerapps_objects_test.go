@@ -249,7 +249,7 @@ func TestContainerAppsContainer(t *testing.T) {
 			} else {
 				assert.NotContains(t, env, "CONSUMER_EXIT_WHEN_EMPTY")
 			}
-			assert.Equal(t, drainTimeout(grace), env["CONSUMER_DRAIN_TIMEOUT"], "drain fits the grace period the replica gets")
+			assert.Equal(t, DrainTimeout(grace).String(), env["CONSUMER_DRAIN_TIMEOUT"], "drain fits the grace period the replica gets")
 
 			probes := at(t, c, "probes").([]any)
 			types := map[string]any{}

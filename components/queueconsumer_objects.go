@@ -151,7 +151,7 @@ func consumerEnvVars(s ConsumerSettings, queueName, accountName, tableName pulum
 		{envVisibilityTimeout, pulumi.String(s.ConsumerVisibilityTimeout)},
 		{envMaxDeliveries, pulumi.String(strconv.Itoa(s.ConsumerMaxDeliveries))},
 		{envHTTPAddr, pulumi.String(fmt.Sprintf(":%d", httpPort))},
-		{envDrainTimeout, pulumi.String(drainTimeout(s.TerminationGracePeriodSeconds))},
+		{envDrainTimeout, pulumi.String(DrainTimeout(s.TerminationGracePeriodSeconds).String())},
 	}
 	if limit, ok := goMemLimit(memoryLimit); ok {
 		env = append(env, envVar{envGoMemLimit, pulumi.String(limit)})
@@ -171,10 +171,10 @@ func consumerEnv(s ConsumerSettings, in consumerInputs, mode string) corev1.EnvV
 	return env
 }
 
-// drainTimeout is how long the consumer may finish in-flight messages after SIGTERM: the pod's
+// DrainTimeout is how long the consumer may finish in-flight messages after SIGTERM: the pod's
 // grace period less a margin for flushing logs and exiting before the kubelet's SIGKILL (10 s, or
 // half of a short grace period), at most the consumer's 10-minute ceiling.
-func drainTimeout(graceSeconds int) string {
+func DrainTimeout(graceSeconds int) time.Duration {
 	margin := 10
 	if graceSeconds < 2*margin {
 		margin = graceSeconds / 2
@@ -183,8 +183,7 @@ func drainTimeout(graceSeconds int) string {
 	if graceSeconds == 1 {
 		d = 500 * time.Millisecond
 	}
-	d = min(d, 10*time.Minute)
-	return d.String()
+	return min(d, 10*time.Minute)
 }
 
 // goMemLimit is 90% of the container memory limit in MiB, the usual headroom that lets the Go

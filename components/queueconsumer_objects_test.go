@@ -82,7 +82,7 @@ func assertConsumerPod(t *testing.T, s ConsumerSettings, tmpl corev1.PodTemplate
 		"CONSUMER_VISIBILITY_TIMEOUT": s.ConsumerVisibilityTimeout,
 		"CONSUMER_MAX_DELIVERIES":     strconv.Itoa(s.ConsumerMaxDeliveries),
 		"CONSUMER_HTTP_ADDR":          ":8080",
-		"CONSUMER_DRAIN_TIMEOUT":      drainTimeout(s.TerminationGracePeriodSeconds),
+		"CONSUMER_DRAIN_TIMEOUT":      DrainTimeout(s.TerminationGracePeriodSeconds).String(),
 	}
 	for k, v := range want {
 		assert.Equal(t, v, env[k], "env %s", k)
@@ -198,7 +198,7 @@ func TestDeploymentArgs(t *testing.T) {
 			s.CPURequest, s.CPULimit, s.MemoryRequest, s.MemoryLimit = "1", "2", "256Mi", "512Mi"
 		}},
 		{"custom timings", func(s *ConsumerSettings) {
-			s.TerminationGracePeriodSeconds, s.NodeFailureTolerationSeconds = 120, 10
+			s.TerminationGracePeriodSeconds, s.NodeFailureTolerationSeconds, s.ConsumerVisibilityTimeout = 120, 10, "2m"
 		}},
 		{"custom tuning", func(s *ConsumerSettings) {
 			s.ConsumerConcurrency, s.ConsumerBatchSize, s.ConsumerVisibilityTimeout, s.ConsumerMaxDeliveries = 4, 8, "5m", 3
@@ -240,7 +240,7 @@ func TestDrainTimeout(t *testing.T) {
 		want  string
 	}{
 		{60, "50s"},
-		{SpotEvictionNoticeSeconds, "20s"}, // what cmd/consumer's spot-eviction test drains within
+		{30, "20s"}, // dev's grace: what cmd/consumer's TestSIGTERMDrainsWithinTheGracePeriod drains within
 		{120, "1m50s"},
 		{20, "10s"},
 		{10, "5s"},
@@ -250,7 +250,7 @@ func TestDrainTimeout(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strconv.Itoa(tt.grace), func(t *testing.T) {
-			got := drainTimeout(tt.grace)
+			got := DrainTimeout(tt.grace).String()
 			assert.Equal(t, tt.want, got)
 			d, err := time.ParseDuration(got)
 			require.NoError(t, err)
