@@ -185,3 +185,19 @@ func TestClusterAdminsValidation(t *testing.T) {
 		})
 	}
 }
+
+// Issue 23 item 4: prod's app pool is replaced (drift: NAP's new node images, which its node OS
+// schedule picks up in the window) and consolidated only in the maintenance window; dev, with no
+// window, keeps Karpenter's default budget.
+func TestAppPoolDisruptionFollowsTheMaintenanceWindow(t *testing.T) {
+	pool := func(stack string) *pulumitest.Resource {
+		return runStack(t, stack, loadStackConfig(t, stack)).mocks.Get(t, "kubernetes:karpenter.sh/v1:NodePool", "consumer-node-pool")
+	}
+	prod := pool("prod")
+	assert.Equal(t, "0", prod.Input("spec.disruption.budgets.0.nodes"))
+	assert.Equal(t, "0 6 * * 0", prod.Input("spec.disruption.budgets.0.schedule"), "from the window's end, Sunday 06:00 UTC")
+	assert.Equal(t, "164h", prod.Input("spec.disruption.budgets.0.duration"), "to its next start")
+	assert.Equal(t, []any{"Drifted", "Underutilized"}, prod.Input("spec.disruption.budgets.0.reasons"))
+	assert.Equal(t, "10%", prod.Input("spec.disruption.budgets.1.nodes"))
+	assert.Nil(t, pool("dev").Input("spec.disruption.budgets"), "dev: no window, Karpenter's default")
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/pulumi/pulumi-azure-native-sdk/containerservice/v3"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -102,5 +103,53 @@ func maintenanceConfigurationArgs(a *ClusterArgs, clusterName pulumi.StringInput
 			StartTime:     pulumi.String(w.StartTime),
 			UtcOffset:     optString(w.UtcOffset),
 		},
+	}
+}
+
+// DisruptionBudget is one of a Karpenter NodePool's spec.disruption.budgets.
+type DisruptionBudget struct {
+	// Nodes is how many nodes (or what percentage) may be disrupted at once while it is active.
+	Nodes string
+	// Reasons limits it to these disruption reasons (Drifted, Underutilized, Empty); empty: all.
+	Reasons []string
+	// Schedule (cron, UTC) and Duration make it active from each cron hit for Duration; both
+	// empty: always active.
+	Schedule, Duration string
+}
+
+// DisruptionBudgets keeps Karpenter's voluntary disruption of the app pool (replacing drifted
+// nodes, such as those a new node image drifts, and consolidating underutilized ones, which
+// evicts their pods) inside the maintenance window: a budget of 0 nodes for those reasons from
+// the window's end until its next start, and Karpenter's own default (10%) otherwise, which
+// also rate-limits the window and lets empty nodes go at any time (they hold no pods).
+// Karpenter takes the most restrictive active budget and has no "except", hence the complement
+// (karpenter.sh disruption docs; kubernetes-sigs/karpenter#2218). Cron schedules are UTC and
+// weekly, so a window every 2-4 weeks (intervalWeeks) opens the budget every week at its slot.
+// nil (no window): Karpenter's default. The window is assumed valid (Validate).
+func DisruptionBudgets(w *MaintenanceWindow) []DisruptionBudget {
+	if w == nil {
+		return nil
+	}
+	day := slices.Index(weekDays, w.DayOfWeek) // Monday = 0
+	var h, m, oh, om int
+	_, _ = fmt.Sscanf(w.StartTime, "%d:%d", &h, &m)
+	sign := 1
+	if strings.HasPrefix(w.UtcOffset, "-") {
+		sign = -1
+	}
+	if w.UtcOffset != "" {
+		_, _ = fmt.Sscanf(w.UtcOffset[1:], "%d:%d", &oh, &om)
+	}
+	const week = 7 * 24 * 60
+	// Minutes since Monday 00:00 UTC of the window's end.
+	end := ((day*24*60+h*60+m-sign*(oh*60+om)+w.DurationHours*60)%week + week) % week
+	cronDay := (end/(24*60) + 1) % 7 // cron: Sunday = 0
+	return []DisruptionBudget{
+		{
+			Nodes: "0", Reasons: []string{"Drifted", "Underutilized"},
+			Schedule: fmt.Sprintf("%d %d * * %d", end%60, end/60%24, cronDay),
+			Duration: fmt.Sprintf("%dh", 7*24-w.DurationHours),
+		},
+		{Nodes: "10%"},
 	}
 }

@@ -49,6 +49,9 @@ type QueueConsumerArgs struct {
 	// stack deploys and serves the KEDA and Karpenter kinds; every object waits for it
 	// (optional; workload.Deploy sets it).
 	AddonsReady pulumi.ResourceArrayInput
+	// MaintenanceWindow, when set, confines Karpenter's voluntary disruption of the app pool's
+	// nodes to it (DisruptionBudgets; optional: no window, Karpenter's default budget).
+	MaintenanceWindow *MaintenanceWindow
 	// Cluster is the AKS cluster; every Kubernetes object is deleted with it (required).
 	Cluster pulumi.Resource
 	// Provider is the explicit Kubernetes provider for that cluster (required).
@@ -94,6 +97,11 @@ func (a *QueueConsumerArgs) validate() error {
 	)
 	if err := a.Settings.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("settings: %w", err))
+	}
+	if a.MaintenanceWindow != nil {
+		if err := a.MaintenanceWindow.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("MaintenanceWindow: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -151,7 +159,7 @@ func NewQueueConsumer(ctx *pulumi.Context, name string, args *QueueConsumerArgs,
 		return nil, fmt.Errorf("creating network policy %q: %w", NetworkPolicyName(s), err)
 	}
 
-	pool, err := apiextensions.NewCustomResource(ctx, name+"-node-pool", nodePoolArgs(s), child...)
+	pool, err := apiextensions.NewCustomResource(ctx, name+"-node-pool", nodePoolArgs(s, args.MaintenanceWindow), child...)
 	if err != nil {
 		return nil, fmt.Errorf("creating Karpenter NodePool %q: %w", s.NodePoolName, err)
 	}

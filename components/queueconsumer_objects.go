@@ -324,11 +324,19 @@ func consumerPodTemplate(s ConsumerSettings, in consumerInputs, mode string) *co
 		// The Job controller retries failed pods (backoffLimit); the pod itself must not restart.
 		podSpec.RestartPolicy = pulumi.String("Never")
 	}
-	return &corev1.PodTemplateSpecArgs{
-		Metadata: &metav1.ObjectMetaArgs{Labels: podLabels(s)},
-		Spec:     podSpec,
+	meta := &metav1.ObjectMetaArgs{Labels: podLabels(s)}
+	if mode == ScaleModeScaledJob {
+		// A Job's pod drains its share of the queue and exits; consolidating its node would
+		// cut it off mid-batch and have KEDA count the Job again. Karpenter leaves the node of
+		// a do-not-disrupt pod out of consolidation and drift (not out of a spot eviction or an
+		// expiry: docs/cloud-notes.md).
+		meta.Annotations = pulumi.StringMap{DoNotDisruptAnnotation: pulumi.String("true")}
 	}
+	return &corev1.PodTemplateSpecArgs{Metadata: meta, Spec: podSpec}
 }
+
+// DoNotDisruptAnnotation keeps Karpenter from disrupting the node of a pod that carries it.
+const DoNotDisruptAnnotation = "karpenter.sh/do-not-disrupt"
 
 // deploymentArgs: the long-running consumer (ScaledObject mode). spec.replicas is left out on
 // purpose: KEDA's HPA owns it, and a value here would reset the scale on every `pulumi up`.
@@ -487,7 +495,25 @@ func scaledJobArgs(s ConsumerSettings, in consumerInputs) *apiextensions.CustomR
 
 // nodePoolArgs: the Karpenter (AKS node autoprovisioning) NodePool the consumer runs on. Its
 // own name, never AKS's "default"; tainted so only the consumer lands there; cluster-scoped.
-func nodePoolArgs(s ConsumerSettings) *apiextensions.CustomResourceArgs {
+func nodePoolArgs(s ConsumerSettings, window *MaintenanceWindow) *apiextensions.CustomResourceArgs {
+	disruption := pulumi.Map{
+		"consolidationPolicy": pulumi.String("WhenEmptyOrUnderutilized"),
+		"consolidateAfter":    pulumi.String(s.NodePoolConsolidateAfter),
+	}
+	if budgets := DisruptionBudgets(window); budgets != nil {
+		arr := pulumi.Array{}
+		for _, b := range budgets {
+			m := pulumi.Map{"nodes": pulumi.String(b.Nodes)}
+			if b.Schedule != "" {
+				m["schedule"], m["duration"] = pulumi.String(b.Schedule), pulumi.String(b.Duration)
+			}
+			if len(b.Reasons) > 0 {
+				m["reasons"] = pulumi.ToStringArray(b.Reasons)
+			}
+			arr = append(arr, m)
+		}
+		disruption["budgets"] = arr
+	}
 	requirement := func(key string, values ...string) pulumi.Map {
 		vs := pulumi.StringArray{}
 		for _, v := range values {
@@ -527,11 +553,8 @@ func nodePoolArgs(s ConsumerSettings) *apiextensions.CustomResourceArgs {
 						},
 					},
 				},
-				"limits": pulumi.Map{"cpu": pulumi.String(s.NodePoolCPULimit)},
-				"disruption": pulumi.Map{
-					"consolidationPolicy": pulumi.String("WhenEmptyOrUnderutilized"),
-					"consolidateAfter":    pulumi.String(s.NodePoolConsolidateAfter),
-				},
+				"limits":     pulumi.Map{"cpu": pulumi.String(s.NodePoolCPULimit)},
+				"disruption": disruption,
 			},
 		},
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
+	k8smetav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -438,8 +439,9 @@ func TestNodePoolArgs(t *testing.T) {
 			s := DefaultConsumerSettings()
 			tt.mutate(&s)
 			require.NoError(t, s.Validate())
-			np := decodeStrict[karpv1.NodePool](t, "node pool", renderArgs(t, karpenterAPIVersion, "NodePool", nodePoolArgs(s)))
+			np := decodeStrict[karpv1.NodePool](t, "node pool", renderArgs(t, karpenterAPIVersion, "NodePool", nodePoolArgs(s, nil)))
 			assertNodePool(t, s, np)
+			assert.Empty(t, np.Spec.Disruption.Budgets, "no maintenance window: Karpenter's default budget")
 		})
 	}
 }
@@ -498,4 +500,52 @@ func TestSpotToleration(t *testing.T) {
 		assert.Len(t, withSpot.Spec.Tolerations, len(onDemand.Spec.Tolerations)+1)
 		assert.Equal(t, int64(30), *withSpot.Spec.TerminationGracePeriodSeconds)
 	}
+}
+
+// Issue 23 item 4: with a maintenance window, voluntary disruption (drift, such as a new node
+// image NAP picked up in the window, and consolidating underutilized nodes) is blocked from the
+// window's end to its next start; Karpenter's own validation accepts the budgets.
+func TestNodePoolDisruptionBudgets(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		window   MaintenanceWindow
+		schedule string // of the blocking budget, UTC
+		duration string
+	}{
+		{"prod: Sunday 02:00-06:00 UTC", MaintenanceWindow{DayOfWeek: "Sunday", StartTime: "02:00", DurationHours: 4, UtcOffset: "+00:00", IntervalWeeks: 1}, "0 6 * * 0", "164h"},
+		{"ahead of UTC, across midnight", MaintenanceWindow{DayOfWeek: "Monday", StartTime: "23:30", DurationHours: 5, UtcOffset: "+02:00"}, "30 2 * * 2", "163h"},
+		{"behind UTC, into the next week", MaintenanceWindow{DayOfWeek: "Saturday", StartTime: "22:00", DurationHours: 24, UtcOffset: "-05:00"}, "0 3 * * 1", "144h"},
+		{"no offset, Saturday", MaintenanceWindow{DayOfWeek: "Saturday", StartTime: "20:15", DurationHours: 6}, "15 2 * * 0", "162h"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.NoError(t, tc.window.Validate())
+			s := DefaultConsumerSettings()
+			np := decodeStrict[karpv1.NodePool](t, "node pool", renderArgs(t, karpenterAPIVersion, "NodePool", nodePoolArgs(s, &tc.window)))
+			assertNodePool(t, s, np)
+			require.Len(t, np.Spec.Disruption.Budgets, 2)
+			block, rest := np.Spec.Disruption.Budgets[0], np.Spec.Disruption.Budgets[1]
+			assert.Equal(t, "0", block.Nodes)
+			assert.Equal(t, []karpv1.DisruptionReason{karpv1.DisruptionReasonDrifted, karpv1.DisruptionReasonUnderutilized}, block.Reasons)
+			require.NotNil(t, block.Schedule)
+			assert.Equal(t, tc.schedule, *block.Schedule)
+			require.NotNil(t, block.Duration)
+			assert.Equal(t, tc.duration, block.Duration.Duration.String()[:len(tc.duration)])
+			assert.Equal(t, "10%", rest.Nodes, "Karpenter's own default, in the window and for empty nodes")
+			assert.Nil(t, rest.Schedule)
+			assert.Empty(t, rest.Reasons)
+
+			// The window's end plus the blocking duration lands on its next start: 7 days in all.
+			assert.Equal(t, 7*24*time.Hour, block.Duration.Duration+time.Duration(tc.window.DurationHours)*time.Hour)
+		})
+	}
+}
+
+// A ScaledJob's pods are marked do-not-disrupt, so consolidation does not cut a Job off mid-batch;
+// the Deployment's are not (they drain on SIGTERM, and consolidation must be able to move them).
+func TestScaledJobPodsAreNotDisrupted(t *testing.T) {
+	s := DefaultConsumerSettings()
+	job := consumerPodTemplate(s, testInputs(), ScaleModeScaledJob)
+	dep := consumerPodTemplate(s, testInputs(), ScaleModeScaledObject)
+	assert.Equal(t, pulumi.StringMap{DoNotDisruptAnnotation: pulumi.String("true")}, job.Metadata.(*k8smetav1.ObjectMetaArgs).Annotations)
+	assert.Nil(t, dep.Metadata.(*k8smetav1.ObjectMetaArgs).Annotations)
 }

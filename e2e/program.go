@@ -101,6 +101,9 @@ func program(admin, kubeconfig string, d *desired) pulumi.RunFunc {
 			TableName:          pulumi.String(tableName),
 			ClientID:           pulumi.String(fakeClientID),
 			Image:              pulumi.String(d.image()),
+			// Prod's window, so the API server checks the app pool's disruption budgets against
+			// Karpenter's CRD (cron schedule, duration, reasons).
+			MaintenanceWindow: &e2eMaintenanceWindow,
 		})
 		if err != nil {
 			return err
@@ -124,6 +127,9 @@ func program(admin, kubeconfig string, d *desired) pulumi.RunFunc {
 		return nil
 	}
 }
+
+// e2eMaintenanceWindow is prod's (Pulumi.prod.yaml): Sunday 02:00-06:00 UTC, weekly.
+var e2eMaintenanceWindow = components.MaintenanceWindow{DayOfWeek: "Sunday", StartTime: "02:00", DurationHours: 4, UtcOffset: "+00:00", IntervalWeeks: 1}
 
 const (
 	queueName         = "aws2azmsgs"

@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/aks-edw/aks-edw/components"
 )
@@ -88,8 +89,18 @@ func (r *runner) stepCreate(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("up: %s; API server: %d objects (%s); Deployment %s; %s; %s",
-		o.counts(), len(objs), kinds(objs), ro, keda, access), nil
+	pool, err := r.kube.get(ctx, object{gvrNodePool, "NodePool", "", s.NodePoolName})
+	if err != nil {
+		return "", err
+	}
+	budgets, _, _ := unstructured.NestedSlice(pool.Object, "spec", "disruption", "budgets")
+	want := components.DisruptionBudgets(&e2eMaintenanceWindow)
+	if len(budgets) != len(want) || fmt.Sprint(budgets[0]) != fmt.Sprint(map[string]any{"nodes": want[0].Nodes, "schedule": want[0].Schedule,
+		"duration": want[0].Duration, "reasons": []any{want[0].Reasons[0], want[0].Reasons[1]}}) {
+		return "", fmt.Errorf("the API server holds NodePool budgets %v, want %+v: %w", budgets, want, errStep)
+	}
+	return fmt.Sprintf("up: %s; API server: %d objects (%s); Deployment %s; %s; NodePool disruption budgets as stored: %v; %s",
+		o.counts(), len(objs), kinds(objs), ro, keda, budgets, access), nil
 }
 
 // kedaOperatorIdentity checks the KEDA operator's service account carries the client id and

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+
+	"github.com/aks-edw/aks-edw/components"
 )
 
 // The targets the consumer can run on (config key `platform`).
@@ -102,6 +104,27 @@ func (c Config) platformProblems() []error {
 		case subnet.Bits() > ContainerAppsSubnetMaxBits:
 			errs = append(errs, ConfigError{Key: "containerAppsSubnetPrefix", Msg: fmt.Sprintf(
 				"%s is too small: a Container Apps environment with workload profiles needs a /%d or larger", subnet, ContainerAppsSubnetMaxBits)})
+		}
+	}
+	// docs/cloud-notes.md, "Azure Container Apps": nothing shows Container Apps' built-in scaler
+	// reading the queue from the environment's subnet, and Microsoft.App is in neither of Azure
+	// Storage's trusted-service lists, so no supported rule lets it through a closed firewall.
+	// An app that can scale to zero, or an event-driven job (it starts only when the scaler sees
+	// messages), would then never run: refused, not just warned (ContainerAppsFirewallWarning).
+	if !c.StoragePublicNetworkAccess {
+		switch {
+		case c.Consumer.ScaleMode == components.ScaleModeScaledJob:
+			errs = append(errs, ConfigError{Key: "storagePublicNetworkAccess", Msg: "is false with platform containerapps and scaleMode " +
+				"ScaledJob: an event-driven job starts only when Container Apps' scaler reads the queue, which a closed storage " +
+				"firewall most likely keeps out (it does not run in the environment's subnet, and no firewall rule admits it), so " +
+				"no job would ever run. Set storagePublicNetworkAccess true (access stays Entra-only: shared keys are off), or use " +
+				"scaleMode ScaledObject with minReplicas 1 or more, or platform aks"})
+		case c.Consumer.MinReplicas == 0:
+			errs = append(errs, ConfigError{Key: "storagePublicNetworkAccess", Msg: "is false with platform containerapps and minReplicas " +
+				"0: the app would scale to zero and stay there, since Container Apps' scaler most likely cannot read the queue " +
+				"through a closed storage firewall (it does not run in the environment's subnet, and no firewall rule admits it). " +
+				"Set storagePublicNetworkAccess true (access stays Entra-only: shared keys are off), or minReplicas 1 or more (the " +
+				"minimum then always runs and drains the queue, without scaling out), or platform aks"})
 		}
 	}
 	if err := c.Consumer.ValidateForContainerApps(); err != nil {

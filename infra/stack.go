@@ -122,11 +122,12 @@ func DeployContainerApps(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 }
 
 // ContainerAppsFirewallWarning is logged when a Container Apps stack keeps the storage firewall
-// closed (storagePublicNetworkAccess false).
+// closed (storagePublicNetworkAccess false) with minReplicas 1 or more (with 0, or a job, the
+// config is refused).
 const ContainerAppsFirewallWarning = Project + ":storagePublicNetworkAccess is false on platform containerapps: the consumer reaches " +
 	"the queue through the environment's subnet (service endpoint), but Container Apps' built-in KEDA scaler is not known to run " +
-	"inside that subnet; if it does not, it cannot read the queue depth and the app never scales from its minimum. " +
-	"Check the environment's system logs for KEDA errors after the first burst (see README, \"Two targets\"), or set minReplicas to 1 or more"
+	"inside that subnet; if it does not, it cannot read the queue depth and the app stays at minReplicas, never scaling out. " +
+	"Check the environment's system logs for KEDA errors after the first burst (see README, \"Two targets\")"
 
 // deployShared creates what both targets have: the name suffix, the resource group, the network,
 // the storage account with its queues and table, the registry and the consumer image build.
@@ -261,7 +262,7 @@ func (s *Stack) deployCluster(ctx *pulumi.Context) error {
 			LogRetentionDays:            cfg.LogRetentionDays,
 			Tier:                        cfg.ClusterTier,
 			ManagedPrometheus:           cfg.ManagedPrometheus,
-			MaintenanceWindow:           cfg.maintenanceWindow(),
+			MaintenanceWindow:           cfg.MaintenanceWindowOrNil(),
 			LocalAccounts:               cfg.LocalAccounts,
 		},
 		Tags:    cfg.Tags,
@@ -536,8 +537,8 @@ func (s *Stack) DeployState() pulumi.StringOutput {
 	}).(pulumi.StringOutput)
 }
 
-// maintenanceWindow is the configured window, or nil when the key is left at its default `{}`.
-func (c Config) maintenanceWindow() *components.MaintenanceWindow {
+// MaintenanceWindowOrNil is the configured window, or nil when the key is left at its default `{}`.
+func (c Config) MaintenanceWindowOrNil() *components.MaintenanceWindow {
 	if c.MaintenanceWindow == (components.MaintenanceWindow{}) {
 		return nil
 	}

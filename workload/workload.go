@@ -48,6 +48,9 @@ type Args struct {
 	// Azure RBAC role on an Entra-only cluster): the provider, so every object, and the add-on
 	// wait come after them. Optional.
 	KubernetesAccess []pulumi.Resource
+	// MaintenanceWindow, when set, confines Karpenter's voluntary disruption of the app pool to it
+	// (components.DisruptionBudgets). Optional.
+	MaintenanceWindow *components.MaintenanceWindow
 }
 
 // Workload is what Deploy created.
@@ -160,6 +163,7 @@ func Deploy(ctx *pulumi.Context, name string, args Args) (*Workload, error) {
 		PodsDependOn:       args.PodsDependOn,
 		KedaDependsOn:      append(append([]pulumi.Resource{}, args.KedaDependsOn...), keda.Restarted),
 		AddonsReady:        ready,
+		MaintenanceWindow:  args.MaintenanceWindow,
 		Cluster:            args.Cluster,
 		Provider:           provider,
 	})

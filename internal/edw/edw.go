@@ -58,6 +58,8 @@ func deployAKS(ctx *pulumi.Context, cfg infra.Config) (*infra.Stack, error) {
 		ScrapeMetrics: cfg.ManagedPrometheus,
 		// Entra-only cluster: every Kubernetes object waits for the deployer's AKS RBAC role.
 		KubernetesAccess: stack.KubernetesAccess,
+		// NAP replaces and consolidates the app pool's nodes only in the maintenance window.
+		MaintenanceWindow: cfg.MaintenanceWindowOrNil(),
 	}); err != nil {
 		return nil, err
 	}
