@@ -348,21 +348,34 @@ func TestContainerAppsSubnetPrefix(t *testing.T) {
 }
 
 // A Container Apps stack that keeps the storage firewall closed is warned at preview that
-// Container Apps' scaler may not pass it (docs/cloud-notes.md); an open firewall, or AKS, is not.
-func TestContainerAppsFirewallWarning(t *testing.T) {
+// Container Apps' scaler may not pass it (docs/cloud-notes.md) when it keeps a replica running,
+// and refused when it could scale to zero or is an event-driven job (issue 23 item 4), naming
+// both keys and the ways out; an open firewall, or AKS, is neither.
+func TestContainerAppsFirewall(t *testing.T) {
 	stack := containerAppsStackNames(t)[0]
 	for _, tc := range []struct {
-		stack, open string
-		warned      bool
+		stack, open, min, mode string
+		warned                 bool
+		refused                string
 	}{
-		{stack, "false", true},
-		{stack, "true", false},
-		{"prod", "false", false},
+		{stack, "false", "1", "ScaledObject", true, ""},
+		{stack, "false", "0", "ScaledObject", false, "is false with platform containerapps and minReplicas 0"},
+		{stack, "false", "1", "ScaledJob", false, "is false with platform containerapps and scaleMode ScaledJob"},
+		{stack, "true", "0", "ScaledObject", false, ""},
+		{stack, "true", "0", "ScaledJob", false, ""},
+		{"prod", "false", "0", "ScaledObject", false, ""},
 	} {
-		t.Run(tc.stack+"/open="+tc.open, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/open=%s/min=%s/%s", tc.stack, tc.open, tc.min, tc.mode), func(t *testing.T) {
 			p, err := plan.RunWithConfig(".", tc.stack, map[string]string{
 				"imageSourceRepository": pulumitest.ImageSourceRepository, "storagePublicNetworkAccess": tc.open,
+				"minReplicas": tc.min, "scaleMode": tc.mode,
 			})
+			if tc.refused != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), "aks-edw:storagePublicNetworkAccess: "+tc.refused)
+				assert.Contains(t, err.Error(), "Set storagePublicNetworkAccess true")
+				return
+			}
 			require.NoError(t, err)
 			assert.Equal(t, tc.warned, slices.Contains(p.Warnings, "warning: "+infra.ContainerAppsFirewallWarning), "warnings: %q", p.Warnings)
 		})
