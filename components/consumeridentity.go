@@ -39,6 +39,8 @@ type ConsumerIdentity struct {
 	PrincipalID pulumi.StringOutput
 	// Grants are the data roles and AcrPull: the app or job depends on them.
 	Grants []pulumi.Resource
+	// AcrPullCreatedOn is when the AcrPull grant was made (PropagationWait).
+	AcrPullCreatedOn pulumi.StringOutput
 }
 
 func (a *ConsumerIdentityArgs) validate() error {
@@ -86,6 +88,7 @@ func NewConsumerIdentity(ctx *pulumi.Context, name string, args *ConsumerIdentit
 	c.ClientID = identity.ClientId
 	c.PrincipalID = identity.PrincipalId
 	c.Grants = append(grants, acrPull)
+	c.AcrPullCreatedOn = acrPull.CreatedOn
 	if err := ctx.RegisterResourceOutputs(c, pulumi.Map{
 		"id": c.ID, "name": c.Name, "clientId": c.ClientID, "principalId": c.PrincipalID,
 	}); err != nil {

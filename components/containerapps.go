@@ -3,6 +3,7 @@ package components
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	app "github.com/pulumi/pulumi-azure-native-sdk/app/v3"
 	"github.com/pulumi/pulumi-azure-native-sdk/monitor/v3"
@@ -48,6 +49,12 @@ type ContainerAppsConsumerArgs struct {
 	// (Container Apps pulls the image while it creates the revision) and data roles, and the image
 	// build when the stack builds it (optional; the stack passes all of them).
 	DependsOn []pulumi.Resource
+	// AcrPullCreatedOn, when set, is when the identity got AcrPull: the app or job waits until
+	// AcrPullPropagation has passed since, as nothing retries a refused image pull (optional; the
+	// stack sets it).
+	AcrPullCreatedOn pulumi.StringOutput
+	// AcrPullPropagation is that wait (optional; 0 means RolePropagation).
+	AcrPullPropagation time.Duration
 	// Tags are optional.
 	Tags map[string]string
 }
@@ -142,15 +149,22 @@ func NewContainerAppsConsumer(ctx *pulumi.Context, name string, args *ContainerA
 		Image: args.Image, RegistryServer: args.RegistryServer, IdentityID: args.IdentityID, ClientID: args.ClientID,
 		EnvironmentID: env.ID().ToStringOutput(), Tags: args.Tags,
 	}
-	deps := pulumi.DependsOn(args.DependsOn)
+	deps := []pulumi.ResourceOption{pulumi.Parent(c), pulumi.DependsOn(args.DependsOn)}
+	if args.AcrPullCreatedOn.OutputState != nil {
+		wait := args.AcrPullPropagation
+		if wait <= 0 {
+			wait = RolePropagation
+		}
+		deps = append(deps, pulumi.DependsOnInputs(PropagationWait(ctx, args.AcrPullCreatedOn, wait)))
+	}
 	if args.Settings.ScaleMode == ScaleModeScaledJob {
-		job, err := app.NewJob(ctx, name+"-job", containerAppsJobArgs(args.Settings, in, args.AppName, size), pulumi.Parent(c), deps)
+		job, err := app.NewJob(ctx, name+"-job", containerAppsJobArgs(args.Settings, in, args.AppName, size), deps...)
 		if err != nil {
 			return nil, fmt.Errorf("creating container apps job %q: %w", name, err)
 		}
 		c.AppName, c.AppID, c.AppKind = job.Name, job.ID().ToStringOutput(), ContainerAppsKindJob
 	} else {
-		ca, err := app.NewContainerApp(ctx, name+"-app", containerAppArgs(args.Settings, in, args.AppName, size), pulumi.Parent(c), deps)
+		ca, err := app.NewContainerApp(ctx, name+"-app", containerAppArgs(args.Settings, in, args.AppName, size), deps...)
 		if err != nil {
 			return nil, fmt.Errorf("creating container app %q: %w", name, err)
 		}

@@ -112,6 +112,7 @@ func DeployContainerApps(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 		RegistryServer:         s.Registry.LoginServer,
 		Image:                  s.ConsumerImage,
 		DependsOn:              deps,
+		AcrPullCreatedOn:       id.AcrPullCreatedOn,
 		Tags:                   cfg.Tags,
 	})
 	if err != nil {

@@ -104,14 +104,23 @@ type Mocks struct {
 	// kubeconfig, when set, is what the cluster credentials invoke returns instead of Kubeconfig().
 	kubeconfig string
 	// deployer, when set, is the object id getClientConfig reports instead of DeployerObjectID.
-	deployer  string
-	mu        sync.Mutex
-	resources []*Resource
-	calls     []pulumi.MockCallArgs
+	deployer string
+	// roleCreatedOn, when set, is every role assignment's createdOn instead of RoleCreatedOn.
+	roleCreatedOn string
+	mu            sync.Mutex
+	resources     []*Resource
+	calls         []pulumi.MockCallArgs
 }
 
 // New returns an empty recorder for one project and stack.
 func New(project, stack string) *Mocks { return &Mocks{project: project, stack: stack} }
+
+// RoleCreatedOn is every role assignment's createdOn under the mocks unless SetRoleCreatedOn: long
+// ago, so nothing waits for it to propagate.
+const RoleCreatedOn = "2026-01-02T03:04:05.6789012Z"
+
+// SetRoleCreatedOn makes every role assignment report t as its createdOn (a grant made now).
+func (m *Mocks) SetRoleCreatedOn(t time.Time) { m.roleCreatedOn = t.UTC().Format(time.RFC3339Nano) }
 
 // SetDeployer makes getClientConfig report objectID as the deploying principal (another
 // person or pipeline running `pulumi up`).
@@ -205,6 +214,11 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		out["tenantId"] = TenantID
 	case "azure-native:containerregistry:Registry":
 		out["loginServer"] = name + ".azurecr.io"
+	case "azure-native:authorization:RoleAssignment":
+		out["createdOn"] = RoleCreatedOn
+		if m.roleCreatedOn != "" {
+			out["createdOn"] = m.roleCreatedOn
+		}
 	case "azure-native:containerservice:ManagedCluster":
 		out["oidcIssuerProfile"] = map[string]any{
 			"enabled":   true,
