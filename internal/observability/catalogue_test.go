@@ -108,7 +108,8 @@ func TestOnlyMarkedRulesNeedKEDAMetrics(t *testing.T) {
 			assert.NotEmpty(t, kedaNames, "%s is marked NeedsKEDAMetrics but names no KEDA metric", r.Alert)
 			assert.Equal(t, NeedsKEDAMetricsValue, r.Labels()[NeedsLabel], "%s is not labelled", r.Alert)
 		case r.Alert == "KedaMetricsMissing":
-			assert.Equal(t, "absent_over_time(keda_build_info[15m])", r.Expr, "the guard fires on the absence of KEDA's metrics")
+			assert.Equal(t, "absent_over_time(keda_build_info[15m]) and on () count(last_over_time(keda_build_info[7d]))", r.Expr,
+				"the guard fires when KEDA's metrics stop, not where they never were")
 			assert.NotContains(t, r.Labels(), NeedsLabel)
 		default:
 			assert.Empty(t, kedaNames, "%s needs KEDA's operator metrics, which the AKS add-on most likely does not serve: "+

@@ -130,8 +130,9 @@ func (p Params) Validate() error {
 // no KEDA metrics the backlog is read from what KEDA did about it: the desired replicas of the
 // HPA it manages (ScaledObject) or its active jobs (ScaledJob). A backlog KEDA fails to read
 // while at zero replicas is invisible to them; the KEDA-based extras (NeedsKEDAMetrics) see it
-// where KEDA's metrics are scraped. ConsumerMetricsMissing and KedaMetricsMissing make each
-// scrape target's absence visible instead of leaving its alerts silently blind.
+// where KEDA's metrics are scraped. ConsumerMetricsMissing and KedaMetricsMissing make a scrape
+// target that went missing visible instead of leaving its alerts silently blind (KEDA's only once
+// it has been scraped: the AKS add-on never serves metrics).
 func Rules(p Params) []Rule {
 	ns := strconv.Quote(p.Namespace)
 	consumer := func(metric string) string { return fmt.Sprintf(`%s{namespace=%s}`, metric, ns) }
@@ -218,17 +219,18 @@ func Rules(p Params) []Rule {
 				"ama-metrics pods' target status (kubectl -n kube-system port-forward <ama-metrics pod> 9090, then /targets).",
 		},
 		{
-			// KEDA's operator metrics are absent: the extras below cannot fire. Expected on AKS's
-			// KEDA add-on until it serves them, hence informational.
+			// KEDA's operator metrics were scraped and stopped: the extras below went blind. Never
+			// scraped is not a failure: AKS's KEDA add-on serves none (Azure/AKS#4090), and an
+			// alert that fires forever there teaches people to ignore alerts; docs say so once.
 			Alert:    "KedaMetricsMissing",
-			Expr:     `absent_over_time(keda_build_info[15m])`,
-			Severity: SeverityInformational,
-			Summary: `No KEDA operator metrics for 15 minutes: the alerts labelled needs=keda-operator-metrics ` +
-				`(KedaScalerErrors, QueueBacklogAboveCapacity, KedaBacklogNoReadyConsumer) cannot fire`,
-			Action: "Expected on AKS's KEDA add-on, which most likely runs the operator with --enable-prometheus-metrics=false " +
-				"(Azure/AKS#4090); the alerts that matter do not need these metrics. To check: kubectl -n kube-system get deploy " +
-				"keda-operator -o jsonpath='{.spec.template.spec.containers[0].args}'. Where KEDA serves them, check the " +
-				"aks-edw-keda-operator PodMonitor in kube-system (pod label app=keda-operator, port 8080).",
+			Expr:     `absent_over_time(keda_build_info[15m]) and on () count(last_over_time(keda_build_info[7d]))`,
+			Severity: SeverityWarning,
+			Summary: `KEDA operator metrics were scraped in the last 7 days and none for 15 minutes: the alerts labelled needs=keda-operator-metrics ` +
+				`(KedaScalerErrors, QueueBacklogAboveCapacity, KedaBacklogNoReadyConsumer) went blind`,
+			Action: "A scrape that worked broke: check the aks-edw-keda-operator PodMonitor in kube-system (pod label app=keda-operator, " +
+				"port 8080), the ama-metrics pods' targets (kubectl -n kube-system port-forward <ama-metrics pod> 9090, then /targets), " +
+				"and whether an add-on update turned the operator's metrics off (kubectl -n kube-system get deploy keda-operator " +
+				"-o jsonpath='{.spec.template.spec.containers[0].args}'). Where KEDA never served metrics (the AKS add-on today) this does not fire.",
 		},
 		{
 			Alert: "KedaScalerErrors",

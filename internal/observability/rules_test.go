@@ -102,7 +102,7 @@ const (
 	notReadySum = `KEDA wants 1 consumer pod(s) for the queue and none has been ready for 10 minutes`
 	atMaxSum    = `KEDA has wanted its maximum of 5 consumers for 15m: the queue backlog is above 16000 messages ((maxReplicas - 1) x queueLength 4000)`
 	missingSum  = `1 consumer container(s) ready and none of their metrics scraped for 10 minutes: the consumer alerts are blind`
-	kedaMissing = `No KEDA operator metrics for 15 minutes: the alerts labelled needs=keda-operator-metrics (KedaScalerErrors, QueueBacklogAboveCapacity, KedaBacklogNoReadyConsumer) cannot fire`
+	kedaMissing = `KEDA operator metrics were scraped in the last 7 days and none for 15 minutes: the alerts labelled needs=keda-operator-metrics (KedaScalerErrors, QueueBacklogAboveCapacity, KedaBacklogNoReadyConsumer) went blind`
 )
 
 // jobs are n active jobs of the ScaledJob, one active pod each, for promtool's notation values.
@@ -185,9 +185,8 @@ var alertCases = []alertCase{
 	{"consumer metrics: quiet during the first 10 minutes of a pod", "ConsumerMetricsMissing",
 		[]series{{podReady1, "0x8 1x12"}}, "15m", nil, ""},
 
-	{"keda metrics: never scraped (the AKS add-on)", "KedaMetricsMissing",
-		[]series{{ready1, "1x20"}}, "20m",
-		[]map[string]string{{}}, kedaMissing},
+	{"keda metrics: quiet when never scraped (the AKS add-on serves none)", "KedaMetricsMissing",
+		[]series{{ready1, "1x20"}}, "20m", nil, ""},
 	{"keda metrics: gone for more than 15 minutes", "KedaMetricsMissing",
 		[]series{{kedaBuild, "1x2"}}, "20m",
 		[]map[string]string{{}}, kedaMissing},
@@ -353,6 +352,8 @@ func TestPromtoolCatchesBrokenRules(t *testing.T) {
 		{"consumer-metrics alert without the metrics condition", breakRule("ConsumerMetricsMissing", "count by (namespace) (consumer_ready", "count by (namespace) (consumer_readyx")},
 		{"KEDA-metrics alert on an instant instead of 15 minutes", breakRule("KedaMetricsMissing", "absent_over_time(keda_build_info[15m])", "absent(keda_build_info)")},
 		{"KEDA-metrics alert on a series KEDA does not serve", breakRule("KedaMetricsMissing", "keda_build_info", "keda_info")},
+		{"KEDA-metrics alert that fires where KEDA never served metrics", breakRule("KedaMetricsMissing",
+			" and on () count(last_over_time(keda_build_info[7d]))", "")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rules := Rules(testParams)
@@ -405,7 +406,7 @@ func TestAlertSeverities(t *testing.T) {
 		"ConsumerScaledToMaximum":     SeverityWarning,
 		"ConsumerStorageUnavailable":  SeverityError,
 		"ConsumerMetricsMissing":      SeverityWarning,
-		"KedaMetricsMissing":          SeverityInformational,
+		"KedaMetricsMissing":          SeverityWarning,
 		"KedaScalerErrors":            SeverityError,
 		"QueueBacklogAboveCapacity":   SeverityWarning,
 		"KedaBacklogNoReadyConsumer":  SeverityError,
