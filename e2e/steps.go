@@ -48,7 +48,7 @@ func (r *runner) stepCreate(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if created := first.CreationTimestamp.Time; created.Before(g.at.Truncate(time.Second)) {
-		return "", fmt.Errorf("Namespace %s created at %s, before the deployer's grant at %s: %w", first.Name, created.Format(time.TimeOnly), g.at.Format(time.TimeOnly), errStep)
+		return "", fmt.Errorf("the Namespace %s was created at %s, before the deployer's grant at %s: %w", first.Name, created.Format(time.TimeOnly), g.at.Format(time.TimeOnly), errStep)
 	}
 	access := fmt.Sprintf("deployer %s refused before its grant, granted %.0fs into `up` (Azure RBAC propagating), the first object (Namespace) created after it; %s",
 		r.deployer(), g.at.Sub(upStart).Seconds(), r.tokensEvidence())

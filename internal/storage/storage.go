@@ -253,7 +253,7 @@ func NewClients(s Settings, httpClient *http.Client) (*Clients, error) {
 	}
 	cred, err := NewCredential(CredentialOptions{Client: httpClient})
 	if err != nil {
-		return nil, fmt.Errorf("Azure credential: %w", err)
+		return nil, fmt.Errorf("the Azure credential: %w", err)
 	}
 	qs, err := azqueue.NewServiceClient(fmt.Sprintf("https://%s.queue.core.windows.net/", s.AccountName), cred, &azqueue.ClientOptions{ClientOptions: co})
 	if err != nil {
