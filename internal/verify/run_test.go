@@ -118,6 +118,14 @@ type env struct {
 	out     *bytes.Buffer
 }
 
+// jobsCreated is how many Jobs the fake KEDA created in the env's cluster.
+func (e *env) jobsCreated(t *testing.T) int {
+	t.Helper()
+	jobs, err := e.fake.kube.BatchV1().Jobs(e.fake.w.Namespace).List(context.Background(), metav1.ListOptions{})
+	require.NoError(t, err)
+	return len(jobs.Items)
+}
+
 // newEnv makes a queue and table on the shared Azurite, a fake cluster in the given state, and
 // starts the fake KEDA and consumer until the test ends.
 func newEnv(t *testing.T, s setup) *env {
@@ -280,9 +288,14 @@ func TestRunPassesScaledJob(t *testing.T) {
 	failed, skipped := states(rep)
 	assert.Empty(t, failed)
 	assert.Empty(t, skipped)
-	assert.Equal(t, 2, rep.JobsCreated)
+	// The fake KEDA starts 2 Jobs whenever none is active and messages wait; a burst sent slowly
+	// (a loaded machine) can see the first pair drain the queue and finish before the rest
+	// arrives, and a second pair start: verify must count whatever the cluster did.
+	created := e.jobsCreated(t)
+	assert.GreaterOrEqual(t, created, 2)
+	assert.Equal(t, created, rep.JobsCreated, "verify counts every Job of the burst")
 	assert.Equal(t, 2, rep.MaxActiveJobs)
-	assert.Contains(t, check(t, rep, verify.CheckBackToMinimum).Evidence, "jobs created 2, max active 2, succeeded 2, failed 0")
+	assert.Contains(t, check(t, rep, verify.CheckBackToMinimum).Evidence, fmt.Sprintf("jobs created %d, max active 2, succeeded %d, failed 0", created, created))
 	assert.Contains(t, check(t, rep, verify.CheckScaledUp).Evidence, "first Job")
 	assert.Equal(t, burst, rep.EntitiesDeleted)
 	assert.Equal(t, 0, tableEntities(t, e))
