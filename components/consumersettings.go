@@ -108,6 +108,15 @@ type ConsumerSettings struct {
 	PollingInterval int `json:"pollingInterval"`
 	// CooldownPeriod is how long after the last active poll KEDA scales to zero, in seconds (default 10).
 	CooldownPeriod int `json:"cooldownPeriod"`
+	// ScaleUpStabilizationSeconds is the HPA's scale-up stabilization window between 1 and
+	// maxReplicas (the ScaledObject's advanced.horizontalPodAutoscalerConfig.behavior) (default
+	// 0: a growing backlog is met at once; see HPABehavior).
+	ScaleUpStabilizationSeconds int `json:"scaleUpStabilizationSeconds" platform:"aks"`
+	// ScaleDownStabilizationSeconds is the HPA's scale-down stabilization window: how long the
+	// backlog must call for fewer replicas before the HPA removes any, while KEDA's trigger is
+	// still active (an empty queue goes to zero after cooldownPeriod instead) (default 60; the
+	// HPA's own default is 300; see HPABehavior).
+	ScaleDownStabilizationSeconds int `json:"scaleDownStabilizationSeconds" platform:"aks"`
 
 	// JobQueueLength is the ScaledJob trigger's messages per job (default DefaultJobQueueLength).
 	JobQueueLength int `json:"jobQueueLength"`
@@ -205,6 +214,9 @@ func DefaultConsumerSettings() ConsumerSettings {
 		ActivationQueueLength:     0,
 		PollingInterval:           30,
 		CooldownPeriod:            10,
+
+		ScaleUpStabilizationSeconds:   DefaultScaleUpStabilizationSeconds,
+		ScaleDownStabilizationSeconds: DefaultScaleDownStabilizationSeconds,
 
 		JobQueueLength:            DefaultJobQueueLength,
 		JobMaxReplicas:            DefaultJobMaxReplicas,
@@ -307,6 +319,14 @@ func (s ConsumerSettings) Validate() error {
 	}
 	if s.CooldownPeriod < 0 {
 		add("cooldownPeriod (%d) must be >= 0 seconds", s.CooldownPeriod)
+	}
+	for _, w := range []struct {
+		key string
+		v   int
+	}{{"scaleUpStabilizationSeconds", s.ScaleUpStabilizationSeconds}, {"scaleDownStabilizationSeconds", s.ScaleDownStabilizationSeconds}} {
+		if w.v < 0 || w.v > maxStabilizationSeconds {
+			add("%s (%d) must be between 0 and %d seconds (the HPA's limit)", w.key, w.v, maxStabilizationSeconds)
+		}
 	}
 
 	// ScaledJob.

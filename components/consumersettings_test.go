@@ -60,6 +60,8 @@ func TestConsumerSettingsValidate(t *testing.T) {
 		{"negative activation", func(s *ConsumerSettings) { s.ActivationQueueLength = -1 }, []string{"activationQueueLength"}},
 		{"zero polling", func(s *ConsumerSettings) { s.PollingInterval = 0 }, []string{"pollingInterval"}},
 		{"negative cooldown", func(s *ConsumerSettings) { s.CooldownPeriod = -1 }, []string{"cooldownPeriod"}},
+		{"negative scale-up window", func(s *ConsumerSettings) { s.ScaleUpStabilizationSeconds = -1 }, []string{"scaleUpStabilizationSeconds (-1) must be between 0 and 3600"}},
+		{"scale-down window above the HPA's hour", func(s *ConsumerSettings) { s.ScaleDownStabilizationSeconds = 3601 }, []string{"scaleDownStabilizationSeconds (3601) must be between 0 and 3600"}},
 		{"unknown scaleMode", func(s *ConsumerSettings) { s.ScaleMode = "Deployment" }, []string{`scaleMode ("Deployment")`}},
 		{"scaleMode case", func(s *ConsumerSettings) { s.ScaleMode = "scaledjob" }, []string{"scaleMode"}},
 		{"bad cpu request", func(s *ConsumerSettings) { s.CPURequest = "250 millicores" }, []string{`cpuRequest ("250 millicores")`}},

@@ -452,7 +452,10 @@ func scaledObjectArgs(s ConsumerSettings, in consumerInputs, deploymentName pulu
 				"maxReplicaCount": pulumi.Int(s.MaxReplicas),
 				"pollingInterval": pulumi.Int(s.PollingInterval),
 				"cooldownPeriod":  pulumi.Int(s.CooldownPeriod),
-				"triggers":        pulumi.Array{azureQueueTrigger(s, in, s.QueueLength)},
+				"advanced": pulumi.Map{
+					"horizontalPodAutoscalerConfig": pulumi.Map{"behavior": HPABehavior(s)},
+				},
+				"triggers": pulumi.Array{azureQueueTrigger(s, in, s.QueueLength)},
 			},
 		},
 	}

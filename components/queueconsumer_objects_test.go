@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -329,6 +330,9 @@ func TestScaledObjectArgs(t *testing.T) {
 		{"renamed", func(s *ConsumerSettings) {
 			s.ScaledObjectName, s.DeploymentName = "consumer-scaler", "consumer"
 		}},
+		{"tuned HPA windows", func(s *ConsumerSettings) {
+			s.ScaleUpStabilizationSeconds, s.ScaleDownStabilizationSeconds = 30, 600
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -337,6 +341,7 @@ func TestScaledObjectArgs(t *testing.T) {
 			require.NoError(t, s.Validate())
 			so := decodeStrict[kedav1alpha1.ScaledObject](t, "scaled object", renderArgs(t, kedaAPIVersion, "ScaledObject",
 				scaledObjectArgs(s, testInputs(), pulumi.String(s.DeploymentName))))
+			assertHPABehavior(t, so, s)
 
 			assert.Equal(t, s.ScaledObjectName, so.Name)
 			assert.Equal(t, "aqs-demo", so.Namespace)
@@ -349,6 +354,31 @@ func TestScaledObjectArgs(t *testing.T) {
 			assertAzureQueueTrigger(t, so.Spec.Triggers, s.QueueLength, s.ActivationQueueLength)
 		})
 	}
+}
+
+// assertHPABehavior checks the HPA behaviour the ScaledObject hands to the HPA KEDA creates:
+// both windows from the settings, and the fixed policies (double or +4 pods per 15 s up, all
+// surplus per 15 s down), each period one HPA sync.
+func assertHPABehavior(t *testing.T, so kedav1alpha1.ScaledObject, s ConsumerSettings) {
+	t.Helper()
+	require.NotNil(t, so.Spec.Advanced, "advanced")
+	require.NotNil(t, so.Spec.Advanced.HorizontalPodAutoscalerConfig, "advanced.horizontalPodAutoscalerConfig")
+	b := so.Spec.Advanced.HorizontalPodAutoscalerConfig.Behavior
+	require.NotNil(t, b, "behavior: unset, the HPA keeps N replicas 300 s after the backlog is gone")
+	maxPolicy := autoscalingv2.MaxChangePolicySelect
+	assert.Equal(t, &autoscalingv2.HPAScalingRules{
+		StabilizationWindowSeconds: ptrTo(int32(s.ScaleUpStabilizationSeconds)),
+		SelectPolicy:               &maxPolicy,
+		Policies: []autoscalingv2.HPAScalingPolicy{
+			{Type: autoscalingv2.PercentScalingPolicy, Value: 100, PeriodSeconds: 15},
+			{Type: autoscalingv2.PodsScalingPolicy, Value: 4, PeriodSeconds: 15},
+		},
+	}, b.ScaleUp, "scaleUp")
+	assert.Equal(t, &autoscalingv2.HPAScalingRules{
+		StabilizationWindowSeconds: ptrTo(int32(s.ScaleDownStabilizationSeconds)),
+		SelectPolicy:               &maxPolicy,
+		Policies:                   []autoscalingv2.HPAScalingPolicy{{Type: autoscalingv2.PercentScalingPolicy, Value: 100, PeriodSeconds: 15}},
+	}, b.ScaleDown, "scaleDown")
 }
 
 // assertAzureQueueTrigger checks the one azure-queue trigger (SPEC §7.6: accountName present).

@@ -165,6 +165,23 @@ func keySettings(m *pulumitest.Mocks, cfg map[string]string, project string) []S
 		add("queueLength", fmt.Sprintf("%s per replica (activation %s)", so("spec.triggers.0.metadata.queueLength"),
 			orDefault(so("spec.triggers.0.metadata.activationQueueLength"), "not set")))
 		add("replicas", fmt.Sprintf("min %s, max %s", so("spec.minReplicaCount"), so("spec.maxReplicaCount")))
+		hpa := func(dir string) string {
+			b := "spec.advanced.horizontalPodAutoscalerConfig.behavior." + dir
+			var policies []string
+			for i := 0; so(fmt.Sprintf("%s.policies.%d.type", b, i)) != ""; i++ {
+				p := func(k string) string { return so(fmt.Sprintf("%s.policies.%d.%s", b, i, k)) }
+				unit := ""
+				if p("type") == "Percent" {
+					unit = "%"
+				} else {
+					unit = " pods"
+				}
+				policies = append(policies, fmt.Sprintf("%s%s/%ss", p("value"), unit, p("periodSeconds")))
+			}
+			return fmt.Sprintf("%s window %ss, %s (%s)", dir, orDefault(so(b+".stabilizationWindowSeconds"), "default"),
+				orDefault(strings.Join(policies, " or "), "default policies"), orDefault(so(b+".selectPolicy"), "Max"))
+		}
+		add("HPA behaviour", hpa("scaleUp")+"; "+hpa("scaleDown")+"; cooldown to 0 "+so("spec.cooldownPeriod")+"s")
 	case r.first(typeScaledJob) != nil:
 		sj := func(p string) string { return r.get(typeScaledJob, p) }
 		add("scale mode", "ScaledJob "+sj("metadata.name"))
