@@ -244,15 +244,20 @@ func nodesVerdict(pool string, before Observation, samples []Observation, final 
 	for _, n := range before.PoolNodes {
 		poolNodes[n] = true
 	}
+	// Nodes count as NAP's answer to this burst only when they appeared after it.
 	var firstNodeAt time.Duration
 	firstNode := ""
+	newNodes := map[string]bool{}
 	burstPods := map[string]PodState{}
 	scheduledAt := map[string]time.Duration{}
 	var podOrder []string
 	for _, o := range valid(samples) {
 		for _, n := range o.PoolNodes {
-			if firstNode == "" && len(before.PoolNodes) == 0 {
-				firstNode, firstNodeAt = n, o.At
+			if !poolNodes[n] {
+				newNodes[n] = true
+				if firstNode == "" {
+					firstNode, firstNodeAt = n, o.At
+				}
 			}
 			poolNodes[n] = true
 		}
@@ -272,12 +277,10 @@ func nodesVerdict(pool string, before Observation, samples []Observation, final 
 		}
 	}
 	nodesBefore := fmt.Sprintf("NodePool %s had %d nodes before the burst", pool, len(before.PoolNodes))
-	if len(before.PoolNodes) == 0 {
-		if firstNode != "" {
-			nodesBefore += fmt.Sprintf(", first node %s %s after the burst's first message", firstNode, fmtSeconds(seconds(firstNodeAt)))
-		} else {
-			nodesBefore += ", and none appeared"
-		}
+	if firstNode != "" {
+		nodesBefore += fmt.Sprintf(", %d appeared after it (the first, %s, %s after the burst's first message)", len(newNodes), firstNode, fmtSeconds(seconds(firstNodeAt)))
+	} else {
+		nodesBefore += ", none appeared after it"
 	}
 	var onPool, offPool []string
 	nodesUsed := map[string]bool{}
@@ -309,12 +312,16 @@ func nodesVerdict(pool string, before Observation, samples []Observation, final 
 		return fail("no consumer pod of this burst was scheduled (%d created, all pending); %s%s", pending, nodesBefore, lastErr(samples))
 	}
 	used := make([]string, 0, len(nodesUsed))
+	onNew := 0
 	for n := range nodesUsed {
 		used = append(used, n)
+		if newNodes[n] {
+			onNew++
+		}
 	}
 	sort.Strings(used)
-	return pass("%s; %d consumer pods of this burst on pool nodes (%s), the first scheduled %s after the burst's first message",
-		nodesBefore, len(onPool), strings.Join(firstN(used, 5), ", "), fmtSeconds(seconds(firstOnPool))).after(firstOnPool)
+	return pass("%s; %d consumer pods of this burst on %d pool nodes (%s), %d of those nodes new since the burst; the first pod scheduled %s after the burst's first message",
+		nodesBefore, len(onPool), len(used), strings.Join(firstN(used, 5), ", "), onNew, fmtSeconds(seconds(firstOnPool))).after(firstOnPool)
 }
 
 // sentMsg is one message of the burst the queue accepted: its idempotency id and its text.
@@ -375,7 +382,34 @@ func storedOnceVerdict(sent []sentMsg, found map[string]message.Entity, tagged [
 		return fail("the run tag is on %d entities for %d messages: stored more than once, at keys not derived from their id: %s",
 			len(tagged), len(sent), strings.Join(firstN(extra, 5), ", "))
 	}
-	return pass("%d/%d messages stored at the keys their id maps to; the run tag is on exactly %d entities", len(sent), len(sent), len(tagged))
+	return pass("%d/%d messages stored at the keys their id maps to; the run tag is on exactly %d entities%s", len(sent), len(sent), len(tagged), storedSpan(found))
+}
+
+// storedSpan says when the first and the last entity were stored (the consumer's dateStamp),
+// counted from the earliest message's srcStamp (the producer's clock: the burst's first
+// message), or "" when the stamps do not parse.
+func storedSpan(found map[string]message.Entity) string {
+	var sent, first, last time.Time
+	for _, e := range found {
+		src, err1 := message.ParseStamp(e.SrcStamp)
+		done, err2 := message.ParseStamp(e.DateStamp)
+		if err1 != nil || err2 != nil {
+			return ""
+		}
+		if sent.IsZero() || src.Before(sent) {
+			sent = src
+		}
+		if first.IsZero() || done.Before(first) {
+			first = done
+		}
+		if done.After(last) {
+			last = done
+		}
+	}
+	if sent.IsZero() {
+		return ""
+	}
+	return fmt.Sprintf("; first stored %s after the burst's first message, last %s", fmtSeconds(seconds(first.Sub(sent))), fmtSeconds(seconds(last.Sub(sent))))
 }
 
 // drainedAt returns when a sample first read the queue's approximate count as 0 once the whole

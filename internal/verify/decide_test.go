@@ -145,25 +145,29 @@ func TestNodesVerdict(t *testing.T) {
 	}{
 		{"pending, keep waiting", before, []Observation{{At: at(1), Pods: []PodState{{UID: "p1"}}}}, false, false, false, ""},
 		{"pending at the deadline", before, []Observation{{At: at(1), Pods: []PodState{{UID: "p1"}}}}, true, true, false,
-			"no consumer pod of this burst was scheduled (1 created, all pending); NodePool app had 0 nodes before the burst, and none appeared"},
+			"no consumer pod of this burst was scheduled (1 created, all pending); NodePool app had 0 nodes before the burst, none appeared after it"},
 		{"NAP node then pods on it", before, []Observation{
 			{At: at(1), Pods: []PodState{{Name: "p1", UID: "p1"}}},
 			{At: at(63), PoolNodes: []string{"aks-app-1"}, Pods: []PodState{{Name: "p1", UID: "p1"}}},
 			{At: at(70), PoolNodes: []string{"aks-app-1"}, Pods: []PodState{{Name: "p1", UID: "p1", Node: "aks-app-1"}, {Name: "p2", UID: "p2", Node: "aks-app-1"}}},
-		}, false, true, true, "NodePool app had 0 nodes before the burst, first node aks-app-1 63s after the burst's first message; 2 consumer pods of this burst on pool nodes (aks-app-1), the first scheduled 70s after the burst's first message"},
+		}, false, true, true, "NodePool app had 0 nodes before the burst, 1 appeared after it (the first, aks-app-1, 63s after the burst's first message); 2 consumer pods of this burst on 1 pool nodes (aks-app-1), 1 of those nodes new since the burst; the first pod scheduled 70s after the burst's first message"},
 		{"nodes already there", Observation{PoolNodes: []string{"aks-app-1", "aks-app-2"}}, []Observation{
 			{At: at(2), PoolNodes: []string{"aks-app-1", "aks-app-2"}, Pods: []PodState{{Name: "p1", UID: "p1", Node: "aks-app-2"}}},
-		}, false, true, true, "NodePool app had 2 nodes before the burst; 1 consumer pods"},
+		}, false, true, true, "NodePool app had 2 nodes before the burst, none appeared after it; 1 consumer pods of this burst on 1 pool nodes (aks-app-2), 0 of those nodes new since the burst"},
+		{"only the nodes that appeared after the burst count as new", Observation{PoolNodes: []string{"aks-app-1"}}, []Observation{
+			{At: at(2), PoolNodes: []string{"aks-app-1"}, Pods: []PodState{{Name: "p1", UID: "p1", Node: "aks-app-1"}}},
+			{At: at(40), PoolNodes: []string{"aks-app-1", "aks-app-2"}, Pods: []PodState{{Name: "p1", UID: "p1", Node: "aks-app-1"}, {Name: "p2", UID: "p2", Node: "aks-app-2"}}},
+		}, false, true, true, "NodePool app had 1 nodes before the burst, 1 appeared after it (the first, aks-app-2, 40s after the burst's first message); 2 consumer pods of this burst on 2 pool nodes (aks-app-1, aks-app-2), 1 of those nodes new since the burst"},
 		{"a burst pod outside the pool fails at once", before, []Observation{
 			{At: at(2), PoolNodes: []string{"aks-app-1"}, Pods: []PodState{{Name: "p1", UID: "p1", Node: "aks-app-1"}, {Name: "p2", UID: "p2", Node: "aks-system-0"}}},
 		}, false, true, false, "consumer pods of this burst run outside NodePool app (nodes without karpenter.sh/nodepool=app): p2 on aks-system-0"},
 		{"a pod from before the burst does not count", before, []Observation{
 			{At: at(2), PoolNodes: []string{"aks-app-1"}, Pods: []PodState{{Name: "old", UID: "old", Node: "aks-system-0"}, {Name: "p1", UID: "p1", Node: "aks-app-1"}}},
-		}, false, true, true, "1 consumer pods of this burst on pool nodes"},
+		}, false, true, true, "1 consumer pods of this burst on 1 pool nodes"},
 		{"a pool node deleted later still counts", before, []Observation{
 			{At: at(2), PoolNodes: []string{"aks-app-1"}, Pods: []PodState{{Name: "p1", UID: "p1"}}},
 			{At: at(3), Pods: []PodState{{Name: "p1", UID: "p1", Node: "aks-app-1"}}},
-		}, false, true, true, "on pool nodes (aks-app-1)"},
+		}, false, true, true, "on 1 pool nodes (aks-app-1)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -197,6 +201,13 @@ func TestStoredOnceVerdict(t *testing.T) {
 		return message.Entity{PartitionKey: pk, RowKey: rk, Data: text, ID: id}
 	}
 	both := map[string]message.Entity{"a": ent("a", "verify-x #1"), "b": ent("b", "verify-x #2")}
+	t0 := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	stamp := func(e message.Entity, sent, stored time.Duration) message.Entity {
+		e.SrcStamp, e.DateStamp = message.FormatStamp(t0.Add(sent)), message.FormatStamp(t0.Add(stored))
+		return e
+	}
+	// b was sent 0.2 s after a, and stored first.
+	stamped := map[string]message.Entity{"a": stamp(both["a"], 0, 2300*time.Millisecond), "b": stamp(both["b"], 200*time.Millisecond, 500*time.Millisecond)}
 	tagged := []message.Entity{both["a"], both["b"]}
 	dup := ent("a", "verify-x #1")
 	dup.PartitionKey, dup.RowKey = message.Keys("queue-message-id")
@@ -211,6 +222,8 @@ func TestStoredOnceVerdict(t *testing.T) {
 		want    string
 	}{
 		{"all once", both, tagged, true, false, true, true, "2/2 messages stored at the keys their id maps to; the run tag is on exactly 2 entities"},
+		{"all once, with the consumer's stamps", stamped, tagged, true, false, true, true,
+			"the run tag is on exactly 2 entities; first stored 0.5s after the burst's first message, last 2.3s"},
 		{"one missing, keep waiting", map[string]message.Entity{"a": both["a"]}, nil, false, false, false, false, ""},
 		{"one missing at the deadline", map[string]message.Entity{"a": both["a"]}, nil, false, true, true, false, "1 of 2 messages have no entity at the keys their id maps to: b"},
 		{"found, tag query pending", both, nil, false, false, false, false, ""},
