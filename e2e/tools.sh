@@ -29,8 +29,9 @@ ETCD_VERSION=v3.6.16
 KUBERNETES_VERSION=v1.34.4
 KUBERNETES_STAGING_VERSION=v0.34.4 # the k8s.io/* staging modules released with KUBERNETES_VERSION
 KWOK_VERSION=v0.8.0
-# The KEDA operator AKS's add-on runs (AKS 1.33-1.35: 2.17.x; see docs/cloud-notes.md). Its go.mod
-# pins k8s.io/* to v0.31.7 and a few others with replace directives, copied into the throwaway module.
+# The KEDA operator AKS's add-on runs (AKS 1.33-1.35: 2.17.x; see docs/cloud-notes.md), and its
+# metrics adapter from the same module. Its go.mod pins k8s.io/* to v0.31.7 and a few others with
+# replace directives, copied into the throwaway module.
 KEDA_VERSION=v2.17.3
 # The kubelogin the workflows install (go install github.com/Azure/kubelogin@...; a test keeps the
 # two equal): the e2e's program reaches the API server through it, as CI reaches AKS.
@@ -51,7 +52,7 @@ pin_of() {
 	etcd) echo "go.etcd.io/etcd/server/v3 $ETCD_VERSION" ;;
 	kubernetes) echo "k8s.io/kubernetes $KUBERNETES_VERSION staging $KUBERNETES_STAGING_VERSION" ;;
 	kwok) echo "sigs.k8s.io/kwok/cmd/kwok $KWOK_VERSION" ;;
-	keda-operator) echo "github.com/kedacore/keda/v2/cmd/operator $KEDA_VERSION" ;;
+	keda-operator) echo "github.com/kedacore/keda/v2/cmd/operator cmd/adapter $KEDA_VERSION" ;;
 	kubelogin) echo "github.com/Azure/kubelogin $KUBELOGIN_VERSION" ;;
 	*) return 1 ;;
 	esac
@@ -64,7 +65,7 @@ bins_of() {
 	etcd) echo etcd ;;
 	kubernetes) echo kube-apiserver kube-controller-manager kube-scheduler ;;
 	kwok) echo kwok ;;
-	keda-operator) echo keda-operator ;;
+	keda-operator) echo keda-operator keda-adapter ;;
 	kubelogin) echo kubelogin ;;
 	*) return 1 ;;
 	esac
@@ -223,13 +224,18 @@ build_keda_operator() {
 	# replaces it builds the same thing. Version stamped as KEDA's Makefile does.
 	new_module "$dir" keda-operator
 	cd "$dir"
-	go mod edit "-require=github.com/kedacore/keda/v2@$v" -tool=github.com/kedacore/keda/v2/cmd/operator
+	go mod edit "-require=github.com/kedacore/keda/v2@$v" -tool=github.com/kedacore/keda/v2/cmd/operator \
+		-tool=github.com/kedacore/keda/v2/cmd/adapter
 	gomod=$(mod_field GoMod "github.com/kedacore/keda/v2@$v")
 	copy_replaces "$gomod"
 	measured go mod tidy
-	measured go build -trimpath -o "$out/keda-operator" \
+	# The operator and its metrics adapter (what the HPA reads the queue depth from), in one build,
+	# as KEDA's Makefile builds both; named as the e2e runs them.
+	measured go build -trimpath -o "$out/" \
 		-ldflags "-s -w -X github.com/kedacore/keda/v2/version.Version=${v#v} -X github.com/kedacore/keda/v2/version.GitCommit=$v" \
-		github.com/kedacore/keda/v2/cmd/operator
+		github.com/kedacore/keda/v2/cmd/operator github.com/kedacore/keda/v2/cmd/adapter
+	mv "$out/operator" "$out/keda-operator"
+	mv "$out/adapter" "$out/keda-adapter"
 }
 
 build_kubelogin() {

@@ -128,8 +128,8 @@ func kedaCommand(kubeconfig, namespace string, k *KEDA) (env, args []string) {
 	return env, args
 }
 
-// writeKEDACerts writes a CA and a pair it signs for the operator's gRPC metrics service, under
-// the names its in-cluster service has (and loopback's). The pair is for servers and clients:
+// writeKEDACerts writes a CA and a pair it signs for the operator's gRPC metrics service and the
+// metrics adapter, under the names their in-cluster services have (and loopback's). The pair is for servers and clients:
 // the service asks its clients for a certificate from the same CA.
 func writeKEDACerts(dir, namespace string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -139,10 +139,14 @@ func writeKEDACerts(dir, namespace string) error {
 	if err != nil {
 		return err
 	}
-	svc := "keda-operator." + namespace
-	cert, key, err := ca.issue("keda-operator",
-		[]net.IP{net.IPv4(127, 0, 0, 1)},
-		[]string{"localhost", "keda-operator", svc, svc + ".svc", svc + ".svc.cluster.local"},
+	// One pair for both of KEDA's servers, as its cert rotation makes it: the operator's gRPC
+	// service and the metrics adapter behind the aggregation layer (which the API server checks
+	// as keda-metrics-apiserver.<namespace>.svc).
+	names := []string{"localhost"}
+	for _, svc := range []string{"keda-operator", KEDAAdapterService} {
+		names = append(names, svc, svc+"."+namespace, svc+"."+namespace+".svc", svc+"."+namespace+".svc.cluster.local")
+	}
+	cert, key, err := ca.issue("keda-operator", []net.IP{net.IPv4(127, 0, 0, 1)}, names,
 		x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 	if err != nil {
 		return err

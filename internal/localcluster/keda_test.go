@@ -112,3 +112,47 @@ func TestStartKEDAFailsEarlyWhenTheOperatorExits(t *testing.T) {
 		assert.Contains(t, []string{"PATH", "HOME", "TMPDIR", "PWD", "KUBECONFIG", "WATCH_NAMESPACE", "KEDA_CLUSTER_OBJECT_NAMESPACE", "POD_NAMESPACE"}, k)
 	}
 }
+
+// The one pair serves KEDA's metrics adapter too, under the name the API server checks it by
+// (keda-metrics-apiserver.<namespace>.svc), and the API server's front proxy has its own CA.
+func TestKEDACertsServeTheMetricsAdapterService(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keda-certs")
+	require.NoError(t, writeKEDACerts(dir, "kube-system"))
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	require.NoError(t, err)
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	require.NoError(t, err)
+	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(caPEM))
+	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "keda-metrics-apiserver.kube-system.svc"})
+	assert.NoError(t, err)
+	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "keda-metrics-apiserver.keda.svc"})
+	assert.Error(t, err, "only the namespace it was made for")
+}
+
+func TestKEDAAdapterCommandRunsOutOfClusterOnLoopback(t *testing.T) {
+	k := &KEDA{MetricsServiceAddr: "127.0.0.1:3", CertDir: "/d/certs"}
+	env, args := kedaAdapterCommand("/d/kubeconfig", "kube-system", k, 7443, 7080)
+	assert.Equal(t, []string{"KUBECONFIG=/d/kubeconfig", "WATCH_NAMESPACE=", "KEDA_CLUSTER_OBJECT_NAMESPACE=kube-system", "POD_NAMESPACE=kube-system"}, env)
+	for _, want := range []string{
+		"--secure-port=7443", "--bind-address=127.0.0.1",
+		"--tls-cert-file=/d/certs/tls.crt", "--tls-private-key-file=/d/certs/tls.key", "--client-ca-file=/d/certs/ca.crt",
+		"--cert-dir=/d/certs", // where its gRPC client finds the pair for the operator's mTLS service
+		"--metrics-service-address=127.0.0.1:3", "--port=7080",
+		"--lister-kubeconfig=/d/kubeconfig", "--authentication-kubeconfig=/d/kubeconfig", "--authorization-kubeconfig=/d/kubeconfig",
+	} {
+		assert.Contains(t, args, want)
+	}
+}
+
+func TestStartKEDAAdapterNeedsTheOperatorAndItsBinary(t *testing.T) {
+	c := &Cluster{opts: Options{BinDir: t.TempDir(), Dir: t.TempDir(), Log: io.Discard}}
+	_, err := c.StartKEDAAdapter(context.Background(), nil, KEDAAdapterOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "start it first")
+	_, err = c.StartKEDAAdapter(context.Background(), &KEDA{}, KEDAAdapterOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "keda-adapter is not built in")
+}

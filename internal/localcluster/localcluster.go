@@ -56,6 +56,9 @@ type Options struct {
 	Log io.Writer
 	// APIServerFlags are added to kube-apiserver's (optional; e.g. Entra.OIDCFlags).
 	APIServerFlags []string
+	// HPASyncPeriod is how often the controller manager's HPA controller acts (optional; 0 keeps
+	// Kubernetes' 15 s).
+	HPASyncPeriod time.Duration
 }
 
 // Cluster is a running control plane.
@@ -160,6 +163,14 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		"--service-account-signing-key-file=" + filepath.Join(pki, "sa.key"),
 		"--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",
 		"--enable-priority-and-fairness=false", "--profiling=false",
+		// The aggregation layer (KEDA's metrics adapter behind it): the API server proxies to an
+		// APIService's server as the front proxy, which vouches for the user in these headers.
+		"--requestheader-client-ca-file=" + filepath.Join(pki, "front-proxy-ca.crt"),
+		"--requestheader-allowed-names=" + frontProxyClient,
+		"--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + filepath.Join(pki, "front-proxy-client.crt"),
+		"--proxy-client-key-file=" + filepath.Join(pki, "front-proxy-client.key"),
 	}, opts.APIServerFlags...)...,
 	); err != nil {
 		return nil, err
@@ -171,7 +182,11 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := waitHTTP(ctx, c, "kube-apiserver", server+"/readyz", client, 120*time.Second); err != nil {
 		return nil, err
 	}
-	if err := c.start("kube-controller-manager",
+	kcm := []string{}
+	if opts.HPASyncPeriod > 0 {
+		kcm = append(kcm, "--horizontal-pod-autoscaler-sync-period="+opts.HPASyncPeriod.String())
+	}
+	if err := c.start("kube-controller-manager", append(kcm,
 		"--kubeconfig="+c.KubeconfigPath, "--leader-elect=false",
 		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(kcmPort),
 		"--service-account-private-key-file="+filepath.Join(pki, "sa.key"),
@@ -179,7 +194,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		"--use-service-account-credentials=false", "--profiling=false",
 		// Nothing here runs a cloud, node IPAM or persistent volumes.
 		"--controllers=*,-nodeipam,-persistentvolume-binder,-persistentvolume-expander,-attachdetach,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
-	); err != nil {
+	)...); err != nil {
 		return nil, err
 	}
 	if err := c.start("kube-scheduler",
@@ -381,18 +396,33 @@ func writePKI(dir string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	frontProxy, err := newCA("aks-edw-e2e-front-proxy-ca")
+	if err != nil {
+		return nil, err
+	}
+	fpCert, fpKey, err := frontProxy.issue(frontProxyClient, nil, nil, x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		return nil, err
+	}
 	files := map[string][]byte{
-		"ca.crt":      ca.certPEM,
-		"serving.crt": srvCert,
-		"serving.key": srvKey,
-		"sa.key":      pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(saKey)}),
-		"sa.pub":      pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPubDER}),
+		"front-proxy-ca.crt":     frontProxy.certPEM,
+		"front-proxy-client.crt": fpCert,
+		"front-proxy-client.key": fpKey,
+		"ca.crt":                 ca.certPEM,
+		"serving.crt":            srvCert,
+		"serving.key":            srvKey,
+		"sa.key":                 pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(saKey)}),
+		"sa.pub":                 pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPubDER}),
 	}
 	if err := writeFiles(dir, files); err != nil {
 		return nil, err
 	}
 	return ca.certPEM, nil
 }
+
+// frontProxyClient is the common name of the API server's front-proxy client certificate, the
+// one name extension API servers accept it under (--requestheader-allowed-names).
+const frontProxyClient = "front-proxy-client"
 
 // certAuthority is a CA made for one run: it lives a day and its key stays in memory.
 type certAuthority struct {

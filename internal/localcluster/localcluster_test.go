@@ -30,11 +30,27 @@ func TestPKIServesLoopbackAndKubeconfigTrustsIt(t *testing.T) {
 	require.True(t, pool.AppendCertsFromPEM(caPEM))
 	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "127.0.0.1"})
 	assert.NoError(t, err, "the serving certificate must verify for 127.0.0.1 against the CA")
-	for _, f := range []string{"ca.crt", "serving.crt", "serving.key", "sa.key", "sa.pub"} {
+	for _, f := range []string{"ca.crt", "serving.crt", "serving.key", "sa.key", "sa.pub", "front-proxy-ca.crt", "front-proxy-client.crt", "front-proxy-client.key"} {
 		st, err := os.Stat(filepath.Join(dir, f))
 		require.NoError(t, err)
 		assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "%s holds key material or trust: owner only", f)
 	}
+
+	// The aggregation layer: the front-proxy client certificate is signed by its own CA, which
+	// extension API servers trust for the name --requestheader-allowed-names gives.
+	fpCA, err := os.ReadFile(filepath.Join(dir, "front-proxy-ca.crt"))
+	require.NoError(t, err)
+	fpPool := x509.NewCertPool()
+	require.True(t, fpPool.AppendCertsFromPEM(fpCA))
+	fp, err := tls.LoadX509KeyPair(filepath.Join(dir, "front-proxy-client.crt"), filepath.Join(dir, "front-proxy-client.key"))
+	require.NoError(t, err)
+	fpLeaf, err := x509.ParseCertificate(fp.Certificate[0])
+	require.NoError(t, err)
+	assert.Equal(t, frontProxyClient, fpLeaf.Subject.CommonName)
+	_, err = fpLeaf.Verify(x509.VerifyOptions{Roots: fpPool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	assert.NoError(t, err, "a client certificate of the front-proxy CA")
+	_, err = fpLeaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	assert.Error(t, err, "not of the cluster CA: a user certificate must not pass as the front proxy")
 
 	cfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(kubeconfig("https://127.0.0.1:6443", caPEM, "tok")))
 	require.NoError(t, err)
