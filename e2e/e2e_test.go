@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
@@ -165,4 +166,15 @@ func TestTriggerMetadataTypo(t *testing.T) {
 			assert.False(t, other.byOperator, "%s is refused by the API server", k)
 		}
 	}
+}
+
+// The replicas over time: the first sample and each change, in order.
+func TestTimelineShowsEachChange(t *testing.T) {
+	pts := []scalePoint{{at: 0, replicas: 0}, {at: 500 * time.Millisecond, replicas: 0}, {at: 4 * time.Second, replicas: 1},
+		{at: 7 * time.Second, replicas: 5}, {at: 7500 * time.Millisecond, replicas: 5}, {at: 22 * time.Second, replicas: 8}, {at: 40 * time.Second, replicas: 1}}
+	assert.Equal(t, "0 (0.0s) -> 1 (4.0s) -> 5 (7.0s) -> 8 (22.0s) -> 1 (40.0s)", timeline(pts))
+	pts[2].running, pts[3].running = 1, 6
+	peak, running := peakReplicas(pts)
+	assert.Equal(t, int32(8), peak)
+	assert.Equal(t, 6, running)
 }

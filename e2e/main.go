@@ -5,7 +5,7 @@
 // the Azure outputs, and a ConfigMap plays the AKS cluster.
 //
 // It prints one line per scenario step with its evidence, read from the engine's events and the
-// API server, then `e2e: N/13 steps hold`, and exits non-zero unless all hold. `make e2e` builds
+// API server, then `e2e: N/15 steps hold`, and exits non-zero unless all hold. `make e2e` builds
 // the tools and runs it. Usage: go run ./e2e [-tools DIR] [-break KIND] [-keep]
 package main
 

@@ -215,10 +215,12 @@ var breaks = map[string]breakKind{
 		refusal:    "AADSTS700024",
 		credential: true,
 	},
+	// The refusal is KEDA 2.17's own text: pkg/scalers/azure_queue_scaler.go wraps the typed
+	// config's error (pkg/scalers/scalersconfig/typed_config.go) in these words.
 	"trigger-metadata-typo": {
 		what:       "a ScaledObject whose azure-queue trigger misspells queueName (queueNme)",
 		kind:       "keda.sh/v1alpha1:ScaledObject",
-		refusal:    `missing required parameter "queueName"`,
+		refusal:    `error parsing azure queue metadata: missing required parameter "queueName" in [triggerMetadata]`,
 		byOperator: true,
 		edit: func(p map[string]any) error {
 			triggers, err := dig[[]any](p, "spec", "triggers")

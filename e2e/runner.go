@@ -40,7 +40,12 @@ type runner struct {
 	azurite *azurite.Instance
 	queue   *azqueue.QueueClient
 	keda    *localcluster.KEDA
+	adapter *localcluster.KEDAAdapter
 	mirror  *localcluster.Mirror
+	// scaleOut samples the scaling loop from the scale-out burst through the scale-in;
+	// drainedAt is when the scale-out's queue read 0 (from verify's report).
+	scaleOut  *sampler
+	drainedAt time.Time
 
 	// entra plays GitHub's token endpoint and the Entra tenant kubelogin signs in to.
 	entra *fakeentra.Entra
@@ -65,9 +70,11 @@ func (r *runner) run(ctx context.Context) (passed, total int, err error) {
 		{"(b) fewer messages than activationQueueLength: KEDA reads them and stays at 0", r.stepBelowActivation},
 		{"(c) a burst scales 0 -> 1, the real consumer drains it, each message stored once (verify)", r.stepBurstScalesUp},
 		{"(d) back to 0 after the cooldown; the consumer process drains and exits 0", r.stepBackToZero},
-		{"(e) ScaledJob mode: a burst creates bounded Jobs that complete and drain the queue (verify)", r.stepScaledJob},
-		{"(f) the stack's own TriggerAuthentication: KEDA accepts the trigger and fails only at the token", r.stepProductionAuth},
-		{"(g) a misspelt trigger key: the API server stores it, the operator refuses it with its own message", r.stepOperatorRefusesTypo},
+		{"(e) scale out: KEDA takes 0 -> 1, the HPA reads KEDA's metric through the aggregation layer and takes 1 -> N (verify)", r.stepScaleOut},
+		{"(f) scale in: the HPA takes N -> 1 by the stack's scale-down window, then KEDA 1 -> 0 after the cooldown", r.stepScaleIn},
+		{"(g) ScaledJob mode: a burst creates the Jobs it calls for, which complete and drain the queue (verify)", r.stepScaledJob},
+		{"(h) the stack's own TriggerAuthentication: KEDA accepts the trigger and fails only at the token", r.stepProductionAuth},
+		{"(i) a misspelt trigger key: the API server stores it, the operator refuses it with its own message", r.stepOperatorRefusesTypo},
 		{"removing the workload deletes its objects; destroy leaves DeletedWith objects to the cluster", r.stepRemoveAndDestroy},
 	}
 	total = len(steps)
@@ -90,6 +97,9 @@ func (r *runner) run(ctx context.Context) (passed, total int, err error) {
 			if r.keda != nil {
 				fmt.Fprintf(r.out, "e2e: last lines of the KEDA operator's log (%s):\n%s\n", r.keda.LogPath, r.keda.Tail(25))
 			}
+			if r.adapter != nil {
+				fmt.Fprintf(r.out, "e2e: last lines of KEDA's metrics adapter's log (%s):\n%s\n", r.adapter.LogPath, r.adapter.Tail(15))
+			}
 			return passed, total, fmt.Errorf("step %d: %w", i+1, err)
 		}
 		passed++
@@ -106,7 +116,7 @@ func (r *runner) run(ctx context.Context) (passed, total int, err error) {
 
 func (r *runner) setup(ctx context.Context) error {
 	start := time.Now()
-	for _, b := range append([]string{"pulumi", "pulumi-resource-kubernetes", "keda-operator"}, localcluster.Binaries...) {
+	for _, b := range append([]string{"pulumi", "pulumi-resource-kubernetes", localcluster.KEDABinary, localcluster.KEDAAdapterBinary}, localcluster.Binaries...) {
 		if _, err := os.Stat(filepath.Join(r.bin, b)); err != nil {
 			return fmt.Errorf("%s is not built in %s: run `make e2e-tools` (or `make e2e`, which does): %w", b, r.bin, err)
 		}
@@ -139,7 +149,7 @@ func (r *runner) setup(ctx context.Context) error {
 		return fmt.Errorf("the fake Entra: %w", err)
 	}
 	r.cluster, err = localcluster.Start(ctx, localcluster.Options{BinDir: r.bin, Dir: r.work, KwokStages: stages, Log: r.log,
-		APIServerFlags: r.entra.OIDCFlags(deployerPrefix)})
+		APIServerFlags: r.entra.OIDCFlags(deployerPrefix), HPASyncPeriod: e2eHPASyncPeriod})
 	if err != nil {
 		return err
 	}
@@ -154,6 +164,8 @@ func (r *runner) setup(ctx context.Context) error {
 	settings.PollingInterval, settings.CooldownPeriod = e2ePollingInterval, e2eCooldownPeriod
 	settings.ActivationQueueLength, settings.QueueLength = e2eActivationQueueLength, e2eQueueLength
 	settings.JobQueueLength, settings.JobMaxReplicas = e2eJobQueueLength, e2eJobMaxReplicas
+	settings.ConsumerBatchSize, settings.ConsumerConcurrency = e2eConsumerBatchSize, e2eConsumerConcurrency
+	settings.ScaleDownStabilizationSeconds = e2eScaleDownStabilization
 	if err := settings.Validate(); err != nil {
 		return fmt.Errorf("the e2e's stack config: %w", err)
 	}
@@ -191,8 +203,8 @@ func (r *runner) setup(ctx context.Context) error {
 		return err
 	}
 	r.eng = engine{stack: stack, log: r.log}
-	fmt.Fprintf(r.out, "e2e: setup in %.0fs: %s; etcd, kube-apiserver %s, controller manager, scheduler and kwok on loopback; CRDs %s (KEDA %s, Karpenter %s); %d kwok nodes Ready; kube-system/%s plays the KEDA add-on's objects (its operator runs from step 6); Azurite queue %s on 127.0.0.1:%d; consumer pods mirrored to processes; the program, its provider and verify reach the API server through kubelogin %s in the workloadidentity mode, signing in to a fake Entra tenant with fake GitHub assertions (the API server trusts the tenant's tokens: user %s) (engine log: %s)\n",
-		time.Since(start).Seconds(), cliVersion, server.GitVersion, strings.Join(names, ", "), kedaVersion, karpenterVersion, len(ns), components.KedaOperatorName, queueName, r.azurite.QueuePort, kubeloginVersion, r.deployer(), r.log.Name())
+	fmt.Fprintf(r.out, "e2e: setup in %.0fs: %s; etcd, kube-apiserver %s, controller manager, scheduler and kwok on loopback; CRDs %s (KEDA %s, Karpenter %s); %d kwok nodes Ready; kube-system/%s plays the KEDA add-on's objects (its operator and metrics adapter run from step 6; the HPA controller syncs every %s); Azurite queue %s on 127.0.0.1:%d; consumer pods mirrored to processes; the program, its provider and verify reach the API server through kubelogin %s in the workloadidentity mode, signing in to a fake Entra tenant with fake GitHub assertions (the API server trusts the tenant's tokens: user %s) (engine log: %s)\n",
+		time.Since(start).Seconds(), cliVersion, server.GitVersion, strings.Join(names, ", "), kedaVersion, karpenterVersion, len(ns), components.KedaOperatorName, e2eHPASyncPeriod, queueName, r.azurite.QueuePort, kubeloginVersion, r.deployer(), r.log.Name())
 	return nil
 }
 

@@ -61,6 +61,14 @@ func (r *runner) stepIdleAtZero(ctx context.Context) (string, error) {
 	if keda.Version != strings.TrimPrefix(kedaVersion, "v") {
 		return "", fmt.Errorf("the operator reports KEDA %q, want %s (the CRDs' version): %w", keda.Version, kedaVersion, errStep)
 	}
+	adapter, err := r.cluster.StartKEDAAdapter(ctx, keda, localcluster.KEDAAdapterOptions{Namespace: kedaOptions().Namespace})
+	if err != nil {
+		return "", fmt.Errorf("starting KEDA's metrics adapter: %w", err)
+	}
+	r.adapter = adapter
+	if adapter.Version != keda.Version {
+		return "", fmt.Errorf("the metrics adapter reports KEDA %q, the operator %q: %w", adapter.Version, keda.Version, errStep)
+	}
 	so := object{gvrScaledObject, "ScaledObject", s.Namespace, s.ScaledObjectName}
 	ready, err := r.waitCondition(ctx, so, "Ready", 60*time.Second)
 	if err != nil {
@@ -88,8 +96,9 @@ func (r *runner) stepIdleAtZero(ctx context.Context) (string, error) {
 	if active.status == "True" {
 		return "", fmt.Errorf("ScaledObject Active with an empty queue: %s: %w", active.message, errStep)
 	}
-	return fmt.Sprintf("KEDA %s operator (out of cluster, log %s) up in %.0fs; %s; ScaledObject Ready=True (%s), Active=%s; idle Deployment scaled to 0 after %.0fs and held at 0 for %s; %d consumer processes running",
-		keda.Version, keda.LogPath, kedaUp.Seconds(), deployed, ready.reason, active.status, toZero.Seconds(), hold, len(r.mirror.Running())), nil
+	return fmt.Sprintf("KEDA %s operator (out of cluster, log %s) up in %.0fs; KEDA %s metrics adapter on %s behind the aggregation layer (Service kube-system/%s ExternalName 127.0.0.1, APIService %s Available after %.1fs); %s; ScaledObject Ready=True (%s), Active=%s; idle Deployment scaled to 0 after %.0fs and held at 0 for %s; %d consumer processes running",
+		keda.Version, keda.LogPath, kedaUp.Seconds(), adapter.Version, adapter.SecureAddr, localcluster.KEDAAdapterService, localcluster.ExternalMetricsAPI, adapter.Available.Seconds(),
+		deployed, ready.reason, active.status, toZero.Seconds(), hold, len(r.mirror.Running())), nil
 }
 
 // Step 7 (b): fewer messages than activationQueueLength: KEDA reads the depth (its own metric
@@ -100,10 +109,20 @@ func (r *runner) stepBelowActivation(ctx context.Context) (string, error) {
 	if n < 1 {
 		return "", fmt.Errorf("activationQueueLength %d leaves no room below it: %w", s.ActivationQueueLength, errStep)
 	}
+	before := len(r.mirror.Events())
 	if err := r.send(ctx, n, "e2e-below-activation"); err != nil {
 		return "", err
 	}
 	seen, err := r.waitKEDAMetric(ctx, s, float64(n), 3*time.Duration(s.PollingInterval)*time.Second+slack)
+	if err != nil {
+		return "", err
+	}
+	// The same depth as the HPA reads it: through the API server and KEDA's adapter.
+	hpa, err := r.hpaName(ctx, s)
+	if err != nil {
+		return "", err
+	}
+	metric, metricAfter, err := r.waitExternalMetric(ctx, s, hpa, float64(n), 3*time.Duration(s.PollingInterval)*time.Second+slack)
 	if err != nil {
 		return "", err
 	}
@@ -118,15 +137,23 @@ func (r *runner) stepBelowActivation(ctx context.Context) (string, error) {
 	if depth != n {
 		return "", fmt.Errorf("queue depth %d after holding at zero, want the %d messages still there: %w", depth, n, errStep)
 	}
-	return fmt.Sprintf("%d messages (activationQueueLength %d): KEDA's keda_scaler_metrics_value read %s after %.0fs; replicas held at 0 for %s; %d still queued; no consumer process",
-		n, s.ActivationQueueLength, fmtFloat(seen.value), seen.after.Seconds(), hold, depth), nil
+	if run := r.mirror.Running(); len(run) > 0 {
+		return "", fmt.Errorf("consumer processes run below activation: %v: %w", run, errStep)
+	}
+	for _, e := range r.mirror.Events()[before:] {
+		if e.Kind == localcluster.MirrorStarted {
+			return "", fmt.Errorf("a consumer process started below activation (pod %s): %w", e.Pod, errStep)
+		}
+	}
+	return fmt.Sprintf("%d messages (activationQueueLength %d): KEDA's keda_scaler_metrics_value read %s after %.0fs; GET /apis/external.metrics.k8s.io/v1beta1/namespaces/%s/%s (the HPA %s's metric, through the API server to KEDA's adapter) read %s after %.0fs more; replicas held at 0 for %s; %d still queued; no consumer process started",
+		n, s.ActivationQueueLength, fmtFloat(seen.value), seen.after.Seconds(), s.Namespace, metric, hpa, fmtFloat(float64(n)), metricAfter.Seconds(), hold, depth), nil
 }
 
 // Step 8 (c): verify, run against this local stack exactly as a user runs it against Azure,
 // sends a burst: KEDA scales 0 -> 1 within a polling interval (+ slack), the real consumer
 // process drains the queue, and every message is stored once.
 func (r *runner) stepBurstScalesUp(ctx context.Context) (string, error) {
-	rep, err := r.verify(ctx, "-skip-scale-down")
+	rep, err := r.verify(ctx, burst, "-skip-scale-down")
 	if err != nil {
 		return "", err
 	}
@@ -173,9 +200,9 @@ func (r *runner) stepBackToZero(ctx context.Context) (string, error) {
 		took.Seconds(), s.CooldownPeriod, s.PollingInterval, strings.Join(exits, ", "), time.Since(start).Seconds()), nil
 }
 
-// Step 10 (e): in ScaledJob mode a burst makes KEDA create Jobs, no more than
-// ceil(burst/queueLength) and maxReplicaCount; each Job's pod runs a real consumer that drains
-// the queue and exits 0, which completes the Job. Then back to ScaledObject.
+// Step 12 (g): in ScaledJob mode a burst makes KEDA create exactly the Jobs its read of the
+// queue calls for, min(ceil(depth/jobQueueLength), maxReplicaCount); each Job's pod runs a real
+// consumer that drains the queue and exits 0, which completes the Job. Then back to ScaledObject.
 func (r *runner) stepScaledJob(ctx context.Context) (string, error) {
 	s := r.want.settings
 	s.ScaleMode = components.ScaleModeScaledJob
@@ -196,14 +223,23 @@ func (r *runner) stepScaledJob(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	rep, err := r.verify(ctx)
+	// KEDA's first read of the burst decides how many Jobs it calls for (the "default"
+	// strategy: ceil(depth / jobQueueLength) minus the Jobs running, at most maxReplicaCount);
+	// by its next poll the Jobs have drained the queue. A poll that lands mid-burst reads less
+	// than the burst, so the read is taken from KEDA's own metric, not assumed.
+	reads := r.watchKEDAMetric(ctx, s.ScaledJobName)
+	rep, err := r.verify(ctx, burst)
+	firstRead := reads.stop()
 	if err != nil {
 		return "", err
 	}
-	bound := min(int(math.Ceil(float64(burst)/float64(s.JobQueueLength))), s.JobMaxReplicas)
-	if rep.JobsCreated < 1 || rep.JobsCreated > bound {
-		return "", fmt.Errorf("KEDA created %d Jobs for %d messages (jobQueueLength %d, maxReplicaCount %d): want 1..%d: %w",
-			rep.JobsCreated, burst, s.JobQueueLength, s.JobMaxReplicas, bound, errStep)
+	if firstRead <= 0 {
+		return "", fmt.Errorf("KEDA's keda_scaler_metrics_value for %s never read the burst: %w", s.ScaledJobName, errStep)
+	}
+	want := min(int(math.Ceil(firstRead/float64(s.JobQueueLength))), s.JobMaxReplicas)
+	if rep.JobsCreated != want {
+		return "", fmt.Errorf("KEDA created %d Jobs; its first read of the burst was %s messages, which calls for min(ceil(%s/%d), %d) = %d: %w",
+			rep.JobsCreated, fmtFloat(firstRead), fmtFloat(firstRead), s.JobQueueLength, s.JobMaxReplicas, want, errStep)
 	}
 	jobs, err := r.kube.cs.BatchV1().Jobs(s.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "scaledjob.keda.sh/name=" + s.ScaledJobName})
 	if err != nil {
@@ -218,8 +254,8 @@ func (r *runner) stepScaledJob(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("the Job %s failed (%d pods): %w", j.Name, j.Status.Failed, errStep)
 		}
 	}
-	evidence := fmt.Sprintf("%s; verify: %s; Jobs created %d (bound min(ceil(%d/%d), %d) = %d), %d succeeded",
-		deployed, summarize(rep), rep.JobsCreated, burst, s.JobQueueLength, s.JobMaxReplicas, bound, succeeded)
+	evidence := fmt.Sprintf("%s; verify: %s; KEDA's first read %s of %d sent; Jobs created %d = min(ceil(%s/%d), %d), %d succeeded",
+		deployed, summarize(rep), fmtFloat(firstRead), burst, rep.JobsCreated, fmtFloat(firstRead), s.JobQueueLength, s.JobMaxReplicas, succeeded)
 
 	s.ScaleMode = components.ScaleModeScaledObject
 	r.want.settings = s
@@ -239,7 +275,7 @@ func (r *runner) stepScaledJob(ctx context.Context) (string, error) {
 	return evidence + "; back to ScaledObject: Ready, at 0", nil
 }
 
-// Step 11 (f): with the stack's own TriggerAuthentication (workload identity, no substitution),
+// Step 13 (h): with the stack's own TriggerAuthentication (workload identity, no substitution),
 // the same operator accepts the trigger's metadata and fails only at getting a token: there is
 // no projected service account token outside AKS. KEDA rebuilds a ScaledObject's scalers when
 // the ScaledObject changes, not when its TriggerAuthentication does (its TriggerAuthentication
@@ -296,7 +332,7 @@ func (r *runner) stepProductionAuth(ctx context.Context) (string, error) {
 // credential without the webhook's projected token file).
 var tokenFailures = []string{"failed to acquire a token", "no token file", "AZURE_FEDERATED_TOKEN_FILE"}
 
-// Step 12 (g): a misspelt trigger key, which no schema checks, is refused by the operator with
+// Step 14 (i): a misspelt trigger key, which no schema checks, is refused by the operator with
 // its own message; without it, the ScaledObject is Ready again.
 func (r *runner) stepOperatorRefusesTypo(ctx context.Context) (string, error) {
 	s := r.want.settings
@@ -545,6 +581,44 @@ func (r *runner) waitKEDAMetric(ctx context.Context, s components.ConsumerSettin
 	}
 }
 
+// metricWatch samples KEDA's keda_scaler_metrics_value for one scaler every 250 ms and keeps
+// the first value above zero.
+type metricWatch struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	first  float64
+}
+
+func (r *runner) watchKEDAMetric(ctx context.Context, scaler string) *metricWatch {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &metricWatch{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for w.first <= 0 {
+			if samples, err := kedaMetrics(ctx, r.keda); err == nil {
+				for series, v := range samples {
+					if strings.HasPrefix(series, "keda_scaler_metrics_value{") && strings.Contains(series, `scaledObject="`+scaler+`"`) && v > 0 {
+						w.first = v
+					}
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	return w
+}
+
+// stop ends the watch and returns the first value read above zero (0 if none).
+func (w *metricWatch) stop() float64 {
+	w.cancel()
+	<-w.done
+	return w.first
+}
+
 // send puts n messages on the queue with the producer's code.
 func (r *runner) send(ctx context.Context, n int, text string) error {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
@@ -576,8 +650,8 @@ var _ producer.Enqueuer = (*azqueue.QueueClient)(nil)
 // the stack's outputs through the Pulumi CLI, the cluster through the stack's kubeconfig, and
 // the queue through Azurite's connection string (the one substitution). Its output goes to the
 // engine log; its JSON report comes back.
-func (r *runner) verify(ctx context.Context, extra ...string) (verify.Report, error) {
-	args := append([]string{"-stack", stackName, "-cwd", r.work, "-count", fmt.Sprint(burst), "-slack", slack.String(), "-timeout", "3m", "-json"}, extra...)
+func (r *runner) verify(ctx context.Context, count int, extra ...string) (verify.Report, error) {
+	args := append([]string{"-stack", stackName, "-cwd", r.work, "-count", fmt.Sprint(count), "-slack", slack.String(), "-timeout", "3m", "-json"}, extra...)
 	cmd := exec.CommandContext(ctx, filepath.Join(r.work, "bin", "verify"), args...)
 	cmd.Dir = r.work
 	env := []string{"AZURE_STORAGE_CONNECTION_STRING=" + r.azurite.ConnectionString(), "TMPDIR=" + os.TempDir()}
