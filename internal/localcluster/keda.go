@@ -103,9 +103,10 @@ func (c *Cluster) StartKEDA(ctx context.Context, opts KEDAOptions) (*KEDA, error
 	return k, nil
 }
 
-// kedaCommand is the operator's environment and flags (cmd/operator/main.go of KEDA 2.17).
-func kedaCommand(kubeconfig, namespace string, k *KEDA) (env, args []string) {
-	env = []string{
+// kedaEnv is what the operator and the metrics adapter read from their pod's environment, out of
+// cluster (cmd/operator and cmd/adapter of KEDA 2.17).
+func kedaEnv(kubeconfig, namespace string) []string {
+	return []string{
 		// ctrl.GetConfigOrDie reads KUBECONFIG when not in a pod.
 		"KUBECONFIG=" + kubeconfig,
 		// Required to be set; empty means all namespaces (KEDA's manifests set it so).
@@ -116,6 +117,11 @@ func kedaCommand(kubeconfig, namespace string, k *KEDA) (env, args []string) {
 		// election and cert rotation, both off, and it defaults to "keda": set for consistency.
 		"POD_NAMESPACE=" + namespace,
 	}
+}
+
+// kedaCommand is the operator's environment and flags (cmd/operator/main.go of KEDA 2.17).
+func kedaCommand(kubeconfig, namespace string, k *KEDA) (env, args []string) {
+	env = kedaEnv(kubeconfig, namespace)
 	args = []string{
 		"--metrics-bind-address=" + k.MetricsAddr,
 		"--health-probe-bind-address=" + k.HealthProbeAddr,

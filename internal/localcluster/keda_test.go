@@ -23,6 +23,18 @@ func TestKEDACertsServeLoopbackAndTheOperatorService(t *testing.T) {
 		require.NoError(t, err, "KEDA's gRPC server reads %s from --cert-dir", f)
 		assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), f)
 	}
+	leaf, pool := kedaPair(t, dir)
+	for _, name := range []string{"127.0.0.1", "localhost", "keda-operator.kube-system.svc", "keda-operator.kube-system.svc.cluster.local"} {
+		_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: name})
+		assert.NoError(t, err, "serving as %s", name)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	assert.NoError(t, err, "the pair is also a client certificate for the mTLS service")
+}
+
+// kedaPair loads the pair writeKEDACerts wrote and a pool of its CA.
+func kedaPair(t *testing.T, dir string) (*x509.Certificate, *x509.CertPool) {
+	t.Helper()
 	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
 	require.NoError(t, err)
 	leaf, err := x509.ParseCertificate(pair.Certificate[0])
@@ -31,12 +43,7 @@ func TestKEDACertsServeLoopbackAndTheOperatorService(t *testing.T) {
 	require.NoError(t, err)
 	pool := x509.NewCertPool()
 	require.True(t, pool.AppendCertsFromPEM(caPEM))
-	for _, name := range []string{"127.0.0.1", "localhost", "keda-operator.kube-system.svc", "keda-operator.kube-system.svc.cluster.local"} {
-		_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: name})
-		assert.NoError(t, err, "serving as %s", name)
-	}
-	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
-	assert.NoError(t, err, "the pair is also a client certificate for the mTLS service")
+	return leaf, pool
 }
 
 func TestKEDACommandRunsOutOfClusterOnLoopback(t *testing.T) {
@@ -118,15 +125,8 @@ func TestStartKEDAFailsEarlyWhenTheOperatorExits(t *testing.T) {
 func TestKEDACertsServeTheMetricsAdapterService(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "keda-certs")
 	require.NoError(t, writeKEDACerts(dir, "kube-system"))
-	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
-	require.NoError(t, err)
-	leaf, err := x509.ParseCertificate(pair.Certificate[0])
-	require.NoError(t, err)
-	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	require.True(t, pool.AppendCertsFromPEM(caPEM))
-	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "keda-metrics-apiserver.kube-system.svc"})
+	leaf, pool := kedaPair(t, dir)
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "keda-metrics-apiserver.kube-system.svc"})
 	assert.NoError(t, err)
 	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "keda-metrics-apiserver.keda.svc"})
 	assert.Error(t, err, "only the namespace it was made for")

@@ -145,14 +145,7 @@ func (c *Cluster) StartKEDAAdapter(ctx context.Context, k *KEDA, opts KEDAAdapte
 // kedaAdapterCommand is the adapter's environment and flags (cmd/adapter/main.go of KEDA 2.17 and
 // its config/metrics-server/deployment.yaml).
 func kedaAdapterCommand(kubeconfig, namespace string, k *KEDA, securePort, metricsPort int) (env, args []string) {
-	env = []string{
-		// ctrl.GetConfigOrDie (its KEDA client) reads KUBECONFIG when not in a pod.
-		"KUBECONFIG=" + kubeconfig,
-		// Required to be set; empty means all namespaces (as KEDA's manifests set it).
-		"WATCH_NAMESPACE=",
-		"KEDA_CLUSTER_OBJECT_NAMESPACE=" + namespace,
-		"POD_NAMESPACE=" + namespace,
-	}
+	env = kedaEnv(kubeconfig, namespace)
 	args = []string{
 		"--secure-port=" + strconv.Itoa(securePort), "--bind-address=127.0.0.1",
 		// The manifests' certificate flags: the serving pair and the CA from the operator's
