@@ -81,14 +81,7 @@ func (c *Cluster) StartKEDA(ctx context.Context, opts KEDAOptions) (*KEDA, error
 	if err := c.startEnv(KEDABinary, env, args...); err != nil {
 		return nil, err
 	}
-	// failed adds the end of the operator's log, unless the error already names a process that
-	// exited, with the end of its log.
-	failed := func(err error) error {
-		if c.Exited() != nil {
-			return err
-		}
-		return fmt.Errorf("%w; last lines of %s:\n%s", err, k.LogPath, k.Tail(15))
-	}
+	failed := func(err error) error { return c.withLogTail(err, k.LogPath) }
 	if err := waitHTTP(ctx, c, KEDABinary, "http://"+k.HealthProbeAddr+"/readyz", nil, opts.ReadyTimeout); err != nil {
 		return nil, failed(err)
 	}
@@ -172,6 +165,15 @@ func kedaVersion(logPath string) string {
 		return string(m[1])
 	}
 	return ""
+}
+
+// withLogTail adds the end of a process's log to err, unless err already names a process that
+// exited, with the end of its log.
+func (c *Cluster) withLogTail(err error, logPath string) error {
+	if c.Exited() != nil {
+		return err
+	}
+	return fmt.Errorf("%w; last lines of %s:\n%s", err, logPath, tail(logPath, 15))
 }
 
 // Tail is the last n lines of the operator's log.

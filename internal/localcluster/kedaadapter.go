@@ -107,12 +107,7 @@ func (c *Cluster) StartKEDAAdapter(ctx context.Context, k *KEDA, opts KEDAAdapte
 	if err := c.startEnv(KEDAAdapterBinary, env, args...); err != nil {
 		return nil, err
 	}
-	failed := func(err error) error {
-		if c.Exited() != nil {
-			return err
-		}
-		return fmt.Errorf("%w; last lines of %s:\n%s", err, a.LogPath, a.Tail(15))
-	}
+	failed := func(err error) error { return c.withLogTail(err, a.LogPath) }
 	caPEM, err := os.ReadFile(filepath.Join(k.CertDir, "ca.crt"))
 	if err != nil {
 		return nil, err
