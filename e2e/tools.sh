@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds the pinned tools the end-to-end test runs (Pulumi CLI, the Kubernetes provider plugin,
-# etcd, kube-apiserver/-controller-manager/-scheduler, kwok, the KEDA operator, kubelogin) from source through the Go module
+# etcd, kube-apiserver/-controller-manager/-scheduler, kwok, the KEDA operator, Karpenter's kwok provider, kubelogin) from source through the Go module
 # proxy, into a cache folder outside the repository. A tool is rebuilt only when its pin changes.
 #
 #   e2e/tools.sh [TOOL...]      build all tools, or only the named ones:
-#                               pulumi kubernetes-provider etcd kubernetes kwok keda-operator kubelogin
+#                               pulumi kubernetes-provider etcd kubernetes kwok keda-operator karpenter kubelogin
 #
 #   E2E_TOOLS_DIR   cache folder (default ${XDG_CACHE_HOME:-$HOME/.cache}/aks-edw-e2e);
 #                   binaries go to $E2E_TOOLS_DIR/bin, one stamp per tool to stamps/, build logs
@@ -36,8 +36,12 @@ KEDA_VERSION=v2.17.3
 # The kubelogin the workflows install (go install github.com/Azure/kubelogin@...; a test keeps the
 # two equal): the e2e's program reaches the API server through it, as CI reaches AKS.
 KUBELOGIN_VERSION=v0.2.19
+# Karpenter core at the CRDs' pin (e2e/pins.go karpenterVersion; AKS's node autoprovisioning builds
+# on it): its kwok cloud provider (sigs.k8s.io/karpenter/kwok) runs the real provisioning, scheduling,
+# limits, budgets and consolidation from a NodePool and creates kwok nodes. Its go.mod has no replace.
+KARPENTER_VERSION=v1.7.1
 
-ALL_TOOLS=(etcd kubelogin kwok kubernetes keda-operator pulumi kubernetes-provider) # cheapest first: failures show early
+ALL_TOOLS=(etcd kubelogin kwok karpenter kubernetes keda-operator pulumi kubernetes-provider) # cheapest first: failures show early
 
 usage() {
 	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
@@ -54,6 +58,7 @@ pin_of() {
 	kwok) echo "sigs.k8s.io/kwok/cmd/kwok $KWOK_VERSION" ;;
 	keda-operator) echo "github.com/kedacore/keda/v2/cmd/operator cmd/adapter $KEDA_VERSION" ;;
 	kubelogin) echo "github.com/Azure/kubelogin $KUBELOGIN_VERSION" ;;
+	karpenter) echo "sigs.k8s.io/karpenter/kwok $KARPENTER_VERSION operator.Version stamped" ;;
 	*) return 1 ;;
 	esac
 }
@@ -67,6 +72,7 @@ bins_of() {
 	kwok) echo kwok ;;
 	keda-operator) echo keda-operator keda-adapter ;;
 	kubelogin) echo kubelogin ;;
+	karpenter) echo karpenter-kwok ;;
 	*) return 1 ;;
 	esac
 }
@@ -80,6 +86,7 @@ short_version_of() {
 	kwok) echo "$KWOK_VERSION" ;;
 	keda-operator) echo "$KEDA_VERSION" ;;
 	kubelogin) echo "$KUBELOGIN_VERSION" ;;
+	karpenter) echo "$KARPENTER_VERSION" ;;
 	esac
 }
 
@@ -243,6 +250,16 @@ build_kubelogin() {
 	# No replace in kubelogin's go.mod: `go install @version`, as the workflows install it.
 	cd "$SRC"
 	GOBIN=$out measured go install -trimpath -ldflags "-s -w" "github.com/Azure/kubelogin@$KUBELOGIN_VERSION"
+}
+
+build_karpenter() {
+	local out=$1
+	# No replace in karpenter's go.mod: `go install @version` builds it as released. The binary is
+	# named kwok, like kwok's own, so it moves to karpenter-kwok.
+	cd "$SRC"
+	GOBIN=$out measured go install -trimpath \
+		-ldflags "-s -w -X sigs.k8s.io/karpenter/pkg/operator.Version=$KARPENTER_VERSION" "sigs.k8s.io/karpenter/kwok@$KARPENTER_VERSION"
+	mv "$out/kwok" "$out/karpenter-kwok"
 }
 
 # ---- driver ------------------------------------------------------------------------------------

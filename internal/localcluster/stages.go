@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 )
@@ -153,3 +154,120 @@ phase: PHASE
 `
 	return strings.NewReplacer("ANNOTATION", ExitCodeAnnotation, "REASON", reason, "PHASE", phase).Replace(t)
 }
+
+// creationTransition is the line of kwok's node stages that dates conditions from creation.
+const creationTransition = "{{ $lastTransitionTime := or .metadata.creationTimestamp $now }}"
+
+// KarpenterNodeLabel is on every node Karpenter launches (the NodePool's name); the node
+// stages of WriteNodeStages tell its nodes from the others by it.
+const KarpenterNodeLabel = "karpenter.sh/nodepool"
+
+// WriteNodeStages writes kwok node stages to load instead of kwok's node-initialize (the file at
+// stock, kwok's kustomize/stage/node/fast/node-initialize.yaml), and returns their paths:
+//   - "node-initialize": nodes without KarpenterNodeLabel (the ones the harness adds) turn Ready
+//     at once, as with kwok's own;
+//   - "aks-edw-node-boot": a node Karpenter launched gets a Ready=False condition at once, as a
+//     kubelet registers a node that is not ready yet;
+//   - "aks-edw-node-start": startDelay later (kwok's stage delay), such a node turns Ready; the
+//     delay stands in for a VM's boot, so its pods wait Pending.
+//
+// The boot stage matters: the controller manager derives the node.kubernetes.io/not-ready taint
+// from the Ready condition and takes the taint off a node that has no Ready condition at all, so
+// without it the scheduler binds pods to a node that is not Ready yet (kwok runs them anyway).
+// The selectors do not overlap (kwok applies one matching stage per object). The start stage
+// dates the conditions' lastTransitionTime from when it runs, not from the node's creation as
+// kwok's does, so a node's Ready condition says when it turned Ready.
+func WriteNodeStages(stock, dir string, startDelay time.Duration) ([]string, error) {
+	b, err := os.ReadFile(stock)
+	if err != nil {
+		return nil, fmt.Errorf("kwok's node-initialize stage: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	label := fmt.Sprintf(".metadata.labels.%q", KarpenterNodeLabel)
+	const readyStatus = `.status.conditions.[] | select( .type == "Ready" ) | .status`
+	var paths []string
+	write := func(name string, s map[string]any) error {
+		out, err := yaml.Marshal(s)
+		if err != nil {
+			return err
+		}
+		p := filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(p, out, 0o644); err != nil {
+			return err
+		}
+		paths = append(paths, p)
+		return nil
+	}
+	for _, v := range []struct {
+		name     string
+		operator string
+		delay    time.Duration
+	}{
+		{"node-initialize", "DoesNotExist", 0},
+		{"aks-edw-node-start", "Exists", startDelay},
+	} {
+		var s map[string]any
+		if err := yaml.Unmarshal(b, &s); err != nil {
+			return nil, fmt.Errorf("kwok's node-initialize stage %s: %w", stock, err)
+		}
+		spec, _ := s["spec"].(map[string]any)
+		sel, _ := spec["selector"].(map[string]any)
+		exprs, _ := sel["matchExpressions"].([]any)
+		meta, _ := s["metadata"].(map[string]any)
+		if spec == nil || sel == nil || exprs == nil || meta == nil {
+			return nil, fmt.Errorf("kwok's node-initialize stage %s: no spec.selector.matchExpressions or metadata", stock)
+		}
+		meta["name"] = v.name
+		if v.delay > 0 {
+			// Only nodes the boot stage has marked not Ready (the stock selects any not Ready).
+			first, _ := exprs[0].(map[string]any)
+			if first["key"] != readyStatus {
+				return nil, fmt.Errorf("kwok's node-initialize stage %s: its selector no longer starts with %q", stock, readyStatus)
+			}
+			exprs[0] = map[string]any{"key": readyStatus, "operator": "In", "values": []any{"False"}}
+			spec["delay"] = map[string]any{"durationMilliseconds": v.delay.Milliseconds()}
+			// kwok dates every condition from the node's creation; here Ready's transition is
+			// when the node turned Ready, which the e2e compares with its pods' binding.
+			next, _ := spec["next"].(map[string]any)
+			tmpl, _ := next["statusTemplate"].(string)
+			if !strings.Contains(tmpl, creationTransition) {
+				return nil, fmt.Errorf("kwok's node-initialize stage %s: its statusTemplate no longer has %q", stock, creationTransition)
+			}
+			next["statusTemplate"] = strings.Replace(tmpl, creationTransition, "{{ $lastTransitionTime := $now }}", 1)
+		}
+		sel["matchExpressions"] = append(exprs, map[string]any{"key": label, "operator": v.operator})
+		if err := write(v.name, s); err != nil {
+			return nil, err
+		}
+	}
+	boot := map[string]any{
+		"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Stage",
+		"metadata": map[string]any{"name": "aks-edw-node-boot"},
+		"spec": map[string]any{
+			"resourceRef": map[string]any{"apiGroup": "v1", "kind": "Node"},
+			"selector": map[string]any{"matchExpressions": []any{
+				map[string]any{"key": readyStatus, "operator": "DoesNotExist"},
+				map[string]any{"key": label, "operator": "Exists"},
+			}},
+			"next": map[string]any{"statusTemplate": nodeBootTemplate},
+		},
+	}
+	if err := write("aks-edw-node-boot", boot); err != nil {
+		return nil, err
+	}
+	return paths, nil
+}
+
+// nodeBootTemplate is the status a kubelet gives a node it registers before it is ready.
+const nodeBootTemplate = `{{ $now := Now }}
+conditions:
+- lastHeartbeatTime: {{ $now | Quote }}
+  lastTransitionTime: {{ $now | Quote }}
+  message: "the VM is starting (make e2e: Ready after the node-start delay)"
+  reason: KubeletNotReady
+  status: "False"
+  type: Ready
+phase: Pending
+`
