@@ -14,7 +14,9 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
 
 	"github.com/aks-edw/aks-edw/internal/message"
@@ -51,6 +53,7 @@ type fakeCluster struct {
 	b       behaviour
 	w       verify.Workload
 	kube    *k8sfake.Clientset
+	dyn     dynamic.Interface
 	clients *storage.Clients
 	queue   string
 	// cooldown is the fake KEDA's cooldown after the queue was last active (ScaledObject).
@@ -147,6 +150,22 @@ func (f *fakeCluster) startPod(ctx context.Context, job string) error {
 			Name: node, UID: types.UID("node-" + node), Labels: map[string]string{verify.NodePoolLabel: f.w.NodePoolName},
 		}}, metav1.CreateOptions{})
 		if err != nil {
+			return err
+		}
+		// Karpenter's NodeClaim for it: launched and registered, not yet initialized.
+		now := time.Now().UTC().Format(time.RFC3339)
+		claim := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "karpenter.sh/v1", "kind": "NodeClaim",
+			"metadata": map[string]any{"name": "app-x1", "creationTimestamp": now, "labels": map[string]any{
+				verify.NodePoolLabel: f.w.NodePoolName, "node.kubernetes.io/instance-type": "Standard_D2s_v5", "karpenter.sh/capacity-type": "on-demand",
+			}},
+			"status": map[string]any{"nodeName": node, "conditions": []any{
+				map[string]any{"type": "Launched", "status": "True", "lastTransitionTime": now},
+				map[string]any{"type": "Registered", "status": "True", "lastTransitionTime": now},
+				map[string]any{"type": "Initialized", "status": "Unknown", "lastTransitionTime": now},
+			}},
+		}}
+		if _, err := f.dyn.Resource(verify.NodeClaimGVR).Create(ctx, claim, metav1.CreateOptions{}); err != nil {
 			return err
 		}
 		f.nodeUp = true

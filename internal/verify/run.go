@@ -464,6 +464,15 @@ func (r *runner) run(ctx context.Context) (err error) {
 		v = r.wait(ctx, deadline, func(final bool) verdict {
 			return nodesVerdict(in.Workload.NodePoolName, r.before, r.rec.snapshot(), final)
 		})
+		// What Karpenter (NAP) launched for the burst, and how long each node took. Reading
+		// them is not the check: a cluster without NodeClaims (or the right to list them) says so.
+		if lister, ok := platform.(nodeClaimLister); ok && ctx.Err() == nil {
+			if claims, err := lister.NodeClaims(ctx); err != nil {
+				v.evidence += "; NodeClaims not read: " + err.Error()
+			} else {
+				v.evidence += "; " + burstNodeClaims(claims, r.start)
+			}
+		}
 		r.record(CheckNodes, v, time.Since(r.start))
 	}
 

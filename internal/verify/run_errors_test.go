@@ -41,7 +41,7 @@ func TestRunCannotVerify(t *testing.T) {
 		}, "table verifyt%d does not exist in storage account devstoreaccount1"},
 		{"no ScaledObject", func(e *env) {
 			e.inputs.Dynamic = dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
-				verify.ScaledObjectGVR: "ScaledObjectList", verify.ScaledJobGVR: "ScaledJobList",
+				verify.ScaledObjectGVR: "ScaledObjectList", verify.ScaledJobGVR: "ScaledJobList", verify.NodeClaimGVR: "NodeClaimList",
 			})
 		}, "ScaledObject edw/aqs-consumer not found on the cluster"},
 		{"no Deployment", func(e *env) {
@@ -122,7 +122,7 @@ func TestRunAccessErrors(t *testing.T) {
 				Stack: "dev", Workload: w, AccountName: "stedwdev", QueueName: "orders", TableName: "records", Storage: clients,
 				Kube: k8sfake.NewSimpleClientset(),
 				Dynamic: dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
-					verify.ScaledObjectGVR: "ScaledObjectList", verify.ScaledJobGVR: "ScaledJobList",
+					verify.ScaledObjectGVR: "ScaledObjectList", verify.ScaledJobGVR: "ScaledJobList", verify.NodeClaimGVR: "NodeClaimList",
 				}, scalerObject(w, "orders")),
 			}
 			_, err = verify.Run(context.Background(), in, verify.Options{Count: 10, Timeout: time.Second})

@@ -156,10 +156,10 @@ func newEnv(t *testing.T, s setup) *env {
 		triggerQueue = s.triggerQueue
 	}
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
-		verify.ScaledObjectGVR: "ScaledObjectList", verify.ScaledJobGVR: "ScaledJobList",
+		verify.ScaledObjectGVR: "ScaledObjectList", verify.ScaledJobGVR: "ScaledJobList", verify.NodeClaimGVR: "NodeClaimList",
 	}, scalerObject(w, triggerQueue))
 
-	f := &fakeCluster{t: t, b: s.b, w: w, kube: kube, clients: clients, queue: queue, cooldown: time.Second}
+	f := &fakeCluster{t: t, b: s.b, w: w, kube: kube, dyn: dyn, clients: clients, queue: queue, cooldown: time.Second}
 	var wg sync.WaitGroup
 	wg.Go(func() { f.run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -248,6 +248,8 @@ func TestRunPassesScaledObject(t *testing.T) {
 	assert.Equal(t, 0, rep.ReplicasTimeline[len(rep.ReplicasTimeline)-1].Replicas)
 	assert.Less(t, check(t, rep, verify.CheckScaledUp).Seconds, 3.0)
 	assert.Contains(t, check(t, rep, verify.CheckNodes).Evidence, "NodePool app had 0 nodes before the burst, 1 appeared after it (the first, aks-app-x1,")
+	// Karpenter's NodeClaim for that node, with its lifecycle's times from the burst.
+	assert.Regexp(t, `1 NodeClaims created since the burst \(times from it\): app-x1 \(Standard_D2s_v5 on-demand\): created \d+s, launched \d+s, registered \d+s, initialized not yet`, check(t, rep, verify.CheckNodes).Evidence)
 	assert.Contains(t, check(t, rep, verify.CheckStoredOnce).Evidence, fmt.Sprintf("%d/%d messages stored", burst, burst))
 
 	// The burst's entities are gone afterwards, and the run said how many it deleted.
