@@ -27,6 +27,10 @@ type kube struct {
 }
 
 func newKube(cfg *rest.Config) (*kube, error) {
+	// The harness polls several things at once (the node watch every 250 ms among them):
+	// client-go's default of 5 requests/s would delay the samples.
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = 100, 200
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -177,4 +182,123 @@ func TestTimelineShowsEachChange(t *testing.T) {
 	peak, running := peakReplicas(pts)
 	assert.Equal(t, int32(8), peak)
 	assert.Equal(t, 6, running)
+}
+
+func stackNodePoolProps() pulumi.Map {
+	return pulumi.Map{
+		"apiVersion": pulumi.String("karpenter.sh/v1"),
+		"spec": pulumi.Map{
+			"limits": pulumi.Map{"cpu": pulumi.String("100")},
+			"template": pulumi.Map{"spec": pulumi.Map{
+				"requirements": pulumi.Array{pulumi.Map{"key": pulumi.String("karpenter.azure.com/sku-family"), "operator": pulumi.String("In"), "values": pulumi.Array{pulumi.String("D")}}},
+				"nodeClassRef": pulumi.Map{"group": pulumi.String("karpenter.azure.com"), "kind": pulumi.String("AKSNodeClass"), "name": pulumi.String("default")},
+			}},
+		},
+	}
+}
+
+// The second substitution: only the NodePool's nodeClassRef changes, to the KWOKNodeClass, and
+// the stack's own spec is kept for step 1's comparison.
+func TestSubstituteNodeClassRewritesOnlyTheNodeClassRef(t *testing.T) {
+	d := &desired{}
+	assert.Nil(t, d.substituteNodeClass(context.Background(), &pulumi.ResourceTransformArgs{Type: "kubernetes:keda.sh/v1alpha1:ScaledObject", Props: stackNodePoolProps()}))
+	assert.Nil(t, d.nodePool, "nothing recorded for another kind")
+
+	res := d.substituteNodeClass(context.Background(), &pulumi.ResourceTransformArgs{Type: "kubernetes:karpenter.sh/v1:NodePool", Props: stackNodePoolProps()})
+	require.NotNil(t, res)
+	awaited, err := internals.UnsafeAwaitOutput(context.Background(), res.Props.ToMapOutput())
+	require.NoError(t, err)
+	plain := awaited.Value.(map[string]any)
+	ref, err := dig[map[string]any](plain, "spec", "template", "spec", "nodeClassRef")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": kwokNodeClass}, ref)
+	reqs, err := dig[[]any](plain, "spec", "template", "spec", "requirements")
+	require.NoError(t, err)
+	assert.Len(t, reqs, 1, "the requirements stay")
+	assert.Equal(t, map[string]any{"cpu": "100"}, plain["spec"].(map[string]any)["limits"], "the limits stay")
+
+	recorded, err := dig[map[string]any](d.nodePool, "template", "spec", "nodeClassRef")
+	require.NoError(t, err)
+	assert.Equal(t, "AKSNodeClass", recorded["kind"], "the stack's spec is recorded before the rewrite")
+}
+
+// The Karpenter-only defect changes the sku-family requirement to one no instance type has; it
+// is not one of step 5's API-server refusals.
+func TestNodePoolUnschedulableBreak(t *testing.T) {
+	b := breaks["nodepool-unschedulable"]
+	require.True(t, b.byKarpenter)
+	plain, err := toPlain(stackNodePoolProps())
+	require.NoError(t, err)
+	require.NoError(t, b.edit(plain))
+	reqs, err := dig[[]any](plain, "spec", "template", "spec", "requirements")
+	require.NoError(t, err)
+	assert.Equal(t, []any{"N"}, reqs[0].(map[string]any)["values"])
+	assert.Error(t, b.edit(map[string]any{"spec": map[string]any{"template": map[string]any{"spec": map[string]any{"requirements": []any{}}}}}), "no sku-family requirement to break is an error")
+
+	// Every offering of every size carries the family the stack requires, none the broken one.
+	b2, err := os.ReadFile(filepath.Join("..", instanceTypesFile))
+	require.NoError(t, err)
+	var types []struct {
+		Name, Architecture string
+		OperatingSystems   []string
+		Offerings          []struct {
+			Requirements []struct {
+				Key    string
+				Values []string
+			}
+		}
+	}
+	require.NoError(t, json.Unmarshal(b2, &types))
+	require.NotEmpty(t, types)
+	capacity := map[string]bool{}
+	for _, it := range types {
+		assert.Regexp(t, `^Standard_D\d+s_v5$`, it.Name)
+		assert.Equal(t, "amd64", it.Architecture, it.Name)
+		assert.Equal(t, []string{"linux"}, it.OperatingSystems, it.Name)
+		for _, o := range it.Offerings {
+			family := ""
+			for _, r := range o.Requirements {
+				switch r.Key {
+				case "karpenter.azure.com/sku-family":
+					family = strings.Join(r.Values, ",")
+				case "karpenter.sh/capacity-type":
+					capacity[strings.Join(r.Values, ",")] = true
+				}
+			}
+			assert.Equal(t, "D", family, "%s: an offering without the family the NodePool requires", it.Name)
+		}
+	}
+	assert.Equal(t, map[string]bool{"on-demand": true, "spot": true}, capacity, "both capacity types")
+}
+
+func TestKEDAPendingPollsCountsPollsWithPendingJobs(t *testing.T) {
+	since := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	lines := []string{
+		`2026-12-06T11:59:59Z	INFO	scaleexecutor	Scaling Jobs	{"scaledJob.Name": "j", "Number of pending Jobs": 3}`,
+		`2026-12-06T12:00:02Z	INFO	scaleexecutor	Scaling Jobs	{"scaledJob.Name": "j", "Number of running Jobs": 5}`,
+		`2026-12-06T12:00:02Z	INFO	scaleexecutor	Scaling Jobs	{"scaledJob.Name": "j", "Number of pending Jobs": 5}`,
+		`2026-12-06T12:00:07Z	INFO	scaleexecutor	Scaling Jobs	{"scaledJob.Name": "j", "Number of pending Jobs": 2}`,
+		`2026-12-06T12:00:12Z	INFO	scaleexecutor	Scaling Jobs	{"scaledJob.Name": "j", "Number of pending Jobs": 0}`,
+		``,
+	}
+	assert.Equal(t, 2, kedaPendingPolls(lines, since), "only polls since the burst with pending Jobs")
+}
+
+func TestNodeCountsSince(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	w := &nodeWatch{counts: []nodeCount{{t0, 0}, {t0.Add(10 * time.Second), 2}, {t0.Add(40 * time.Second), 1}, {t0.Add(52 * time.Second), 0}}}
+	assert.Equal(t, "2 (0s) -> 1 (10s) -> 0 (22s)", w.countsSince(t0.Add(30*time.Second)))
+	assert.Equal(t, 0, w.live())
+}
+
+// tools.sh builds the Karpenter whose CRDs the API server serves.
+func TestToolsBuildTheKarpenterOfTheCRDs(t *testing.T) {
+	b, err := os.ReadFile("tools.sh")
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^KARPENTER_VERSION=(v\S+)`).FindSubmatch(b)
+	require.NotNil(t, m, "tools.sh has no KARPENTER_VERSION")
+	assert.Equal(t, karpenterVersion, string(m[1]))
+	m = regexp.MustCompile(`(?m)^KWOK_VERSION=(v\S+)`).FindSubmatch(b)
+	require.NotNil(t, m)
+	assert.Equal(t, kwokVersion, string(m[1]))
 }

@@ -5,7 +5,7 @@
 // the Azure outputs, and a ConfigMap plays the AKS cluster.
 //
 // It prints one line per scenario step with its evidence, read from the engine's events and the
-// API server, then `e2e: N/15 steps hold`, and exits non-zero unless all hold. `make e2e` builds
+// API server, then `e2e: N/16 steps hold`, and exits non-zero unless all hold. `make e2e` builds
 // the tools and runs it. Usage: go run ./e2e [-tools DIR] [-break KIND] [-keep]
 package main
 
@@ -38,9 +38,14 @@ func run() int {
 	brk := flag.String("break", os.Getenv("E2E_BREAK"), "deploy a deliberately broken object from the first step: "+breakKinds()+" (the run must then fail with the API server's message)")
 	keep := flag.Bool("keep", false, "keep the work folder (state, logs, kubeconfig) even when every step holds")
 	timeout := flag.Duration("timeout", 20*time.Minute, "give up on the whole run after this long")
+	nodeStart := flag.Duration("node-start", envDuration("E2E_NODE_START", defaultNodeStart), "how long a node Karpenter launches takes to turn Ready (a VM's boot; env E2E_NODE_START)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "e2e: unexpected arguments %q\n", flag.Args())
+		return 2
+	}
+	if *nodeStart < 0 || *nodeStart > 5*time.Minute {
+		fmt.Fprintf(os.Stderr, "e2e: -node-start %s must be between 0 and 5m\n", *nodeStart)
 		return 2
 	}
 	if *brk != "" {
@@ -61,7 +66,7 @@ func run() int {
 		return 1
 	}
 	bin := filepath.Join(*tools, "bin")
-	r := &runner{tools: *tools, bin: bin, work: work, brk: *brk, out: os.Stdout}
+	r := &runner{tools: *tools, bin: bin, work: work, brk: *brk, out: os.Stdout, nodeStart: *nodeStart}
 	passed, total, err := r.run(ctx)
 
 	// Nothing may outlive the run: the control plane, the KEDA operator, the engine and its
@@ -87,6 +92,21 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// envDuration is the duration in the environment variable name, or def when it is unset. A value
+// that does not parse is reported and exits 2, like a bad flag.
+func envDuration(name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %s=%q is not a duration (e.g. 5s): %v\n", name, v, err)
+		os.Exit(2)
+	}
+	return d
 }
 
 // waitNoLeftovers gives exiting processes (the provider plugin notices its engine is gone) a

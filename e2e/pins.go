@@ -36,44 +36,62 @@ var crdFiles = []localcluster.ModuleFile{
 	{Module: "github.com/kedacore/keda/v2", Version: kedaVersion, Path: "config/crd/bases/eventing.keda.sh_clustercloudeventsources.yaml"},
 	{Module: "sigs.k8s.io/karpenter", Version: karpenterVersion, Path: "pkg/apis/crds/karpenter.sh_nodepools.yaml"},
 	{Module: "sigs.k8s.io/karpenter", Version: karpenterVersion, Path: "pkg/apis/crds/karpenter.sh_nodeclaims.yaml"},
+	{Module: "sigs.k8s.io/karpenter", Version: karpenterVersion, Path: "pkg/apis/crds/karpenter.sh_nodeoverlays.yaml"},
+	// The kwok provider's node class, which the harness's one substitution in the NodePool
+	// points nodeClassRef at (AKS's AKSNodeClass belongs to the Azure provider, not served here).
+	{Module: "sigs.k8s.io/karpenter", Version: karpenterVersion, Path: "kwok/apis/crds/karpenter.kwok.sh_kwoknodeclasses.yaml"},
 }
 
 // kwokStages are kwok's "fast" lifecycles: nodes become Ready and keep a lease, pods become
 // Ready once scheduled, deleted pods go away. Not its pod-complete stage, which completes a Job's
 // pod at once: here a Job's pod runs a real consumer and completes when that process exits
 // (localcluster.WriteJobPodStages, driven by the pod mirror).
+// The nodes' initialize stage is loaded through localcluster.WriteNodeStages instead: Karpenter's
+// nodes turn Ready only after e2eNodeStart.
 var kwokStages = []localcluster.ModuleFile{
-	{Module: "sigs.k8s.io/kwok", Version: kwokVersion, Path: "kustomize/stage/node/fast/node-initialize.yaml"},
 	{Module: "sigs.k8s.io/kwok", Version: kwokVersion, Path: "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml"},
 	{Module: "sigs.k8s.io/kwok", Version: kwokVersion, Path: "kustomize/stage/pod/fast/pod-ready.yaml"},
 	{Module: "sigs.k8s.io/kwok", Version: kwokVersion, Path: "kustomize/stage/pod/fast/pod-delete.yaml"},
 }
 
-// nodes stand in for the cluster's nodes: a system pool node with AKS's CriticalAddonsOnly taint
-// (where the KEDA operator runs) and one node per zone as node autoprovisioning would create them
-// for the app NodePool: Karpenter's nodepool label and the pool's taint.
-func nodes(appPool string) []localcluster.Node {
-	app := func(name, zone string) localcluster.Node {
-		return localcluster.Node{
-			Name: name,
-			Labels: map[string]string{
-				"karpenter.sh/nodepool":       appPool,
-				"karpenter.sh/capacity-type":  "on-demand",
-				"topology.kubernetes.io/zone": zone,
-			},
-			Taints: []corev1.Taint{{Key: "deployment", Value: appPool, Effect: corev1.TaintEffectNoSchedule}},
-		}
-	}
-	return []localcluster.Node{
-		{
-			Name:   "aks-systempool-0",
-			Labels: map[string]string{"kubernetes.azure.com/mode": "system", "topology.kubernetes.io/zone": "local-1"},
-			Taints: []corev1.Taint{{Key: "CriticalAddonsOnly", Value: "true", Effect: corev1.TaintEffectNoSchedule}},
+var nodeInitializeStage = localcluster.ModuleFile{Module: "sigs.k8s.io/kwok", Version: kwokVersion, Path: "kustomize/stage/node/fast/node-initialize.yaml"}
+
+// systemNodes stand in for AKS's system pool: one node with AKS's CriticalAddonsOnly taint, where
+// the KEDA operator runs. The app pool has no node until Karpenter launches one from the stack's
+// NodePool.
+func systemNodes() []localcluster.Node {
+	return []localcluster.Node{{
+		Name:   "aks-systempool-0",
+		Labels: map[string]string{"kubernetes.azure.com/mode": "system", "topology.kubernetes.io/zone": "local-1"},
+		Taints: []corev1.Taint{{Key: "CriticalAddonsOnly", Value: "true", Effect: corev1.TaintEffectNoSchedule}},
+	}}
+}
+
+// standInAppNode is a node the harness adds to the app pool for the last step, labelled and
+// tainted as NAP's are: there the NodePool is the stack's own, whose AKSNodeClass Karpenter's kwok
+// provider cannot launch from.
+func standInAppNode(appPool string) localcluster.Node {
+	return localcluster.Node{
+		Name: "aks-" + appPool + "-standin",
+		Labels: map[string]string{
+			localcluster.KarpenterNodeLabel: appPool,
+			"karpenter.sh/capacity-type":    "on-demand",
+			"topology.kubernetes.io/zone":   "local-1",
 		},
-		app("aks-"+appPool+"-a", "local-1"),
-		app("aks-"+appPool+"-b", "local-2"),
+		Taints: []corev1.Taint{{Key: "deployment", Value: appPool, Effect: corev1.TaintEffectNoSchedule}},
 	}
 }
+
+// instanceTypesFile gives Karpenter's kwok provider Azure's Dsv5 sizes (2-16 vCPU, 4 GiB per
+// vCPU), each in two zones and both capacity types, with the label the stack's NodePool requires
+// (karpenter.azure.com/sku-family=D) on every offering: the kwok provider adds offering labels
+// to its well-known labels and to the nodes it creates. The prices are illustrative, not Azure's:
+// proportional to the vCPUs, spot at a fifth of on-demand. Karpenter only compares them, to
+// launch the cheapest size that fits.
+const instanceTypesFile = "e2e/karpenter-instance-types.json"
+
+// kwokNodeClass is the node class the NodePool's nodeClassRef is substituted with.
+const kwokNodeClass = "default"
 
 // kedaOptions run the operator as AKS's add-on does, in kube-system.
 func kedaOptions() localcluster.KEDAOptions {

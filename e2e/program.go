@@ -46,6 +46,12 @@ type desired struct {
 	// productionAuth records the TriggerAuthentication spec the stack rendered before the
 	// substitution rewrote it (for the evidence).
 	productionAuth map[string]any
+	// kwokNodeClass is the second substitution (on from the start): the NodePool's nodeClassRef,
+	// AKS's AKSNodeClass, becomes the KWOKNodeClass Karpenter's kwok provider serves.
+	kwokNodeClass bool
+	// nodePool records the NodePool spec the stack rendered before the nodeClassRef
+	// substitution, which step 1 compares with what the API server holds.
+	nodePool map[string]any
 	// scalers records, by kind, the ScaledObject or ScaledJob spec the stack registered (before
 	// any break), which the scaling steps compare with what the API server holds.
 	scalers map[string]map[string]any
@@ -89,6 +95,11 @@ func program(admin, kubeconfig string, d *desired) pulumi.RunFunc {
 		}
 		if d.azuriteAuth {
 			if err := ctx.RegisterResourceTransform(d.substituteAuth); err != nil {
+				return err
+			}
+		}
+		if d.kwokNodeClass {
+			if err := ctx.RegisterResourceTransform(d.substituteNodeClass); err != nil {
 				return err
 			}
 		}
@@ -155,6 +166,35 @@ func (d *desired) substituteAuth(_ context.Context, args *pulumi.ResourceTransfo
 	return &pulumi.ResourceTransformResult{Props: pulumi.ToMap(plain), Opts: args.Opts}
 }
 
+// substituteNodeClass is the harness's second substitution: the NodePool's nodeClassRef, AKS's
+// AKSNodeClass (served by the Azure provider of Karpenter only), becomes the KWOKNodeClass of
+// Karpenter's kwok provider. It records the spec it rewrote; everything else stays the stack's,
+// which step 1 checks on the API server.
+func (d *desired) substituteNodeClass(_ context.Context, args *pulumi.ResourceTransformArgs) *pulumi.ResourceTransformResult {
+	if !strings.HasSuffix(args.Type, "karpenter.sh/v1:NodePool") {
+		return nil
+	}
+	plain, err := toPlain(args.Props)
+	if err != nil {
+		return nil
+	}
+	spec, ok := plain["spec"].(map[string]any)
+	if !ok {
+		return nil
+	}
+	recorded, err := toPlain(args.Props)
+	if err != nil {
+		return nil
+	}
+	d.nodePool, _ = recorded["spec"].(map[string]any)
+	tmpl, err := dig[map[string]any](spec, "template", "spec")
+	if err != nil {
+		return nil
+	}
+	tmpl["nodeClassRef"] = kwokNodeClassRef()
+	return &pulumi.ResourceTransformResult{Props: pulumi.ToMap(plain), Opts: args.Opts}
+}
+
 // recordScaler records the spec of the ScaledObject or ScaledJob the stack registers, changing
 // nothing. It is registered before the other transforms, so it sees the stack's own spec.
 func (d *desired) recordScaler(_ context.Context, args *pulumi.ResourceTransformArgs) *pulumi.ResourceTransformResult {
@@ -207,6 +247,10 @@ type breakKind struct {
 	// credential marks a defect of the deployer's credential, not of an object (no edit): the
 	// harness makes it (identity.go), and the first `pulumi up` must fail.
 	credential bool
+	// byKarpenter marks a defect the API server stores and Karpenter refuses when it tries to
+	// launch a node for the consumer's pods: the first `pulumi up` must fail with Karpenter's
+	// FailedScheduling message, not with the rollout's timeout.
+	byKarpenter bool
 }
 
 var breaks = map[string]breakKind{
@@ -251,6 +295,27 @@ var breaks = map[string]breakKind{
 				"key": "karpenter.sh/nodepool", "operator": "In", "values": []any{"aqs-app-pool"},
 			})
 			return nil
+		},
+	},
+	// Karpenter v1.7's own text (pkg/controllers/provisioning/scheduling/scheduler.go): no
+	// instance type survives the NodePool's requirements, so it has no template to launch from.
+	"nodepool-unschedulable": {
+		what:        "a NodePool requirement no instance type meets (karpenter.azure.com/sku-family In [N], the GPU family, absent from the instance types)",
+		kind:        "karpenter.sh/v1:NodePool",
+		refusal:     "nodepool requirements filtered out all available instance types",
+		byKarpenter: true,
+		edit: func(p map[string]any) error {
+			reqs, err := dig[[]any](p, "spec", "template", "spec", "requirements")
+			if err != nil {
+				return err
+			}
+			for _, req := range reqs {
+				if m, _ := req.(map[string]any); m["key"] == "karpenter.azure.com/sku-family" {
+					m["values"] = []any{"N"}
+					return nil
+				}
+			}
+			return fmt.Errorf("no karpenter.azure.com/sku-family requirement among %d", len(reqs))
 		},
 	},
 	"scaledobject-unknown-field": {

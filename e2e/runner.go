@@ -42,6 +42,12 @@ type runner struct {
 	keda    *localcluster.KEDA
 	adapter *localcluster.KEDAAdapter
 	mirror  *localcluster.Mirror
+	// karpenter launches the app pool's nodes from the stack's NodePool; nodeStart is how long
+	// each of its nodes takes to turn Ready (a VM's boot).
+	karpenter *localcluster.Karpenter
+	nodeStart time.Duration
+	// nodeWatch records the app pool's NodeClaims and nodes over the whole run.
+	nodeWatch *nodeWatch
 	// scaleOut samples the scaling loop from the scale-out burst through the scale-in;
 	// drainedAt is when the scale-out's queue read 0 (from verify's report).
 	scaleOut  *sampler
@@ -61,20 +67,21 @@ type step struct {
 // run sets up the cluster, runs the steps in order until one fails, and tears everything down.
 func (r *runner) run(ctx context.Context) (passed, total int, err error) {
 	steps := []step{
-		{"pulumi up creates the workload; the Deployment rolls out on kwok nodes", r.stepCreate},
+		{"pulumi up creates the workload; the Deployment rolls out on a node Karpenter launches from the stack's NodePool", r.stepCreate},
 		{"a second pulumi up changes nothing", r.stepNoChanges},
 		{"user settings update in place, never replace", r.stepUpdateInPlace},
 		{"scaleMode ScaledObject -> ScaledJob -> ScaledObject", r.stepSwitchScaleMode},
 		{"the API server refuses invalid objects with its own message", r.stepRefused},
 		{"(a) the real KEDA operator takes over: the idle Deployment goes to 0 and stays there", r.stepIdleAtZero},
 		{"(b) fewer messages than activationQueueLength: KEDA reads them and stays at 0", r.stepBelowActivation},
-		{"(c) a burst scales 0 -> 1, the real consumer drains it, each message stored once (verify)", r.stepBurstScalesUp},
+		{"(c) a burst from zero with no app node: the pods wait Pending for Karpenter's node, the real consumer drains it, each message stored once (verify)", r.stepBurstScalesUp},
 		{"(d) back to 0 after the cooldown; the consumer process drains and exits 0", r.stepBackToZero},
 		{"(e) scale out: KEDA takes 0 -> 1, the HPA reads KEDA's metric through the aggregation layer and takes 1 -> N (verify)", r.stepScaleOut},
-		{"(f) scale in: the HPA takes N -> 1 by the stack's scale-down window, then KEDA 1 -> 0 after the cooldown", r.stepScaleIn},
-		{"(g) ScaledJob mode: a burst creates the Jobs it calls for, which complete and drain the queue (verify)", r.stepScaledJob},
-		{"(h) the stack's own TriggerAuthentication: KEDA accepts the trigger and fails only at the token", r.stepProductionAuth},
-		{"(i) a misspelt trigger key: the API server stores it, the operator refuses it with its own message", r.stepOperatorRefusesTypo},
+		{"(f) scale in: the HPA takes N -> 1 by the stack's scale-down window, then KEDA 1 -> 0 after the cooldown; Karpenter consolidates the empty nodes", r.stepScaleIn},
+		{"(g) ScaledJob mode, nodes arriving late: a burst creates the Jobs it calls for and no more while their pods wait Pending; Karpenter leaves their nodes alone; all complete (verify)", r.stepScaledJob},
+		{"(h) a node taken away mid-drain: its pods get SIGTERM and their grace period, nothing lost or poisoned, each message stored once (verify)", r.stepNodeTakenAway},
+		{"(i) the stack's own TriggerAuthentication: KEDA accepts the trigger and fails only at the token", r.stepProductionAuth},
+		{"(j) a misspelt trigger key: the API server stores it, the operator refuses it with its own message", r.stepOperatorRefusesTypo},
 		{"removing the workload deletes its objects; destroy leaves DeletedWith objects to the cluster", r.stepRemoveAndDestroy},
 	}
 	total = len(steps)
@@ -97,6 +104,9 @@ func (r *runner) run(ctx context.Context) (passed, total int, err error) {
 			if r.keda != nil {
 				fmt.Fprintf(r.out, "e2e: last lines of the KEDA operator's log (%s):\n%s\n", r.keda.LogPath, r.keda.Tail(25))
 			}
+			if r.karpenter != nil {
+				fmt.Fprintf(r.out, "e2e: last lines of Karpenter's log (%s):\n%s\n", r.karpenter.LogPath, r.karpenter.Tail(10))
+			}
 			if r.adapter != nil {
 				fmt.Fprintf(r.out, "e2e: last lines of KEDA's metrics adapter's log (%s):\n%s\n", r.adapter.LogPath, r.adapter.Tail(15))
 			}
@@ -116,7 +126,7 @@ func (r *runner) run(ctx context.Context) (passed, total int, err error) {
 
 func (r *runner) setup(ctx context.Context) error {
 	start := time.Now()
-	for _, b := range append([]string{"pulumi", "pulumi-resource-kubernetes", localcluster.KEDABinary, localcluster.KEDAAdapterBinary}, localcluster.Binaries...) {
+	for _, b := range append([]string{"pulumi", "pulumi-resource-kubernetes", localcluster.KEDABinary, localcluster.KEDAAdapterBinary, localcluster.KarpenterBinary}, localcluster.Binaries...) {
 		if _, err := os.Stat(filepath.Join(r.bin, b)); err != nil {
 			return fmt.Errorf("%s is not built in %s: run `make e2e-tools` (or `make e2e`, which does): %w", b, r.bin, err)
 		}
@@ -134,6 +144,15 @@ func (r *runner) setup(ctx context.Context) error {
 		return fmt.Errorf("the Job pod stages: %w", err)
 	}
 	stages = append(stages, jobStages...)
+	stock, err := localcluster.Resolve(ctx, []localcluster.ModuleFile{nodeInitializeStage})
+	if err != nil {
+		return fmt.Errorf("kwok's node-initialize stage: %w", err)
+	}
+	nodeStages, err := localcluster.WriteNodeStages(stock[0], filepath.Join(r.work, "stages"), r.nodeStart)
+	if err != nil {
+		return err
+	}
+	stages = append(stages, nodeStages...)
 	bins, err := r.buildPrograms(ctx)
 	if err != nil {
 		return err
@@ -166,11 +185,15 @@ func (r *runner) setup(ctx context.Context) error {
 	settings.JobQueueLength, settings.JobMaxReplicas = e2eJobQueueLength, e2eJobMaxReplicas
 	settings.ConsumerBatchSize, settings.ConsumerConcurrency = e2eConsumerBatchSize, e2eConsumerConcurrency
 	settings.ScaleDownStabilizationSeconds = e2eScaleDownStabilization
+	settings.NodePoolConsolidateAfter = e2eConsolidateAfter
 	if err := settings.Validate(); err != nil {
 		return fmt.Errorf("the e2e's stack config: %w", err)
 	}
-	ns := nodes(settings.NodePoolName)
+	ns := systemNodes()
 	if err := r.cluster.AddNodes(ctx, ns); err != nil {
+		return err
+	}
+	if err := r.startKarpenter(ctx, settings.NodePoolName, settings.Namespace, settings.AppLabel); err != nil {
 		return err
 	}
 	if err := r.kedaOperatorStandIn(ctx); err != nil {
@@ -189,7 +212,7 @@ func (r *runner) setup(ctx context.Context) error {
 		return fmt.Errorf("the pod mirror: %w", err)
 	}
 	r.want = &desired{settings: settings, imageTag: "v1", withWorkload: true, brk: r.brk,
-		azuriteAuth: true, connectionString: r.azurite.ConnectionString()}
+		azuriteAuth: true, kwokNodeClass: true, connectionString: r.azurite.ConnectionString()}
 	kubeconfig, err := r.deployerKubeconfig()
 	if err != nil {
 		return err
@@ -203,14 +226,17 @@ func (r *runner) setup(ctx context.Context) error {
 		return err
 	}
 	r.eng = engine{stack: stack, log: r.log}
-	fmt.Fprintf(r.out, "e2e: setup in %.0fs: %s; etcd, kube-apiserver %s, controller manager, scheduler and kwok on loopback; CRDs %s (KEDA %s, Karpenter %s); %d kwok nodes Ready; kube-system/%s plays the KEDA add-on's objects (its operator and metrics adapter run from step 6; the HPA controller syncs every %s); Azurite queue %s on 127.0.0.1:%d; consumer pods mirrored to processes; the program, its provider and verify reach the API server through kubelogin %s in the workloadidentity mode, signing in to a fake Entra tenant with fake GitHub assertions (the API server trusts the tenant's tokens: user %s) (engine log: %s)\n",
-		time.Since(start).Seconds(), cliVersion, server.GitVersion, strings.Join(names, ", "), kedaVersion, karpenterVersion, len(ns), components.KedaOperatorName, e2eHPASyncPeriod, queueName, r.azurite.QueuePort, kubeloginVersion, r.deployer(), r.log.Name())
+	fmt.Fprintf(r.out, "e2e: setup in %.0fs: %s; etcd, kube-apiserver %s, controller manager, scheduler and kwok on loopback; CRDs %s (KEDA %s, Karpenter %s); %d kwok system node Ready and no app pool node: Karpenter %s (core's kwok provider, out of cluster) launches them from the stack's NodePool (Azure Dsv5 sizes from %s), each Ready %s after Karpenter creates it; kube-system/%s plays the KEDA add-on's objects (its operator and metrics adapter run from step 6; the HPA controller syncs every %s); Azurite queue %s on 127.0.0.1:%d; consumer pods mirrored to processes; the program, its provider and verify reach the API server through kubelogin %s in the workloadidentity mode, signing in to a fake Entra tenant with fake GitHub assertions (the API server trusts the tenant's tokens: user %s) (engine log: %s)\n",
+		time.Since(start).Seconds(), cliVersion, server.GitVersion, strings.Join(names, ", "), kedaVersion, karpenterVersion, len(ns), r.karpenter.Version, instanceTypesFile, r.nodeStart, components.KedaOperatorName, e2eHPASyncPeriod, queueName, r.azurite.QueuePort, kubeloginVersion, r.deployer(), r.log.Name())
 	return nil
 }
 
 func (r *runner) teardown() {
 	if r.mirror != nil {
 		r.mirror.Stop()
+	}
+	if r.nodeWatch != nil {
+		r.nodeWatch.stop()
 	}
 	if r.cluster != nil {
 		r.cluster.Stop()

@@ -39,7 +39,7 @@ const (
 	scaleOutBurst = 3000
 	// e2eScaleInCooldown is cooldownPeriod during the scale-out and scale-in steps: longer than
 	// e2eScaleDownStabilization plus the HPA's sync, so the HPA takes N -> 1 before KEDA 1 -> 0.
-	e2eScaleInCooldown = 60
+	e2eScaleInCooldown = 45
 )
 
 // scalePoint is one sample of the scaling loop.
@@ -224,7 +224,13 @@ func (r *runner) waitExternalMetric(ctx context.Context, s components.ConsumerSe
 // eventsSince are the events about one object with the reason, last seen at or after since
 // (the recorder folds repeats into one event and moves its lastTimestamp), oldest first.
 func (r *runner) eventsSince(ctx context.Context, ns, name, reason string, since time.Time) ([]corev1.Event, error) {
-	evs, err := r.kube.cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name + ",reason=" + reason})
+	return r.eventsWhere(ctx, ns, "involvedObject.name="+name+",reason="+reason, since, nil)
+}
+
+// eventsWhere are the events in ns that match the field selector and keep (nil: all), last seen
+// at or after since, oldest first.
+func (r *runner) eventsWhere(ctx context.Context, ns, fields string, since time.Time, keep func(corev1.Event) bool) ([]corev1.Event, error) {
+	evs, err := r.kube.cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: fields})
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +241,7 @@ func (r *runner) eventsSince(ctx context.Context, ns, name, reason string, since
 			t = e.EventTime.Time
 		}
 		// Event times have second precision.
-		if !t.Before(since.Truncate(time.Second)) {
+		if !t.Before(since.Truncate(time.Second)) && (keep == nil || keep(e)) {
 			out = append(out, e)
 		}
 	}
@@ -341,9 +347,14 @@ func (r *runner) stepScaleOut(ctx context.Context) (string, error) {
 	}
 	_, running := peakReplicas(points)
 	first, drained := checkSeconds(rep, verify.CheckScaledUp), checkSeconds(rep, verify.CheckDrained)
-	return fmt.Sprintf("burst %d (queueLength %d, maxReplicaCount %d: the HPA's target is %d replicas); KEDA's operator: %s; the HPA %s: %s; 1 -> %d made by the HPA; its currentMetrics then: %s; replicas never above %d: %s; %d consumer processes started, %d at once; scaled up %.0fs, first entity %s, drained %.0fs after the burst's first message; verify: %s",
+	// The nodes of step 8 may still be there (Karpenter consolidates them one at a time).
+	claims := r.nodeWatch.claimsSince(start)
+	if len(claims) >= int(peak) {
+		return "", fmt.Errorf("a node per pod: Karpenter launched %d NodeClaims for %d replicas: %s: %w", len(claims), peak, describeClaims(claims, start), errStep)
+	}
+	return fmt.Sprintf("burst %d (queueLength %d, maxReplicaCount %d: the HPA's target is %d replicas); KEDA's operator: %s; the HPA %s: %s; 1 -> %d made by the HPA; its currentMetrics then: %s; replicas never above %d: %s; %d consumer processes started, %d at once; Karpenter launched %d NodeClaims for them: %s; scaled up %.0fs, first entity %s, drained %.0fs after the burst's first message; verify: %s",
 		scaleOutBurst, s.QueueLength, s.MaxReplicas, want, eventMessages(activated[:1]), hpa, eventMessages(rescaled), byHPA, atPeak, s.MaxReplicas,
-		timeline(points), len(started), running, first, firstEntity(rep), drained, summarize(rep)), nil
+		timeline(points), len(started), running, len(claims), describeClaims(claims, start), first, firstEntity(rep), drained, summarize(rep)), nil
 }
 
 // checkSeconds is when verify saw a check's outcome, counted from the burst's first message.
@@ -453,9 +464,13 @@ func (r *runner) stepScaleIn(ctx context.Context) (string, error) {
 		}
 	}
 	points := sm.stop()
-	evidence := fmt.Sprintf("the HPA took N -> 1 %.0fs after the drain (scaleDownStabilizationSeconds %d): %s; KEDA's operator took 1 -> 0 %.0fs after the drain (cooldownPeriod %d): %s, %.0fs after the Deployment reached 1; %d consumer processes exited 0, none killed; replicas over time since the burst: %s",
+	nodes, err := r.consolidated(ctx, sm.start)
+	if err != nil {
+		return "", err
+	}
+	evidence := fmt.Sprintf("the HPA took N -> 1 %.0fs after the drain (scaleDownStabilizationSeconds %d): %s; KEDA's operator took 1 -> 0 %.0fs after the drain (cooldownPeriod %d): %s, %.0fs after the Deployment reached 1; %d consumer processes exited 0, none killed; replicas over time since the burst: %s; %s",
 		kept.Seconds(), s.ScaleDownStabilizationSeconds, eventMessages([]corev1.Event{*toOne}), off.Seconds(), s.CooldownPeriod,
-		eventMessages(deactivated[len(deactivated)-1:]), toZero.Seconds(), exits, timeline(points))
+		eventMessages(deactivated[len(deactivated)-1:]), toZero.Seconds(), exits, timeline(points), nodes)
 	// The e2e's own cooldown again, for the steps after this one.
 	s.CooldownPeriod = e2eCooldownPeriod
 	r.want.settings = s

@@ -41,6 +41,12 @@ const (
 	e2eJobMaxReplicas        = 5
 	// burst is how many messages verify sends in each mode.
 	burst = 100
+	// scaledJobBurst keeps the ScaledJob's Jobs running long enough (tens of seconds at one
+	// message at a time) for Karpenter's disruption loop to look at their node.
+	scaledJobBurst = 2100
+	// scaledJobMaxReplicas is the ScaledJob's maxReplicaCount in that step: well above the 3
+	// Jobs the burst calls for.
+	scaledJobMaxReplicas = 20
 	// slack is what the scaling checks allow on top of KEDA's own intervals on a loaded 2-core
 	// machine.
 	slack = 30 * time.Second
@@ -152,7 +158,15 @@ func (r *runner) stepBelowActivation(ctx context.Context) (string, error) {
 // Step 8 (c): verify, run against this local stack exactly as a user runs it against Azure,
 // sends a burst: KEDA scales 0 -> 1 within a polling interval (+ slack), the real consumer
 // process drains the queue, and every message is stored once.
+//
+// The app pool has no node when the burst comes (Karpenter consolidated the one of step 1 once
+// KEDA emptied it): the consumer's pods wait Pending until Karpenter launches a node from the
+// stack's NodePool and that node turns Ready.
 func (r *runner) stepBurstScalesUp(ctx context.Context) (string, error) {
+	if err := r.noAppNode(ctx); err != nil {
+		return "", fmt.Errorf("before the burst: %w", err)
+	}
+	start := time.Now()
 	rep, err := r.verify(ctx, burst, "-skip-scale-down")
 	if err != nil {
 		return "", err
@@ -160,7 +174,11 @@ func (r *runner) stepBurstScalesUp(ctx context.Context) (string, error) {
 	if rep.ScaleMode != components.ScaleModeScaledObject || rep.Burst != burst {
 		return "", fmt.Errorf("verify checked %s with a burst of %d, want ScaledObject and %d: %w", rep.ScaleMode, rep.Burst, burst, errStep)
 	}
-	return "verify: " + summarize(rep), nil
+	late, _, err := r.lateNodes(ctx, start)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("no app pool node before the burst; %s; first entity stored %s after the burst's first message; verify: %s", late, firstEntity(rep), summarize(rep)), nil
 }
 
 // Step 9 (d): once the queue is empty, KEDA scales the Deployment back to 0 after the cooldown;
@@ -206,6 +224,12 @@ func (r *runner) stepBackToZero(ctx context.Context) (string, error) {
 func (r *runner) stepScaledJob(ctx context.Context) (string, error) {
 	s := r.want.settings
 	s.ScaleMode = components.ScaleModeScaledJob
+	// A bound below maxReplicaCount, so that a strategy which creates Jobs for pods still
+	// Pending would show: 3 Jobs for the whole burst, up to 20 allowed.
+	s.JobQueueLength, s.JobMaxReplicas = scaledJobBurst/3, scaledJobMaxReplicas
+	if err := s.Validate(); err != nil {
+		return "", err
+	}
 	r.want.settings = s
 	o, err := r.eng.up(ctx)
 	if err != nil {
@@ -223,29 +247,42 @@ func (r *runner) stepScaledJob(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	// KEDA's first read of the burst decides how many Jobs it calls for (the "default"
-	// strategy: ceil(depth / jobQueueLength) minus the Jobs running, at most maxReplicaCount);
-	// by its next poll the Jobs have drained the queue. A poll that lands mid-burst reads less
-	// than the burst, so the read is taken from KEDA's own metric, not assumed.
+	// KEDA's reads of the burst decide how many Jobs it calls for (the "default" strategy:
+	// ceil(depth / jobQueueLength) minus the Jobs not finished, at most maxReplicaCount): a poll
+	// that lands mid-burst reads less than the burst and the next one adds the rest, so the
+	// bound is taken from KEDA's own metric at its largest, not assumed.
+	//
+	// The app pool has no node when the burst comes: the Jobs' pods wait Pending for Karpenter's
+	// node while KEDA keeps polling, and KEDA must not create more Jobs for them.
+	if err := r.noAppNode(ctx); err != nil {
+		return "", fmt.Errorf("before the burst: %w", err)
+	}
+	start := time.Now()
 	reads := r.watchKEDAMetric(ctx, s.ScaledJobName)
-	rep, err := r.verify(ctx, burst)
-	firstRead := reads.stop()
+	jobSamples := r.sampleJobs(ctx, s.ScaledJobName)
+	eligibleSamples := r.sampleEligible(ctx)
+	rep, err := r.verify(ctx, scaledJobBurst)
+	reads.stop()
+	maxRead := reads.max
+	samples := jobSamples()
+	eligible := eligibleSamples()
 	if err != nil {
 		return "", err
 	}
-	if firstRead <= 0 {
+	if maxRead <= 0 {
 		return "", fmt.Errorf("KEDA's keda_scaler_metrics_value for %s never read the burst: %w", s.ScaledJobName, errStep)
 	}
-	want := min(int(math.Ceil(firstRead/float64(s.JobQueueLength))), s.JobMaxReplicas)
+	want := min(int(math.Ceil(maxRead/float64(s.JobQueueLength))), s.JobMaxReplicas)
 	if rep.JobsCreated != want {
-		return "", fmt.Errorf("KEDA created %d Jobs; its first read of the burst was %s messages, which calls for min(ceil(%s/%d), %d) = %d: %w",
-			rep.JobsCreated, fmtFloat(firstRead), fmtFloat(firstRead), s.JobQueueLength, s.JobMaxReplicas, want, errStep)
+		return "", fmt.Errorf("KEDA created %d Jobs; its largest read of the burst was %s messages, which calls for min(ceil(%s/%d), %d) = %d: %w",
+			rep.JobsCreated, fmtFloat(maxRead), fmtFloat(maxRead), s.JobQueueLength, s.JobMaxReplicas, want, errStep)
 	}
 	jobs, err := r.kube.cs.BatchV1().Jobs(s.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "scaledjob.keda.sh/name=" + s.ScaledJobName})
 	if err != nil {
 		return "", err
 	}
 	succeeded := 0
+	var lastDone time.Time
 	for _, j := range jobs.Items {
 		if j.Status.Succeeded > 0 {
 			succeeded++
@@ -253,11 +290,22 @@ func (r *runner) stepScaledJob(ctx context.Context) (string, error) {
 		if j.Status.Failed > 0 {
 			return "", fmt.Errorf("the Job %s failed (%d pods): %w", j.Name, j.Status.Failed, errStep)
 		}
+		if j.Status.CompletionTime != nil && j.Status.CompletionTime.After(lastDone) {
+			lastDone = j.Status.CompletionTime.Time
+		}
 	}
-	evidence := fmt.Sprintf("%s; verify: %s; KEDA's first read %s of %d sent; Jobs created %d = min(ceil(%s/%d), %d), %d succeeded",
-		deployed, summarize(rep), fmtFloat(firstRead), burst, rep.JobsCreated, fmtFloat(firstRead), s.JobQueueLength, s.JobMaxReplicas, succeeded)
+	if succeeded != len(jobs.Items) {
+		return "", fmt.Errorf("%d of %d Jobs completed: %w", succeeded, len(jobs.Items), errStep)
+	}
+	late, err := r.jobsWhileNodesArrive(ctx, start, want, samples, eligible, lastDone)
+	if err != nil {
+		return "", err
+	}
+	evidence := fmt.Sprintf("%s; verify: %s; KEDA's largest read %s of %d sent; Jobs created %d = min(ceil(%s/%d), %d), %d succeeded; %s",
+		deployed, summarize(rep), fmtFloat(maxRead), scaledJobBurst, rep.JobsCreated, fmtFloat(maxRead), s.JobQueueLength, s.JobMaxReplicas, succeeded, late)
 
 	s.ScaleMode = components.ScaleModeScaledObject
+	s.JobQueueLength, s.JobMaxReplicas = e2eJobQueueLength, e2eJobMaxReplicas
 	r.want.settings = s
 	if o, err = r.eng.up(ctx); err != nil {
 		return "", engineError("up", o, err)
@@ -275,7 +323,7 @@ func (r *runner) stepScaledJob(ctx context.Context) (string, error) {
 	return evidence + "; back to ScaledObject: Ready, at 0", nil
 }
 
-// Step 13 (h): with the stack's own TriggerAuthentication (workload identity, no substitution),
+// Step 14 (i): with the stack's own TriggerAuthentication (workload identity, no substitution),
 // the same operator accepts the trigger's metadata and fails only at getting a token: there is
 // no projected service account token outside AKS. KEDA rebuilds a ScaledObject's scalers when
 // the ScaledObject changes, not when its TriggerAuthentication does (its TriggerAuthentication
@@ -332,7 +380,7 @@ func (r *runner) stepProductionAuth(ctx context.Context) (string, error) {
 // credential without the webhook's projected token file).
 var tokenFailures = []string{"failed to acquire a token", "no token file", "AZURE_FEDERATED_TOKEN_FILE"}
 
-// Step 14 (i): a misspelt trigger key, which no schema checks, is refused by the operator with
+// Step 15 (j): a misspelt trigger key, which no schema checks, is refused by the operator with
 // its own message; without it, the ScaledObject is Ready again.
 func (r *runner) stepOperatorRefusesTypo(ctx context.Context) (string, error) {
 	s := r.want.settings
@@ -582,11 +630,11 @@ func (r *runner) waitKEDAMetric(ctx context.Context, s components.ConsumerSettin
 }
 
 // metricWatch samples KEDA's keda_scaler_metrics_value for one scaler every 250 ms and keeps
-// the first value above zero.
+// the first value above zero and the largest.
 type metricWatch struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	first  float64
+	cancel     context.CancelFunc
+	done       chan struct{}
+	first, max float64
 }
 
 func (r *runner) watchKEDAMetric(ctx context.Context, scaler string) *metricWatch {
@@ -594,11 +642,14 @@ func (r *runner) watchKEDAMetric(ctx context.Context, scaler string) *metricWatc
 	w := &metricWatch{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
-		for w.first <= 0 {
+		for {
 			if samples, err := kedaMetrics(ctx, r.keda); err == nil {
 				for series, v := range samples {
 					if strings.HasPrefix(series, "keda_scaler_metrics_value{") && strings.Contains(series, `scaledObject="`+scaler+`"`) && v > 0 {
-						w.first = v
+						if w.first <= 0 {
+							w.first = v
+						}
+						w.max = max(w.max, v)
 					}
 				}
 			}
@@ -612,7 +663,6 @@ func (r *runner) watchKEDAMetric(ctx context.Context, scaler string) *metricWatc
 	return w
 }
 
-// stop ends the watch and returns the first value read above zero (0 if none).
 func (w *metricWatch) stop() float64 {
 	w.cancel()
 	<-w.done

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -13,10 +14,14 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/aks-edw/aks-edw/components"
+	"github.com/aks-edw/aks-edw/internal/localcluster"
 )
 
 // Step 1: `pulumi up` creates every object, the provider's await sees the Deployment roll out on
-// the app pool's (kwok) nodes, and the KEDA operator is patched and rolled out with the identity.
+// a node Karpenter launched for it from the stack's NodePool (the app pool has none before; the
+// NodePool on the API server is the stack's but for nodeClassRef), and the KEDA operator is
+// patched and rolled out with the identity. Under -break nodepool-unschedulable, the `up` fails
+// with Karpenter's FailedScheduling message.
 func (r *runner) stepCreate(ctx context.Context) (string, error) {
 	// The deployer has no role yet: the API server refuses it until the harness grants one,
 	// propagation into the run, as Azure RBAC lets a new assignment in minutes after it exists.
@@ -30,8 +35,15 @@ func (r *runner) stepCreate(ctx context.Context) (string, error) {
 	}
 	upStart := time.Now()
 	granted := r.grantAfter(ctx, propagation)
-	o, err := r.eng.up(ctx)
+	o, refused, err := r.upWatchingKarpenter(ctx, upStart)
+	if refused != "" {
+		return "", fmt.Errorf("-break %s (%s): Karpenter refuses to launch a node for the consumer's pods: %q; `up` cancelled (%v): %w",
+			r.brk, breaks[r.brk].what, refused, err, errStep)
+	}
 	if err != nil {
+		if msg := r.karpenterScheduling(ctx, r.want.settings.Namespace, upStart); msg != "" {
+			err = fmt.Errorf("%w (Karpenter's last FailedScheduling: %q)", err, msg)
+		}
 		if r.brk != "" {
 			c := r.entra.Counts()
 			return "", fmt.Errorf("-break %s (%s): the fake Entra refused %d token requests for an expired assertion (%s): %w",
@@ -72,10 +84,21 @@ func (r *runner) stepCreate(ctx context.Context) (string, error) {
 	if !ro.complete() || ro.image != r.want.image() {
 		return "", fmt.Errorf("up returned but Deployment %s is %s (want every replica available with %s): %w", s.DeploymentName, ro, r.want.image(), errStep)
 	}
+	// The app pool had no node: Karpenter launched the ones the rollout runs on, from the
+	// stack's NodePool.
+	claims := r.nodeWatch.claimsSince(upStart)
+	launched := map[string]bool{}
+	for _, c := range claims {
+		launched[c.node] = true
+	}
 	for _, n := range ro.nodes {
-		if !strings.HasPrefix(n, "aks-"+s.NodePoolName+"-") {
-			return "", fmt.Errorf("a consumer pod runs on %s, not on an app pool node: %w", n, errStep)
+		if !launched[n] {
+			return "", fmt.Errorf("a consumer pod runs on %s, not on a node Karpenter launched during `up` (%s): %w", n, describeClaims(claims, upStart), errStep)
 		}
+	}
+	poolEvidence, err := r.nodePoolAsStack(ctx)
+	if err != nil {
+		return "", err
 	}
 	so, err := r.kube.get(ctx, object{gvrScaledObject, "ScaledObject", s.Namespace, s.ScaledObjectName})
 	if err != nil {
@@ -99,8 +122,32 @@ func (r *runner) stepCreate(ctx context.Context) (string, error) {
 		"duration": want[0].Duration, "reasons": []any{want[0].Reasons[0], want[0].Reasons[1]}}) {
 		return "", fmt.Errorf("the API server holds NodePool budgets %v, want %+v: %w", budgets, want, errStep)
 	}
-	return fmt.Sprintf("up: %s; API server: %d objects (%s); Deployment %s; %s; NodePool disruption budgets as stored: %v; %s",
-		o.counts(), len(objs), kinds(objs), ro, keda, budgets, access), nil
+	return fmt.Sprintf("up: %s; API server: %d objects (%s); Deployment %s; Karpenter %s launched %d NodeClaims for it (times from the start of `up`): %s; %s; %s; NodePool disruption budgets as stored: %v; %s",
+		o.counts(), len(objs), kinds(objs), ro, r.karpenter.Version, len(claims), describeClaims(claims, upStart), poolEvidence, keda, budgets, access), nil
+}
+
+// upWatchingKarpenter runs `pulumi up`. Under a -break that only Karpenter refuses, it also
+// watches for Karpenter's FailedScheduling event with the break's text, and cancels the `up`
+// (which would otherwise wait for the rollout until the provider's timeout) when one comes.
+func (r *runner) upWatchingKarpenter(ctx context.Context, since time.Time) (o outcome, refused string, err error) {
+	if r.brk == "" || !breaks[r.brk].byKarpenter {
+		o, err = r.eng.up(ctx)
+		return o, "", err
+	}
+	upCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex
+	go r.watchKarpenterRefusal(upCtx, r.want.settings.Namespace, breaks[r.brk].refusal, since, func(msg string) {
+		mu.Lock()
+		refused = msg
+		mu.Unlock()
+		cancel()
+	})
+	o, err = r.eng.up(upCtx)
+	cancel()
+	mu.Lock()
+	defer mu.Unlock()
+	return o, refused, err
 }
 
 // kedaOperatorIdentity checks the KEDA operator's service account carries the client id and
@@ -361,7 +408,7 @@ func kinds(objs []object) string {
 func (r *runner) stepRefused(ctx context.Context) (string, error) {
 	var kindsTried []string
 	for k, b := range breaks {
-		if !b.byOperator && !b.credential {
+		if !b.byOperator && !b.credential && !b.byKarpenter {
 			kindsTried = append(kindsTried, k)
 		}
 	}
@@ -409,7 +456,7 @@ func refusal(errs []string, fragment string) string {
 	return ""
 }
 
-// Step 6: a program without the workload deletes every one of its objects from the API server
+// Step 16: a program without the workload deletes every one of its objects from the API server
 // (and takes the KEDA operator's identity fields back); then, with the workload deployed again,
 // `pulumi destroy` completes, deleting the cluster's stand-in and leaving the objects that are
 // DeletedWith it to the cluster's own deletion, as the stack does with AKS.
@@ -445,8 +492,14 @@ func (r *runner) stepRemoveAndDestroy(ctx context.Context) (string, error) {
 	r.want.withWorkload = true
 	// The destroy is checked on the stack's own objects: the Go SDK (v3.227.0, context.go's
 	// transform callback) round-trips a transformed resource's options without DeletedWith, so
-	// the substituted TriggerAuthentication would lose it and be deleted (docs/cloud-notes.md).
-	r.want.azuriteAuth = false
+	// the substituted TriggerAuthentication and NodePool would lose it and be deleted
+	// (docs/cloud-notes.md). No pod runs by now, so the NodePool's own nodeClassRef is harmless.
+	r.want.azuriteAuth, r.want.kwokNodeClass = false, false
+	// With the stack's own NodePool Karpenter launches nothing here: the consumer the provider
+	// awaits runs on a node the harness adds to the pool.
+	if err := r.cluster.AddNodes(ctx, []localcluster.Node{standInAppNode(s.NodePoolName)}); err != nil {
+		return "", err
+	}
 	if o, err = r.eng.up(ctx); err != nil {
 		return "", engineError("up", o, err)
 	}
