@@ -75,8 +75,8 @@ verify: ## After `pulumi up`: tagged burst, then scale-up, NAP nodes, stored onc
 
 .PHONY: e2e e2e-tools
 
-e2e: e2e-tools ## Real Pulumi engine, Kubernetes provider and KEDA operator on a local API server (kwok nodes, Azurite); last line `e2e: 15/15 steps hold` [E2E_BREAK=kind]
+e2e: e2e-tools ## Real Pulumi engine, Kubernetes provider, KEDA and Karpenter on a local API server (kwok nodes, Azurite); last line `e2e: 16/16 steps hold` [E2E_BREAK=kind]
 	go run ./e2e
 
-e2e-tools: ## Build the pinned e2e tools (Pulumi CLI, kubernetes plugin, etcd, kube-*, kwok) into E2E_TOOLS_DIR; skips what is built
+e2e-tools: ## Build the pinned e2e tools (Pulumi CLI, kubernetes plugin, etcd, kube-*, kwok, KEDA, Karpenter, kubelogin) into E2E_TOOLS_DIR; skips what is built
 	e2e/tools.sh
