@@ -367,6 +367,16 @@ func checkSeconds(rep verify.Report, name string) float64 {
 	return -1
 }
 
+// checkEvidence is the evidence of one of verify's checks, "" when it did not run.
+func checkEvidence(rep verify.Report, name string) string {
+	for _, c := range rep.Checks {
+		if c.Name == name {
+			return c.Evidence
+		}
+	}
+	return ""
+}
+
 // firstEntity is what verify's stored-once check says about the first entity's time.
 func firstEntity(rep verify.Report) string {
 	for _, c := range rep.Checks {

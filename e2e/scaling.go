@@ -174,11 +174,18 @@ func (r *runner) stepBurstScalesUp(ctx context.Context) (string, error) {
 	if rep.ScaleMode != components.ScaleModeScaledObject || rep.Burst != burst {
 		return "", fmt.Errorf("verify checked %s with a burst of %d, want ScaledObject and %d: %w", rep.ScaleMode, rep.Burst, burst, errStep)
 	}
-	late, _, err := r.lateNodes(ctx, start)
+	late, claims, err := r.lateNodes(ctx, start)
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("no app pool node before the burst; %s; first entity stored %s after the burst's first message; verify: %s", late, firstEntity(rep), summarize(rep)), nil
+	// verify, as on AKS, names the NodeClaims launched for the burst with their times.
+	nodes := checkEvidence(rep, verify.CheckNodes)
+	i := strings.Index(nodes, "NodeClaims created since the burst")
+	if i < 0 || !strings.Contains(nodes[i:], claims[0].name) {
+		return "", fmt.Errorf("verify's nodes check does not list the NodeClaims launched for the burst (%s): %q: %w", claims[0].name, nodes, errStep)
+	}
+	return fmt.Sprintf("no app pool node before the burst; %s; first entity stored %s after the burst's first message; verify's nodes check: %s; verify: %s",
+		late, firstEntity(rep), clip(nodes[max(0, i-2):], 400), summarize(rep)), nil
 }
 
 // Step 9 (d): once the queue is empty, KEDA scales the Deployment back to 0 after the cooldown;
