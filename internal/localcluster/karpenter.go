@@ -58,11 +58,8 @@ func (c *Cluster) StartKarpenter(ctx context.Context, opts KarpenterOptions) (*K
 	if opts.ReadyTimeout == 0 {
 		opts.ReadyTimeout = 60 * time.Second
 	}
-	if _, running := c.Pids()[KarpenterBinary]; running {
-		return nil, fmt.Errorf("localcluster: %s is already started", KarpenterBinary)
-	}
-	if _, err := os.Stat(filepath.Join(c.opts.BinDir, KarpenterBinary)); err != nil {
-		return nil, fmt.Errorf("localcluster: %s is not built in %s (run `make e2e-tools`): %w", KarpenterBinary, c.opts.BinDir, err)
+	if err := c.canStart(KarpenterBinary); err != nil {
+		return nil, err
 	}
 	if _, err := os.Stat(opts.InstanceTypesFile); err != nil {
 		return nil, fmt.Errorf("localcluster: Karpenter's instance types: %w", err)
@@ -186,22 +183,3 @@ func gaugeOf(r io.Reader, name, label string) (float64, bool, error) {
 
 // Tail is the last n lines of Karpenter's log.
 func (k *Karpenter) Tail(n int) string { return tail(k.LogPath, n) }
-
-// Logged returns the lines of Karpenter's log that contain every fragment.
-func (k *Karpenter) Logged(fragments ...string) []string {
-	b, err := os.ReadFile(k.LogPath)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		all := line != ""
-		for _, f := range fragments {
-			all = all && strings.Contains(line, f)
-		}
-		if all {
-			out = append(out, line)
-		}
-	}
-	return out
-}

@@ -55,11 +55,8 @@ func (c *Cluster) StartKEDA(ctx context.Context, opts KEDAOptions) (*KEDA, error
 	if opts.ReadyTimeout == 0 {
 		opts.ReadyTimeout = 60 * time.Second
 	}
-	if _, running := c.Pids()[KEDABinary]; running {
-		return nil, fmt.Errorf("localcluster: %s is already started", KEDABinary)
-	}
-	if _, err := os.Stat(filepath.Join(c.opts.BinDir, KEDABinary)); err != nil {
-		return nil, fmt.Errorf("localcluster: %s is not built in %s (run `make e2e-tools`): %w", KEDABinary, c.opts.BinDir, err)
+	if err := c.canStart(KEDABinary); err != nil {
+		return nil, err
 	}
 	certDir := filepath.Join(c.opts.Dir, "keda-certs")
 	if err := writeKEDACerts(certDir, opts.Namespace); err != nil {
@@ -165,6 +162,18 @@ func kedaVersion(logPath string) string {
 		return string(m[1])
 	}
 	return ""
+}
+
+// canStart checks that a process of the cluster called name is not running yet and that its
+// binary is built in BinDir.
+func (c *Cluster) canStart(name string) error {
+	if _, running := c.Pids()[name]; running {
+		return fmt.Errorf("localcluster: %s is already started", name)
+	}
+	if _, err := os.Stat(filepath.Join(c.opts.BinDir, name)); err != nil {
+		return fmt.Errorf("localcluster: %s is not built in %s (run `make e2e-tools`): %w", name, c.opts.BinDir, err)
+	}
+	return nil
 }
 
 // withLogTail adds the end of a process's log to err, unless err already names a process that

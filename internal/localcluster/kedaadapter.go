@@ -88,11 +88,8 @@ func (c *Cluster) StartKEDAAdapter(ctx context.Context, k *KEDA, opts KEDAAdapte
 	if k == nil {
 		return nil, fmt.Errorf("localcluster: KEDA's metrics adapter reads from the operator: start it first (StartKEDA)")
 	}
-	if _, running := c.Pids()[KEDAAdapterBinary]; running {
-		return nil, fmt.Errorf("localcluster: %s is already started", KEDAAdapterBinary)
-	}
-	if _, err := os.Stat(filepath.Join(c.opts.BinDir, KEDAAdapterBinary)); err != nil {
-		return nil, fmt.Errorf("localcluster: %s is not built in %s (run `make e2e-tools`): %w", KEDAAdapterBinary, c.opts.BinDir, err)
+	if err := c.canStart(KEDAAdapterBinary); err != nil {
+		return nil, err
 	}
 	ports, err := freePorts(2)
 	if err != nil {
