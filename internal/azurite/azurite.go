@@ -57,6 +57,14 @@ func (i *Instance) ConnectionString() string {
 		AccountName, AccountKey, i.QueuePort, AccountName, i.TablePort, AccountName)
 }
 
+// ConnectionStringVia is ConnectionString with the queue and table
+// endpoints at other base URLs (a proxy in front of this instance), e.g.
+// http://127.0.0.1:41001; the account's path is added.
+func (i *Instance) ConnectionStringVia(queueBase, tableBase string) string {
+	return fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;QueueEndpoint=%s/%s;TableEndpoint=%s/%s",
+		AccountName, AccountKey, queueBase, AccountName, tableBase, AccountName)
+}
+
 // RepoRoot walks up from the working directory to the directory holding
 // go.mod.
 func RepoRoot() (string, error) {
