@@ -30,6 +30,8 @@ const (
 	stageTable  = "table"
 	stageDelete = "delete"
 	stagePoison = "poison"
+	// stageDequeue labels throttled dequeues.
+	stageDequeue = "dequeue"
 
 	// maxTransaction is the Table service's limit of operations per
 	// entity-group transaction.
@@ -55,8 +57,11 @@ type Consumer struct {
 	sem      chan struct{} // bounds storage requests in flight
 	freed    chan struct{} // signalled when a batch finishes
 	inflight atomic.Int64
-	ready    atomic.Bool
-	draining atomic.Bool
+	// dequeueTime and slotTime are moving averages (nanoseconds) of a
+	// successful dequeue and of a successful request in a slot.
+	dequeueTime, slotTime atomic.Int64
+	ready                 atomic.Bool
+	draining              atomic.Bool
 	// outageSince is when storage became unavailable (UnixNano), 0 while it
 	// is available. Dequeuing pauses while it is set.
 	outageSince atomic.Int64
@@ -298,40 +303,140 @@ func (c *Consumer) probeOnce(ctx context.Context) error {
 
 func ptr[T any](v T) *T { return &v }
 
-// maxInFlight bounds dequeued-but-unfinished messages: enough to keep every
-// request slot busy plus one batch fetched ahead.
+// maxInFlight bounds dequeued-but-unfinished messages (MaxInFlight).
 func (c *Consumer) maxInFlight() int64 {
-	return int64(max(c.cfg.Concurrency, c.cfg.BatchSize) + c.cfg.BatchSize)
+	return MaxInFlight(c.cfg.Concurrency, c.cfg.BatchSize)
+}
+
+// MaxInFlight is the most messages one consumer holds dequeued and
+// unfinished: max(concurrency, batch) + 3 × batch. How much of it is used
+// follows the observed latencies (see readAhead).
+func MaxInFlight(concurrency, batch int) int64 {
+	return int64(max(concurrency, batch) + 3*batch)
+}
+
+// readAhead is how many messages the consumer wants in hand (dequeued,
+// unfinished) before it sends another dequeue: enough to keep the
+// Concurrency request slots busy while that dequeue is answered. With a slot
+// request taking S and a dequeue D, the slots get through Concurrency × D/S
+// requests while a dequeue is answered, and each message in hand is held for
+// about three slot-request times (its table write, its wait for a delete
+// slot, its delete): readAhead = Concurrency × (3 + D/S), with D and S moving
+// averages of the observed times (D/S taken as 1 until both are known, at
+// most 8). Against Azure, where a dequeue costs about what a delete costs,
+// that is four times the concurrency; against the emulator, whose dequeues
+// of 32 messages take 2-4 times as long, 5-7 times. MaxInFlight caps it.
+// (Measured with make bench: with one dequeue at a time and at most
+// max(concurrency, batch) + batch messages held, the consumer kept 0.6 of its
+// slots busy at 10 ms; see docs/programs.md.)
+func (c *Consumer) readAhead() int64 {
+	ratio := 1.0
+	if d, s := c.dequeueTime.Load(), c.slotTime.Load(); d > 0 && s > 0 {
+		ratio = min(8, max(1, float64(d)/float64(s)))
+	}
+	return int64(float64(c.cfg.Concurrency) * (3 + ratio))
+}
+
+// observe folds a duration into a moving average (weight 1/8).
+func observe(avg *atomic.Int64, d time.Duration) {
+	old := avg.Load()
+	if old == 0 {
+		avg.Store(int64(d))
+		return
+	}
+	avg.Store(old + (int64(d)-old)/8)
+}
+
+// answer is a dequeue's result.
+type answer struct {
+	msgs []*azqueue.DequeuedMessage
+	err  error
+	at   time.Time
 }
 
 // fetch dequeues batches until ctx is done (or, with ExitWhenEmpty, until the
-// queue is empty) and starts a goroutine per batch.
+// queue is empty) and starts a goroutine per batch. It sends a dequeue while
+// fewer than readAhead messages are in hand (and MaxInFlight, which counts
+// the batches asked for too, leaves room for a full batch); while the queue answers full batches the next dequeue may be
+// sent before the previous one is answered, so the request slots are not
+// left idle for a dequeue's round trip; after a short or empty answer
+// dequeues are sent one at a time, with the poll backoff.
 // Dequeue requests use workCtx, so a request already sent when ctx ends
 // completes and its messages are processed rather than left invisible.
 func (c *Consumer) fetch(ctx, workCtx context.Context, batches *sync.WaitGroup) {
 	poll := minPoll
 	failures, empties := 0, 0
+	batch := int64(c.cfg.BatchSize)
+	answers := make(chan answer, 4)
+	outstanding := 0   // dequeues sent and not answered
+	var reserved int64 // in-flight room kept for the outstanding dequeues
+	full := false      // the last answer was a full batch
+	take := func(a answer) {
+		outstanding--
+		reserved -= batch
+		if len(a.msgs) == 0 {
+			return
+		}
+		c.metrics.Dequeued.Add(float64(len(a.msgs)))
+		c.inflight.Add(int64(len(a.msgs)))
+		c.metrics.InFlight.Add(float64(len(a.msgs)))
+		batches.Go(func() { c.processBatch(workCtx, a.msgs, a.at) })
+	}
+	defer func() {
+		// Messages of dequeues already sent are processed, not left invisible.
+		for outstanding > 0 {
+			take(<-answers)
+		}
+	}()
 	for {
-		for c.inflight.Load()+int64(c.cfg.BatchSize) > c.maxInFlight() {
-			select {
+		if ctx.Err() != nil {
+			return
+		}
+		// Room for a full batch more, and fewer messages in hand than it takes
+		// to keep the slots busy until that batch arrives.
+		inHand := c.inflight.Load()
+		room := inHand+reserved+batch <= c.maxInFlight() && inHand < c.readAhead()
+		overlap := outstanding == 0 || (full && outstanding < cap(answers))
+		if room && overlap && c.outageSince.Load() == 0 {
+			outstanding++
+			reserved += batch
+			at := c.now()
+			go func() {
+				msgs, err := c.dequeue(workCtx)
+				answers <- answer{msgs: msgs, err: err, at: at}
+			}()
+			continue
+		}
+		if outstanding == 0 {
+			// An outage pauses dequeuing, so no delivery count is spent on it.
+			if c.outageSince.Load() != 0 {
+				if !c.recover(ctx) {
+					return
+				}
+				failures = 0
+				continue
+			}
+			select { // no room: wait for messages to finish
 			case <-ctx.Done():
 				return
 			case <-c.freed:
 			}
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		// An outage pauses dequeuing, so no delivery count is spent on it.
-		if c.outageSince.Load() != 0 {
-			if !c.recover(ctx) {
-				return
-			}
-			failures = 0
 			continue
 		}
-		dequeuedAt := c.now()
-		msgs, err := c.dequeue(workCtx)
+		var a answer
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.freed:
+			continue
+		case a = <-answers:
+		}
+		take(a)
+		err := a.err
+		full = err == nil && int64(len(a.msgs)) == batch
+		if err != nil && retry.Throttled(err) {
+			c.metrics.Throttled.WithLabelValues(stageDequeue).Inc()
+		}
 		if err != nil && retry.Outage(err) {
 			c.reportOutage(err)
 			continue
@@ -340,7 +445,10 @@ func (c *Consumer) fetch(ctx, workCtx context.Context, batches *sync.WaitGroup) 
 			failures++
 			delay := c.retry.Backoff(failures)
 			lvl := slog.LevelWarn
-			if !retry.Transient(err) {
+			switch {
+			case retry.Throttled(err) && failures < 3:
+				lvl = slog.LevelDebug
+			case !retry.Transient(err):
 				lvl = slog.LevelError
 			}
 			c.log.Log(ctx, lvl, "dequeue failed", "attempt", failures, "retryIn", delay.String(),
@@ -351,8 +459,8 @@ func (c *Consumer) fetch(ctx, workCtx context.Context, batches *sync.WaitGroup) 
 			continue
 		}
 		failures = 0
-		if len(msgs) == 0 {
-			if c.cfg.ExitWhenEmpty && c.inflight.Load() == 0 {
+		if len(a.msgs) == 0 {
+			if c.cfg.ExitWhenEmpty && c.inflight.Load() == 0 && outstanding == 0 {
 				// Two empty answers in a row with nothing in flight: done.
 				if empties++; empties >= 2 {
 					c.log.Info("queue empty and nothing in flight: stopping", "setting", EnvExitWhenEmpty)
@@ -367,10 +475,6 @@ func (c *Consumer) fetch(ctx, workCtx context.Context, batches *sync.WaitGroup) 
 		}
 		poll = minPoll
 		empties = 0
-		c.metrics.Dequeued.Add(float64(len(msgs)))
-		c.inflight.Add(int64(len(msgs)))
-		c.metrics.InFlight.Add(float64(len(msgs)))
-		batches.Go(func() { c.processBatch(workCtx, msgs, dequeuedAt) })
 	}
 }
 
@@ -402,9 +506,13 @@ func (c *Consumer) dequeue(ctx context.Context) ([]*azqueue.DequeuedMessage, err
 	defer cancel()
 	n := int32(c.cfg.BatchSize)
 	vis := int32(c.cfg.VisibilityTimeout / time.Second)
+	start := time.Now()
 	resp, err := c.clients.Queue.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: &n, VisibilityTimeout: &vis})
 	if err != nil {
 		return nil, fmt.Errorf("dequeue from %s: %w", c.cfg.Storage.QueueName, err)
+	}
+	if len(resp.Messages) > 0 {
+		observe(&c.dequeueTime, time.Since(start))
 	}
 	return resp.Messages, nil
 }
@@ -558,15 +666,27 @@ func (c *Consumer) acquire(ctx context.Context) error {
 
 func (c *Consumer) release() { <-c.sem }
 
-// call runs op through the retry policy, holding a request slot per attempt
-// (not while backing off).
-func (c *Consumer) call(ctx context.Context, op func(ctx context.Context) error) error {
+// call runs op through the retry policy and counts the attempts storage
+// throttled under stage. It holds one request slot from the first attempt to
+// the last, backoffs included: a consumer whose requests are throttled then
+// sends fewer of them, which is the point of backing off (Azure's guidance
+// for 503 ServerBusy), instead of filling the slot with another message's
+// request meanwhile.
+func (c *Consumer) call(ctx context.Context, stage string, op func(ctx context.Context) error) error {
+	if err := c.acquire(ctx); err != nil {
+		return err
+	}
+	defer c.release()
 	return c.retry.Do(ctx, func(ctx context.Context) error {
-		if err := c.acquire(ctx); err != nil {
-			return err
+		start := time.Now()
+		err := op(ctx)
+		if err == nil {
+			observe(&c.slotTime, time.Since(start))
 		}
-		defer c.release()
-		return op(ctx)
+		if retry.Throttled(err) {
+			c.metrics.Throttled.WithLabelValues(stage).Inc()
+		}
+		return err
 	})
 }
 
@@ -591,7 +711,7 @@ func (c *Consumer) write(ctx context.Context, group []item) []error {
 		}
 		actions = append(actions, aztables.TransactionAction{ActionType: aztables.TransactionTypeInsertReplace, Entity: b})
 	}
-	err := c.call(ctx, func(ctx context.Context) error {
+	err := c.call(ctx, stageTable, func(ctx context.Context) error {
 		_, err := c.clients.Table.SubmitTransaction(ctx, actions, nil)
 		return err
 	})
@@ -623,7 +743,7 @@ func (c *Consumer) upsert(ctx context.Context, it item) error {
 	if err != nil {
 		return err
 	}
-	err = c.call(ctx, func(ctx context.Context) error {
+	err = c.call(ctx, stageTable, func(ctx context.Context) error {
 		_, err := c.clients.Table.UpsertEntity(ctx, b, &aztables.UpsertEntityOptions{UpdateMode: aztables.UpdateModeReplace})
 		return err
 	})
@@ -634,7 +754,7 @@ func (c *Consumer) upsert(ctx context.Context, it item) error {
 }
 
 func (c *Consumer) delete(ctx context.Context, q *azqueue.QueueClient, it item) error {
-	err := c.call(ctx, func(ctx context.Context) error {
+	err := c.call(ctx, stageDelete, func(ctx context.Context) error {
 		_, err := q.DeleteMessage(ctx, it.id, it.popReceipt, nil)
 		return err
 	})
@@ -663,7 +783,7 @@ func (c *Consumer) poison(ctx context.Context, it item, d message.Decision, caus
 	}
 	ttl := int32(-1)
 	enqueue := func() error {
-		return c.call(ctx, func(ctx context.Context) error {
+		return c.call(ctx, stagePoison, func(ctx context.Context) error {
 			_, err := c.clients.Poison.EnqueueMessage(ctx, text, &azqueue.EnqueueMessageOptions{TimeToLive: &ttl})
 			return err
 		})

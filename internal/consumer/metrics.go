@@ -27,6 +27,10 @@ type Metrics struct {
 	StorageAvailable prometheus.Gauge
 	// Outages counts the times storage became unavailable.
 	Outages prometheus.Counter
+	// Throttled counts the requests storage answered with throttling (503
+	// ServerBusy, 500 OperationTimedOut, 429), by stage; each is retried
+	// with backoff.
+	Throttled *prometheus.CounterVec
 	// ImplausibleStamp counts stored messages whose srcStamp is far in the
 	// future or past; their latency is not observed.
 	ImplausibleStamp prometheus.Counter
@@ -72,6 +76,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "consumer_storage_outages_total",
 			Help: "Times storage became unavailable (missing table or queue, authorization, 5xx, network).",
 		}),
+		Throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "consumer_storage_throttled_total",
+			Help: "Storage requests answered with throttling (503 ServerBusy, 500 OperationTimedOut, 429), by stage; each is retried with exponential backoff.",
+		}, []string{"stage"}),
 		ImplausibleStamp: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "consumer_messages_implausible_stamp_total",
 			Help: "Stored messages whose srcStamp is far in the future or past (not observed as latency).",
@@ -81,11 +89,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, stage := range []string{stageTable, stageDelete, stagePoison} {
 		m.Failed.WithLabelValues(stage)
 	}
+	for _, stage := range []string{stageDequeue, stageTable, stageDelete, stagePoison} {
+		m.Throttled.WithLabelValues(stage)
+	}
 	for _, reason := range []string{"malformed", "over_delivered", "rejected"} {
 		m.Poisoned.WithLabelValues(reason)
 	}
 	for _, c := range []prometheus.Collector{m.Processed, m.Failed, m.Poisoned, m.Latency, m.Dequeued, m.InFlight, m.Ready,
-		m.StorageAvailable, m.Outages, m.ImplausibleStamp} {
+		m.StorageAvailable, m.Outages, m.Throttled, m.ImplausibleStamp} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register consumer metrics: %w", err)
 		}

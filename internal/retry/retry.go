@@ -146,14 +146,41 @@ func (p Policy) attempt(ctx context.Context, op func(ctx context.Context) error)
 	return op(actx)
 }
 
+// Throttled reports whether err is storage asking the client to slow down:
+// 503 ServerBusy or 500 OperationTimedOut, which Azure Storage returns when
+// a partition (one queue, one table partition) or the account passes its
+// scalability target, and 429. Azure's guidance is to retry them with
+// exponential backoff (Queue Storage scalability targets); they are
+// Transient, and not an Outage.
+func Throttled(err error) bool {
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) {
+		return false
+	}
+	switch re.StatusCode {
+	case http.StatusTooManyRequests:
+		return true
+	case http.StatusServiceUnavailable:
+		return re.ErrorCode == "ServerBusy"
+	case http.StatusInternalServerError:
+		return re.ErrorCode == "OperationTimedOut"
+	}
+	return false
+}
+
 // Outage reports whether err says storage itself is unavailable rather than
-// that one request or message is bad: everything Transient covers, a missing
+// that one request or message is bad: everything Transient covers except
+// throttling, a missing
 // table or queue (404 TableNotFound, QueueNotFound, ResourceNotFound; 409
 // TableBeingDeleted, QueueBeingDeleted), and any authentication or
 // authorization failure (401, 403: a role assignment not yet propagated, or
 // removed). The consumer pauses on an outage instead of failing messages.
 func Outage(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if Throttled(err) {
+		// Storage is answering: it asks for less, not for a pause.
 		return false
 	}
 	if Transient(err) || errors.Is(err, context.DeadlineExceeded) {

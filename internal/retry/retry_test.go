@@ -144,8 +144,11 @@ func TestOutageAndRejected(t *testing.T) {
 		{"role not propagated", respErr(403, "AuthorizationPermissionMismatch"), true, false},
 		{"authentication failed", respErr(403, "AuthenticationFailed"), true, false},
 		{"unauthorized", respErr(401, ""), true, false},
-		{"server busy", respErr(503, "ServerBusy"), true, false},
-		{"throttled", respErr(429, ""), true, false},
+		{"server busy: throttled, not an outage", respErr(503, "ServerBusy"), false, false},
+		{"operation timed out: throttled", respErr(500, "OperationTimedOut"), false, false},
+		{"429: throttled", respErr(429, ""), false, false},
+		{"other 503", respErr(503, "ServiceUnavailable"), true, false},
+		{"other 500", respErr(500, "InternalError"), true, false},
 		{"timeout", context.DeadlineExceeded, true, false},
 		{"refused", fmt.Errorf("dial: %w", syscall.ECONNREFUSED), true, false},
 		{"value too large", respErr(400, "PropertyValueTooLarge"), false, true},
@@ -160,5 +163,26 @@ func TestOutageAndRejected(t *testing.T) {
 	} {
 		assert.Equal(t, tc.outage, Outage(tc.err), "%s: Outage", tc.name)
 		assert.Equal(t, tc.rejected, Rejected(tc.err), "%s: Rejected", tc.name)
+	}
+}
+
+func TestThrottled(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{respErr(503, "ServerBusy"), true},
+		{respErr(500, "OperationTimedOut"), true},
+		{respErr(429, "TooManyRequests"), true},
+		{respErr(503, ""), false},
+		{respErr(500, "InternalError"), false},
+		{respErr(403, "AuthorizationPermissionMismatch"), false},
+		{fmt.Errorf("dial: %w", syscall.ECONNREFUSED), false},
+		{nil, false},
+	} {
+		assert.Equal(t, tc.want, Throttled(tc.err), "%v", tc.err)
+		if tc.want {
+			assert.True(t, Transient(tc.err), "throttling is retried: %v", tc.err)
+		}
 	}
 }
