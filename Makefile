@@ -41,8 +41,8 @@ lint: ## gofmt check, go vet, staticcheck (pinned in go.mod, checks in staticche
 	go vet ./...
 	go tool staticcheck ./...
 
-bench: deps ## Consumer vs reference client on one Azurite; last line is the throughput ratio
-	go run ./cmd/bench
+bench: deps ## Consumer vs reference with storage 0/5/10/20 ms away (azproxy), replicas 1,2,4, throttled; ends with the two summary lines [ARGS="-rtt 10ms,20ms"]
+	go run ./cmd/bench $(ARGS)
 
 golden: ## Regenerate the golden inventories and docs/plan.dev.md after reviewing a change
 	go test . -run '^(TestStacks|TestContainerAppsStacks|TestPlan)$$' -update

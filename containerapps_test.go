@@ -109,8 +109,8 @@ func TestContainerAppsStacks(t *testing.T) {
 				}
 				container := "template.containers.0"
 				assert.Equal(t, id.Output("clientId"), envValue(t, app.Input(container+".env"), "AZURE_CLIENT_ID"))
-				assert.Equal(t, "0.5Gi", app.Input(container+".resources.memory"))
-				assert.Equal(t, 0.25, app.Input(container+".resources.cpu"))
+				assert.Equal(t, "1Gi", app.Input(container+".resources.memory"), "the smallest size with 0.5 vCPU")
+				assert.Equal(t, 0.5, app.Input(container+".resources.cpu"), "cpuRequest 500m")
 				assert.Equal(t, run.outputs["consumerImage"].Value, app.Input(container+".image"))
 				task := m.One(t, tTaskRun)
 				assert.True(t, app.DependsOn(task), "the %s waits for the image build", app.Type)

@@ -146,10 +146,10 @@ func TestManagedPrometheusStacks(t *testing.T) {
 				// Independently of AlertParams: the backlog threshold and the scaler of the mode.
 				backlog := ruleExpression(t, rg, "QueueBacklogAboveCapacity")
 				if strings.Contains(tc.name, "ScaledJob") {
-					assert.True(t, strings.HasSuffix(backlog, "> 120000"), "jobMaxReplicas 5 x jobQueueLength 24000: %s", backlog)
+					assert.True(t, strings.HasSuffix(backlog, "> 144000"), "jobMaxReplicas 3 x jobQueueLength 48000: %s", backlog)
 					assert.Contains(t, backlog, `scaledObject="aws2az-queue-scaledjob"`)
 				} else {
-					assert.True(t, strings.HasSuffix(backlog, "> 20000"), "maxReplicas 5 x queueLength 4000: %s", backlog)
+					assert.True(t, strings.HasSuffix(backlog, "> 24000"), "maxReplicas 3 x queueLength 8000: %s", backlog)
 					assert.Contains(t, backlog, `scaledObject="aws2az-queue-scaleobj"`)
 				}
 				assert.Equal(t, "PT15M", ruleField(t, rg, "QueueBacklogAboveCapacity", "for"), "backlogAlertFor default 15m")

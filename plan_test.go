@@ -191,3 +191,34 @@ func checkPlanDoc(t *testing.T, p *plan.Plan) {
 			path, p.Stack, plan.RegenerateCommand, lineDiff(string(want), b.String()))
 	}
 }
+
+// TestPlanDrainTimes pins the plan's drain estimate for each scale mode and platform: replicas =
+// min(max, ceil(backlog / queueLength)), each at components.ReplicaRate of the stack's
+// concurrency and CPU, together at most the queue's target.
+func TestPlanDrainTimes(t *testing.T) {
+	for _, tc := range []struct {
+		stack string
+		cfg   map[string]string
+		want  string
+	}{
+		{"dev", nil, "10,000 msgs: 2 x 833 msg/s = 1667 msg/s -> 6s; 1,000,000 msgs: 3 x 833 msg/s = 2000 msg/s -> 8m20s"},
+		{"dev", map[string]string{"scaleMode": "ScaledJob"}, "10,000 msgs: 1 x 833 msg/s = 833 msg/s -> 12s; 1,000,000 msgs: 3 x 833 msg/s = 2000 msg/s -> 8m20s"},
+		{"dev", map[string]string{"consumerConcurrency": "4", "queueLength": "1000", "maxReplicas": "20"},
+			"10,000 msgs: 10 x 301 msg/s = 2000 msg/s -> 5s; 1,000,000 msgs: 20 x 301 msg/s = 2000 msg/s -> 8m20s"},
+		{"dev-aca", nil, "10,000 msgs: 2 x 833 msg/s = 1667 msg/s -> 6s"},
+	} {
+		cfg := map[string]string{"imageSourceRepository": pulumitest.ImageSourceRepository}
+		for k, v := range tc.cfg {
+			cfg[k] = v
+		}
+		p, err := plan.RunWithConfig(".", tc.stack, cfg)
+		require.NoError(t, err)
+		got := ""
+		for _, s := range p.Settings {
+			if s.Name == "drain (estimated)" {
+				got = s.Value
+			}
+		}
+		assert.Contains(t, got, tc.want, "%s %v", tc.stack, tc.cfg)
+	}
+}

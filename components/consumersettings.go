@@ -22,39 +22,69 @@ const (
 	ScaleModeScaledJob = "ScaledJob"
 )
 
-// Sizing assumptions behind the scaling defaults. They are the one place to change when the
-// consumer benchmark (SPEC §8, `make bench`) reports the measured per-replica throughput: every
-// derived default below follows.
+// Sizing: the per-replica rate the scaling defaults follow, derived from what `make bench`
+// measured with storage at Azure's distance (docs/programs.md, "Throughput at Azure's distance",
+// quiet runs on 6 December) and one stated assumption, the time of a storage request in-region.
+// They are the one place to change when the benchmark's figures change: every default below
+// follows, and TestSizingFollowsTheBench checks the arithmetic.
 const (
-	// assumedMessagesPerSecondPerReplica is the consumer's throughput per replica (500m CPU limit,
-	// batch 32, concurrency 16) that the defaults are sized for. `go run ./cmd/bench` measured
-	// 680-880 msg/s per replica against Azurite on loopback (Azurite-bound), and about 0.32-0.36 ms
-	// of CPU per message (a 500m limit would allow ~1,400 msg/s). Against Azure every call also pays a
-	// network round trip, so the defaults take about half the measured rate: 400. The seed's
-	// consumer did about 1 message/s by design, which is why its queueLength was 5.
-	assumedMessagesPerSecondPerReplica = 400
+	// assumedRequestMillis is what one storage request costs in-region, round trip and server
+	// time: 10 ms. Azure's availability zones are less than about 2 ms apart round trip
+	// (docs/cloud-notes.md); the rest is the storage service's own time, which its
+	// SuccessServerLatency metric reports, and SuccessE2ELatency is the whole of it as a stack
+	// sees it: measure it and rerun `make bench -rtt` if yours differs.
+	assumedRequestMillis = 10
+	// benchSlotRequestsPerMessage is the consumer's table writes and deletes per message (the
+	// dequeues, one per batch of 32, run beside its request slots): a delete each, plus one
+	// entity-group transaction per partition per batch: 1.00 + 0.13.
+	benchSlotRequestsPerMessage = 1.13
+	// benchFractionOfBound is the share of Little's law's bound the consumer reached at 10 and
+	// 20 ms (its request slots in use): 0.85 at least.
+	benchFractionOfBound = 0.85
+	// benchCPUMicrosPerMessage is the consumer's CPU per message at 10 ms, from ready to done:
+	// 0.55-0.65 ms; the sizing takes 0.6 ms (over plain HTTP to the emulator: TLS adds to it).
+	benchCPUMicrosPerMessage = 600
+	// defaultConcurrency and defaultCPULimitMilli are the defaults (consumerConcurrency,
+	// cpuLimit) the rate is derived for.
+	defaultConcurrency   = 16
+	defaultCPULimitMilli = 500
+
+	// messagesPerSecondPerReplica is one replica's rate at 10 ms, the lower of two bounds:
+	//   - the network: 0.85 × 16 requests in flight / (10 ms × 1.13 requests per message)
+	//     = 1,203 msg/s;
+	//   - the CPU limit: 500m / 0.6 ms per message = 833 msg/s;
+	// the CPU binds: 800 msg/s, rounded down. (The seed's guess was 400, "half of what loopback
+	// gives"; its consumer did about 1 message/s by design, which is why its queueLength was 5.)
+	messagesPerSecondPerReplica = 800
 	// backlogSecondsPerReplica is how many seconds of one replica's work KEDA lets queue up per
 	// replica before it adds another: desiredReplicas = ceil(depth / queueLength), so a backlog is
 	// drained in about this many seconds once the replicas run.
 	backlogSecondsPerReplica = 10
-	// azureQueueMessagesPerSecond is Azure Queue Storage's scalability target for one queue
-	// (about 2,000 messages/s). Replicas beyond it only add contention.
-	azureQueueMessagesPerSecond = 2000
+	// AzureQueueMessagesPerSecond is Azure Queue Storage's scalability target for one queue
+	// (about 2,000 messages/s). Replicas beyond it only meet 503 ServerBusy.
+	AzureQueueMessagesPerSecond = 2000
 	// jobBatchSeconds is the work one ScaledJob job is sized for: long enough that pod start-up is
 	// small next to it, short enough that a failed job redoes little.
 	jobBatchSeconds = 60
 )
 
-// Defaults derived from the sizing assumptions.
+// Defaults derived from the sizing.
 const (
-	// DefaultQueueLength is the KEDA target queue depth per replica (400 msg/s × 10 s = 4000).
-	DefaultQueueLength = assumedMessagesPerSecondPerReplica * backlogSecondsPerReplica
-	// DefaultMaxReplicas is how many replicas reach the queue's ceiling: ceil(2000 / 400) = 5.
-	DefaultMaxReplicas = (azureQueueMessagesPerSecond + assumedMessagesPerSecondPerReplica - 1) / assumedMessagesPerSecondPerReplica
-	// DefaultJobQueueLength is the number of messages one ScaledJob job is started for (≈ 60 s of work).
-	DefaultJobQueueLength = assumedMessagesPerSecondPerReplica * jobBatchSeconds
-	// DefaultJobMaxReplicas caps concurrent jobs at the same ceiling as the Deployment.
+	// MessagesPerSecondPerReplica is the per-replica rate the defaults are sized for (800 msg/s
+	// at 10 ms; see messagesPerSecondPerReplica).
+	MessagesPerSecondPerReplica = messagesPerSecondPerReplica
+	// DefaultQueueLength is the KEDA target queue depth per replica (800 msg/s × 10 s = 8,000).
+	DefaultQueueLength = messagesPerSecondPerReplica * backlogSecondsPerReplica
+	// DefaultMaxReplicas is how many replicas reach the queue's target: ceil(2,000 / 800) = 3.
+	DefaultMaxReplicas = (AzureQueueMessagesPerSecond + messagesPerSecondPerReplica - 1) / messagesPerSecondPerReplica
+	// DefaultJobQueueLength is the number of messages one ScaledJob job is started for
+	// (800 msg/s × 60 s = 48,000).
+	DefaultJobQueueLength = messagesPerSecondPerReplica * jobBatchSeconds
+	// DefaultJobMaxReplicas caps concurrent jobs at the same target as the Deployment.
 	DefaultJobMaxReplicas = DefaultMaxReplicas
+	// defaultCPURequestMilli is the CPU a replica uses at that rate: 800 msg/s × 0.6 ms = 480m,
+	// rounded up to 500m (its limit: at full rate a replica runs at its limit, so it asks for it).
+	defaultCPURequestMilli = 500
 )
 
 // QueueLengthStrategy is the azure-queue trigger's queueLengthStrategy in both scale modes: "all"
@@ -134,7 +164,8 @@ type ConsumerSettings struct {
 	// JobBackoffLimit is the retries of a failed job pod (default 2).
 	JobBackoffLimit int `json:"jobBackoffLimit"`
 
-	// CPURequest is the consumer container's CPU request (default 250m).
+	// CPURequest is the consumer container's CPU request (default 500m: what a replica uses at
+	// the 800 msg/s the scaling defaults assume).
 	CPURequest string `json:"cpuRequest"`
 	// MemoryRequest is the consumer container's memory request (default 64Mi).
 	MemoryRequest string `json:"memoryRequest"`
@@ -226,14 +257,14 @@ func DefaultConsumerSettings() ConsumerSettings {
 		JobActiveDeadlineSeconds:  600,
 		JobBackoffLimit:           2,
 
-		CPURequest:                    "250m",
+		CPURequest:                    fmt.Sprintf("%dm", defaultCPURequestMilli),
 		MemoryRequest:                 "64Mi",
-		CPULimit:                      "500m",
+		CPULimit:                      fmt.Sprintf("%dm", defaultCPULimitMilli),
 		MemoryLimit:                   "128Mi",
 		TerminationGracePeriodSeconds: 60,
 		NodeFailureTolerationSeconds:  30,
 
-		ConsumerConcurrency:       16,
+		ConsumerConcurrency:       defaultConcurrency,
 		ConsumerBatchSize:         32,
 		ConsumerVisibilityTimeout: "60s",
 		ConsumerMaxDeliveries:     5,
@@ -451,4 +482,15 @@ func (s ConsumerSettings) WorkloadOutput() map[string]string {
 		"nodePoolName":     s.NodePoolName,
 		"appLabel":         s.AppLabel,
 	}
+}
+
+// ReplicaRate is the estimated rate of one replica (messages/s) with concurrency request slots
+// and a CPU limit of cpuLimitMilli, storage 10 ms away: the lower of the network's bound
+// (benchFractionOfBound × concurrency / (10 ms × benchSlotRequestsPerMessage)) and the CPU's
+// (cpuLimit / benchCPUMicrosPerMessage). For the defaults, 833 msg/s (CPU-bound), which the
+// sizing rounds down to MessagesPerSecondPerReplica. The plan shows drain times with it.
+func ReplicaRate(concurrency int, cpuLimitMilli int64) float64 {
+	network := benchFractionOfBound * float64(concurrency) / (assumedRequestMillis / 1000.0 * benchSlotRequestsPerMessage)
+	cpu := float64(cpuLimitMilli) / 1000 / (benchCPUMicrosPerMessage / 1e6)
+	return min(network, cpu)
 }

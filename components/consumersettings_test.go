@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 func TestDefaultConsumerSettings(t *testing.T) {
@@ -28,7 +29,7 @@ func TestDefaultConsumerSettings(t *testing.T) {
 	assert.Equal(t, 0, s.MinReplicas)
 	assert.Equal(t, 30, s.PollingInterval)
 	assert.Equal(t, 10, s.CooldownPeriod)
-	assert.Equal(t, "250m", s.CPURequest)
+	assert.Equal(t, "500m", s.CPURequest)
 	assert.Equal(t, "64Mi", s.MemoryRequest)
 	assert.Equal(t, "500m", s.CPULimit)
 	assert.Equal(t, "128Mi", s.MemoryLimit)
@@ -36,14 +37,39 @@ func TestDefaultConsumerSettings(t *testing.T) {
 	assert.Equal(t, "D", s.NodePoolSKUFamily)
 	assert.Empty(t, s.Image, "the image is derived from the registry by default")
 
-	// The throughput-derived defaults follow their assumptions.
-	assert.Equal(t, assumedMessagesPerSecondPerReplica*backlogSecondsPerReplica, s.QueueLength)
-	assert.GreaterOrEqual(t, s.MaxReplicas*assumedMessagesPerSecondPerReplica, azureQueueMessagesPerSecond,
-		"maxReplicas must reach the queue's ceiling at the assumed per-replica rate")
-	assert.Less(t, (s.MaxReplicas-1)*assumedMessagesPerSecondPerReplica, azureQueueMessagesPerSecond,
-		"maxReplicas must not exceed what the queue's ceiling can feed")
-	assert.Less(t, s.JobQueueLength/assumedMessagesPerSecondPerReplica, s.JobActiveDeadlineSeconds,
+	// The throughput-derived defaults follow the per-replica rate.
+	assert.Equal(t, messagesPerSecondPerReplica*backlogSecondsPerReplica, s.QueueLength)
+	assert.Equal(t, 8000, s.QueueLength)
+	assert.GreaterOrEqual(t, s.MaxReplicas*messagesPerSecondPerReplica, AzureQueueMessagesPerSecond,
+		"maxReplicas must reach the queue's target at the per-replica rate")
+	assert.Less(t, (s.MaxReplicas-1)*messagesPerSecondPerReplica, AzureQueueMessagesPerSecond,
+		"maxReplicas must not exceed what the queue's target can feed")
+	assert.Equal(t, 3, s.MaxReplicas)
+	assert.Less(t, s.JobQueueLength/messagesPerSecondPerReplica, s.JobActiveDeadlineSeconds,
 		"a job must finish its batch well within its deadline")
+}
+
+// TestSizingFollowsTheBench checks the arithmetic from the benchmark's figures to the rate and
+// the CPU request: the rate is the lower of the network's and the CPU limit's bounds, rounded
+// down to a hundred, and the request covers the CPU the rate costs.
+func TestSizingFollowsTheBench(t *testing.T) {
+	s := DefaultConsumerSettings()
+	network := benchFractionOfBound * float64(s.ConsumerConcurrency) / (assumedRequestMillis / 1000.0 * benchSlotRequestsPerMessage)
+	limit := resource.MustParse(s.CPULimit)
+	cpu := float64(limit.MilliValue()) / 1000 / (benchCPUMicrosPerMessage / 1e6)
+	bound := min(network, cpu)
+	t.Logf("network bound %.0f msg/s, CPU limit bound %.0f msg/s", network, cpu)
+	assert.InDelta(t, 1203, network, 1)
+	assert.InDelta(t, 833, cpu, 1)
+	assert.LessOrEqual(t, float64(messagesPerSecondPerReplica), bound, "the rate is within both bounds")
+	assert.Greater(t, float64(messagesPerSecondPerReplica), bound-100, "rounded down to a hundred, no more")
+	req := resource.MustParse(s.CPURequest)
+	used := float64(messagesPerSecondPerReplica) * benchCPUMicrosPerMessage / 1000 // millicores
+	assert.GreaterOrEqual(t, float64(req.MilliValue()), used, "the request covers the CPU the rate costs")
+	assert.Less(t, float64(req.MilliValue()), used+100, "and not much more")
+	assert.LessOrEqual(t, req.MilliValue(), limit.MilliValue())
+	assert.InDelta(t, bound, ReplicaRate(s.ConsumerConcurrency, limit.MilliValue()), 0.01)
+	assert.InDelta(t, 601, ReplicaRate(8, 1000), 1, "network-bound with fewer slots")
 }
 
 func TestConsumerSettingsValidate(t *testing.T) {
@@ -89,7 +115,7 @@ func TestConsumerSettingsValidate(t *testing.T) {
 		{"empty sku family", func(s *ConsumerSettings) { s.NodePoolSKUFamily = "" }, []string{"nodePoolSkuFamily must not be empty"}},
 		{"bad sku family", func(s *ConsumerSettings) { s.NodePoolSKUFamily = "D v5" }, []string{"nodePoolSkuFamily"}},
 		{"bad pool cpu", func(s *ConsumerSettings) { s.NodePoolCPULimit = "lots" }, []string{"nodePoolCpuLimit"}},
-		{"pool cpu below pod", func(s *ConsumerSettings) { s.NodePoolCPULimit = "100m" }, []string{"nodePoolCpuLimit (100m) must be >= cpuRequest (250m)"}},
+		{"pool cpu below pod", func(s *ConsumerSettings) { s.NodePoolCPULimit = "100m" }, []string{"nodePoolCpuLimit (100m) must be >= cpuRequest (500m)"}},
 		{"bad consolidateAfter", func(s *ConsumerSettings) { s.NodePoolConsolidateAfter = "1.5m" }, []string{"nodePoolConsolidateAfter"}},
 		{"consolidateAfter ms", func(s *ConsumerSettings) { s.NodePoolConsolidateAfter = "500ms" }, []string{"nodePoolConsolidateAfter"}},
 		{"no capacity type", func(s *ConsumerSettings) { s.AppCapacityTypes = nil }, []string{"appCapacityTypes must name at least one"}},

@@ -28,7 +28,7 @@ const (
 	hpaPolicyPeriodSeconds = 15
 	// scaleUpPercent and scaleUpPods: per period, the HPA may double the replicas or add 4,
 	// whichever is more (selectPolicy Max; the HPA's defaults, written down). From 1 replica a
-	// backlog gets 5 in the first period, DefaultMaxReplicas, the queue's ceiling.
+	// backlog gets 5 in the first period, more than DefaultMaxReplicas (3), the queue's target.
 	scaleUpPercent = 100
 	scaleUpPods    = 4
 	// scaleDownPercent: once the window agrees, all surplus replicas go in one period (the HPA's

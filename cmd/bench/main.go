@@ -67,6 +67,7 @@ type options struct {
 	replicaMessages    int
 	replicaConcurrency int
 	replicaRounds      int
+	replicaBatch       int
 	throttleRate       float64
 	timeout            time.Duration
 }
@@ -84,9 +85,10 @@ func main() {
 	flag.DurationVar(&o.jitter, "jitter", 0, "each request's added time is spread over rtt ± jitter")
 	flag.StringVar(&replicas, "replicas", "1,2,4", "consumer processes on one queue for the efficiency line, comma-separated, starting with 1")
 	flag.DurationVar(&o.replicaRTT, "replica-rtt", 10*time.Millisecond, "round-trip time of the replica and throttling runs, and of the closing lines (must be one of -rtt)")
-	flag.IntVar(&o.replicaMessages, "replica-messages", 3000, "messages per replica round")
+	flag.IntVar(&o.replicaMessages, "replica-messages", 2000, "messages per replica round")
 	flag.IntVar(&o.replicaConcurrency, "replica-concurrency", 1, "CONSUMER_CONCURRENCY of each replica in the replica and throttling runs (kept low so that the largest count stays under this machine's emulator ceiling, the RTT 0 row)")
 	flag.IntVar(&o.replicaRounds, "replica-rounds", 2, "rounds per replica count")
+	flag.IntVar(&o.replicaBatch, "replica-batch", 8, "CONSUMER_BATCH_SIZE of each replica in the replica and throttling runs (the emulator's dequeue slows as more messages are invisible; smaller replicas hold fewer)")
 	flag.Float64Var(&o.throttleRate, "throttle-rate", 120, "per-queue limit (requests/s) of the throttled run, with the largest replica count; 0 skips it")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
 	flag.Parse()
@@ -123,8 +125,8 @@ func (o options) validate() error {
 	switch {
 	case o.messages < 1 || o.rounds < 1 || o.concurrency < 1 || o.replicaMessages < 1 || o.replicaConcurrency < 1 || o.replicaRounds < 1:
 		return errors.New("messages, rounds and concurrencies must be >= 1")
-	case o.batch < 1 || o.batch > 32:
-		return fmt.Errorf("batch %d: the queue hands out 1-32 messages per dequeue", o.batch)
+	case o.batch < 1 || o.batch > 32 || o.replicaBatch < 1 || o.replicaBatch > 32:
+		return fmt.Errorf("batch %d, replica batch %d: the queue hands out 1-32 messages per dequeue", o.batch, o.replicaBatch)
 	case !slices.Contains(o.rtts, o.replicaRTT):
 		return fmt.Errorf("-replica-rtt %s is not among -rtt %v: the closing lines compare the two", o.replicaRTT, o.rtts)
 	case len(o.replicas) == 0 || o.replicas[0] != 1:
@@ -251,17 +253,17 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 
 	via := proxy.ConnectionString()
-	consumerEnv := func(concurrency int) []string {
+	consumerEnv := func(concurrency, batch int) []string {
 		return procs.Env(
 			storage.EnvConnectionString+"="+via,
 			storage.EnvQueueName+"="+queue,
 			storage.EnvTableName+"="+table,
-			fmt.Sprintf("CONSUMER_BATCH_SIZE=%d", o.batch),
+			fmt.Sprintf("CONSUMER_BATCH_SIZE=%d", batch),
 			fmt.Sprintf("CONSUMER_CONCURRENCY=%d", concurrency),
 		)
 	}
 	contenders := []*contender{
-		{name: "consumer", kind: "consumer", env: consumerEnv(o.concurrency), samples: map[time.Duration]*sample{}},
+		{name: "consumer", kind: "consumer", env: consumerEnv(o.concurrency, o.batch), samples: map[time.Duration]*sample{}},
 		{name: "reference", kind: "reference", samples: map[time.Duration]*sample{}},
 	}
 	fmt.Fprintf(out, "bench: Azurite 3.37.0 (queue on disk, table in memory) behind azproxy (its own process); RTT %v (jitter %s); %d rounds x %d messages per contender and RTT; the queue is refilled before every round; contenders alternate\n",
@@ -337,15 +339,15 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if err := proxy.Remote.Set(ctx, azproxy.Options{RTT: o.replicaRTT, Jitter: o.jitter}); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nreplicas on one queue at RTT %s: %d messages per round, CONSUMER_CONCURRENCY=%d each, %d rounds per count (counts alternate)\n",
-		o.replicaRTT, o.replicaMessages, o.replicaConcurrency, o.replicaRounds)
+	fmt.Fprintf(out, "\nreplicas on one queue at RTT %s: %d messages per round, CONSUMER_CONCURRENCY=%d and CONSUMER_BATCH_SIZE=%d each, %d rounds per count (counts alternate)\n",
+		o.replicaRTT, o.replicaMessages, o.replicaConcurrency, o.replicaBatch, o.replicaRounds)
 	rates := map[int]*sample{}
 	for round := 0; round < o.replicaRounds; round++ {
 		for _, k := range o.replicas {
 			if err := fill(ctx, clients.Queue, o.replicaMessages, fmt.Sprintf("replicas %d r%d", k, round)); err != nil {
 				return err
 			}
-			r, err := runConsumers(ctx, bins.Consumer, consumerEnv(o.replicaConcurrency), k, clients.Queue, proxy.Remote, o.replicaMessages)
+			r, err := runConsumers(ctx, bins.Consumer, consumerEnv(o.replicaConcurrency, o.replicaBatch), k, clients.Queue, proxy.Remote, o.replicaMessages)
 			if err != nil {
 				return fmt.Errorf("%d replicas: %w", k, err)
 			}
@@ -355,13 +357,19 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			rates[k].add(o.replicaMessages, r)
 		}
 	}
-	one := rates[1].rate()
+	one := rates[1]
 	var eff float64
 	for _, k := range o.replicas {
-		eff = rates[k].rate() / (float64(k) * one)
+		r := rates[k]
+		eff = r.rate() / (float64(k) * one.rate())
 		fmt.Fprintf(out, "  %d replica(s): %6.0f msg/s aggregate, %5.2f req/msg, %4.1f requests in flight, mean request %s, efficiency %.2f\n",
-			k, rates[k].rate(), rates[k].perMessage(), rates[k].inFlight(), rates[k].meanRequest().Round(100*time.Microsecond), eff)
-		fmt.Fprintf(out, "     %s\n", perMessage(*rates[k]))
+			k, r.rate(), r.perMessage(), r.inFlight(), r.meanRequest().Round(100*time.Microsecond), eff)
+		// Little's law splits the efficiency: slots in use per replica, relative to one
+		// replica's; request time, one replica's over k's (the emulator slowing under load);
+		// requests per message, one replica's over k's (contention: empty or short dequeues).
+		fmt.Fprintf(out, "     = slots in use %.2f x request time %.2f x requests per message %.2f; %s\n",
+			(r.inFlight()/float64(k))/one.inFlight(), one.meanRequest().Seconds()/r.meanRequest().Seconds(),
+			float64(slots(one.counts).Total())/float64(one.messages)/(float64(slots(r.counts).Total())/float64(r.messages)), perMessage(*r))
 	}
 
 	// Throttled: the largest replica count against a per-queue limit.
@@ -370,7 +378,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		if err := proxy.Remote.Set(ctx, azproxy.Options{RTT: o.replicaRTT, Jitter: o.jitter, QueueRate: o.throttleRate}); err != nil {
 			return err
 		}
-		t, err := throttled(ctx, bins.Consumer, consumerEnv(o.replicaConcurrency), k, clients, proxy.Remote, o.replicaMessages)
+		t, err := throttled(ctx, bins.Consumer, consumerEnv(o.replicaConcurrency, o.replicaBatch), k, clients, proxy.Remote, o.replicaMessages)
 		if err != nil {
 			return fmt.Errorf("throttled run: %w", err)
 		}

@@ -2,10 +2,16 @@ package plan
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/aks-edw/aks-edw/components"
 	"github.com/aks-edw/aks-edw/internal/pulumitest"
 )
 
@@ -191,6 +197,9 @@ func keySettings(m *pulumitest.Mocks, cfg map[string]string, project string) []S
 	default:
 		add("scale mode", "(no KEDA ScaledObject or ScaledJob)")
 	}
+	if d := drainTimes(r); d != "" {
+		add("drain (estimated)", d)
+	}
 
 	var protected []string
 	for _, res := range m.Resources() {
@@ -201,6 +210,69 @@ func keySettings(m *pulumitest.Mocks, cfg map[string]string, project string) []S
 	sort.Strings(protected)
 	add("protect", orDefault(strings.Join(protected, ", "), "off (nothing protected)"))
 	return out
+}
+
+// drainTimes estimates how long a backlog of 10,000 and of 1,000,000 messages takes to drain
+// once the replicas (or jobs) run, with the stack's queueLength, maximum, concurrency and CPU:
+// replicas = min(max, ceil(backlog / queueLength)), each at components.ReplicaRate, all
+// together at most the queue's target (2,000 msg/s). KEDA's polling and pod starts come on top.
+func drainTimes(r reader) string {
+	var ql, maxN, conc, cpu string
+	var env []any
+	switch {
+	case r.first(typeContainerApp) != nil:
+		a := func(p string) string { return r.get(typeContainerApp, p) }
+		ql, maxN, cpu = a("template.scale.rules.0.custom.metadata.queueLength"), a("template.scale.maxReplicas"), a("template.containers.0.resources.cpu")
+		env, _ = r.first(typeContainerApp).Input("template.containers.0.env").([]any)
+	case r.first(typeACAJob) != nil:
+		j := func(p string) string { return r.get(typeACAJob, p) }
+		ql, maxN, cpu = j("configuration.eventTriggerConfig.scale.rules.0.metadata.queueLength"),
+			j("configuration.eventTriggerConfig.scale.maxExecutions"), j("template.containers.0.resources.cpu")
+		env, _ = r.first(typeACAJob).Input("template.containers.0.env").([]any)
+	case r.first(typeScaledObject) != nil:
+		ql, maxN = r.get(typeScaledObject, "spec.triggers.0.metadata.queueLength"), r.get(typeScaledObject, "spec.maxReplicaCount")
+		cpu = r.get(typeDeployment, "spec.template.spec.containers.0.resources.limits.cpu")
+		if d := r.first(typeDeployment); d != nil {
+			env, _ = d.Input("spec.template.spec.containers.0.env").([]any)
+		}
+	case r.first(typeScaledJob) != nil:
+		ql, maxN = r.get(typeScaledJob, "spec.triggers.0.metadata.queueLength"), r.get(typeScaledJob, "spec.maxReplicaCount")
+		cpu = r.get(typeScaledJob, "spec.jobTargetRef.template.spec.containers.0.resources.limits.cpu")
+		env, _ = r.first(typeScaledJob).Input("spec.jobTargetRef.template.spec.containers.0.env").([]any)
+	default:
+		return ""
+	}
+	for _, e := range env {
+		if m, ok := e.(map[string]any); ok && m["name"] == "CONSUMER_CONCURRENCY" {
+			conc = text(m["value"])
+		}
+	}
+	q, err1 := strconv.Atoi(ql)
+	n, err2 := strconv.Atoi(maxN)
+	c, err3 := strconv.Atoi(conc)
+	lim, err4 := resource.ParseQuantity(cpu)
+	if errors.Join(err1, err2, err3, err4) != nil || q < 1 || n < 1 {
+		return fmt.Sprintf("(not estimated: queueLength %q, max %q, CONSUMER_CONCURRENCY %q, cpu %q)", ql, maxN, conc, cpu)
+	}
+	rate := components.ReplicaRate(c, lim.MilliValue())
+	var parts []string
+	for _, backlog := range []int{10_000, 1_000_000} {
+		k := min(n, (backlog+q-1)/q)
+		total := min(float64(k)*rate, components.AzureQueueMessagesPerSecond)
+		secs := float64(backlog) / total
+		parts = append(parts, fmt.Sprintf("%s msgs: %d x %.0f msg/s = %.0f msg/s -> %s", thousands(backlog), k, rate, total,
+			(time.Duration(secs*float64(time.Second))).Round(time.Second)))
+	}
+	return strings.Join(parts, "; ") + fmt.Sprintf(" (per replica: CONSUMER_CONCURRENCY %d, cpu %s, storage 10 ms away; at most %d msg/s, the queue's target; KEDA's polling and pod starts not included)",
+		c, cpu, components.AzureQueueMessagesPerSecond)
+}
+
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // consumerImage is the image the consumer runs, from the Deployment, ScaledJob, Container App or job.
