@@ -157,9 +157,7 @@ func TestProxyThrottlesPastTheQueueRateLikeAzure(t *testing.T) {
 	require.NoError(t, err)
 	tu, err := p.Listen(Table, up.URL)
 	require.NoError(t, err)
-	q, tc := sdkClients(t, qu, tu)
-	other, err := azqueue.NewQueueClientWithNoCredential(qu+"/devstoreaccount1/other", nil)
-	require.NoError(t, err)
+	q, _ := sdkClients(t, qu, tu)
 
 	// 8 clients as fast as they can for 2 s on one queue.
 	ctx := context.Background()
@@ -197,11 +195,33 @@ func TestProxyThrottlesPastTheQueueRateLikeAzure(t *testing.T) {
 	assert.Equal(t, "ServerBusy", re.ErrorCode)
 	assert.Contains(t, firstBusy.Error(), BusyPartition)
 
-	// The limit is per queue: another queue and the table are served at once.
+}
+
+func TestProxyLimitIsPerQueue(t *testing.T) {
+	up, _ := upstream(t)
+	// One request per queue per 500 ms: the accrual between two calls is negligible.
+	p, err := New(Options{QueueRate: 2, Burst: 500 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	qu, err := p.Listen(Queue, up.URL)
+	require.NoError(t, err)
+	tu, err := p.Listen(Table, up.URL)
+	require.NoError(t, err)
+	q, tc := sdkClients(t, qu, tu)
+	other, err := azqueue.NewQueueClientWithNoCredential(qu+"/devstoreaccount1/other", nil)
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = q.DeleteMessage(ctx, "id", "pop", nil)
+	require.NoError(t, err, "the first request takes the bucket's one token")
+	_, err = q.DeleteMessage(ctx, "id", "pop", nil)
+	assert.Contains(t, errString(err), "ServerBusy", "the second finds it empty")
 	_, err = other.GetProperties(ctx, nil)
-	assert.NotContains(t, errString(err), "ServerBusy")
-	_, err = tc.UpsertEntity(ctx, []byte(`{"PartitionKey":"p","RowKey":"r"}`), nil)
-	assert.NotContains(t, errString(err), "ServerBusy")
+	assert.NoError(t, err, "another queue has its own limit")
+	for range 3 {
+		_, err = tc.UpsertEntity(ctx, []byte(`{"PartitionKey":"p","RowKey":"r"}`), nil)
+		assert.NoError(t, err, "the queue limit does not apply to the table")
+	}
+	assert.EqualValues(t, 1, p.Counts().TotalThrottled())
 }
 
 func TestProxyThrottlesPastTheAccountRateOnBothServices(t *testing.T) {
