@@ -317,26 +317,12 @@ func (p *Proxy) admit(svc Service, account, resource, key string, opts Options) 
 	p.counts.Requests[key]++
 	now := p.now()
 	busy := ""
-	if opts.AccountRate > 0 {
-		b := p.account[account]
-		if b == nil {
-			b = newBucket(opts.AccountRate, opts.Burst, now)
-			p.account[account] = b
-		}
-		if !b.take(now) {
-			busy = BusyAccount
-		}
+	if opts.AccountRate > 0 && !limiter(p.account, account, opts.AccountRate, opts.Burst, now).take(now) {
+		busy = BusyAccount
 	}
-	if busy == "" && svc == Queue && opts.QueueRate > 0 && resource != "" {
-		k := account + "/" + resource
-		b := p.queues[k]
-		if b == nil {
-			b = newBucket(opts.QueueRate, opts.Burst, now)
-			p.queues[k] = b
-		}
-		if !b.take(now) {
-			busy = BusyPartition
-		}
+	if busy == "" && svc == Queue && opts.QueueRate > 0 && resource != "" &&
+		!limiter(p.queues, account+"/"+resource, opts.QueueRate, opts.Burst, now).take(now) {
+		busy = BusyPartition
 	}
 	if busy != "" {
 		p.counts.Throttled[key]++
@@ -474,6 +460,16 @@ func Classify(svc Service, r *http.Request) (account, resource, op string) {
 		return account, name, "delete"
 	}
 	return account, name, "other"
+}
+
+// limiter returns m's bucket for key, created full when missing.
+func limiter(m map[string]*bucket, key string, rate float64, burst time.Duration, now time.Time) *bucket {
+	b := m[key]
+	if b == nil {
+		b = newBucket(rate, burst, now)
+		m[key] = b
+	}
+	return b
 }
 
 // bucket is a token bucket: rate tokens per second, at most capacity kept.

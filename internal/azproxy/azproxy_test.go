@@ -106,6 +106,20 @@ func sdkClients(t *testing.T, queueURL, tableURL string) (*azqueue.QueueClient, 
 	return q, tc
 }
 
+// both starts a proxy with o in front of upstream for both services and
+// returns it, its queue endpoint and SDK clients through it.
+func both(t *testing.T, upstream string, o Options) (*Proxy, string, *azqueue.QueueClient, *aztables.Client) {
+	p, err := New(o)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	qu, err := p.Listen(Queue, upstream)
+	require.NoError(t, err)
+	tu, err := p.Listen(Table, upstream)
+	require.NoError(t, err)
+	q, tc := sdkClients(t, qu, tu)
+	return p, qu, q, tc
+}
+
 func TestProxyCountsTheSDKsRequestsByOperation(t *testing.T) {
 	up, _ := upstream(t)
 	p, err := New(Options{})
@@ -150,14 +164,7 @@ func TestProxyCountsTheSDKsRequestsByOperation(t *testing.T) {
 func TestProxyThrottlesPastTheQueueRateLikeAzure(t *testing.T) {
 	up, reached := upstream(t)
 	const rate = 100.0
-	p, err := New(Options{QueueRate: rate, Burst: 100 * time.Millisecond})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = p.Close() })
-	qu, err := p.Listen(Queue, up.URL)
-	require.NoError(t, err)
-	tu, err := p.Listen(Table, up.URL)
-	require.NoError(t, err)
-	q, _ := sdkClients(t, qu, tu)
+	p, _, q, _ := both(t, up.URL, Options{QueueRate: rate, Burst: 100 * time.Millisecond})
 
 	// 8 clients as fast as they can for 2 s on one queue.
 	ctx := context.Background()
@@ -200,14 +207,7 @@ func TestProxyThrottlesPastTheQueueRateLikeAzure(t *testing.T) {
 func TestProxyLimitIsPerQueue(t *testing.T) {
 	up, _ := upstream(t)
 	// One request per queue per 500 ms: the accrual between two calls is negligible.
-	p, err := New(Options{QueueRate: 2, Burst: 500 * time.Millisecond})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = p.Close() })
-	qu, err := p.Listen(Queue, up.URL)
-	require.NoError(t, err)
-	tu, err := p.Listen(Table, up.URL)
-	require.NoError(t, err)
-	q, tc := sdkClients(t, qu, tu)
+	p, qu, q, tc := both(t, up.URL, Options{QueueRate: 2, Burst: 500 * time.Millisecond})
 	other, err := azqueue.NewQueueClientWithNoCredential(qu+"/devstoreaccount1/other", nil)
 	require.NoError(t, err)
 	ctx := context.Background()
@@ -226,17 +226,10 @@ func TestProxyLimitIsPerQueue(t *testing.T) {
 
 func TestProxyThrottlesPastTheAccountRateOnBothServices(t *testing.T) {
 	up, _ := upstream(t)
-	p, err := New(Options{AccountRate: 20, Burst: 50 * time.Millisecond})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = p.Close() })
-	qu, err := p.Listen(Queue, up.URL)
-	require.NoError(t, err)
-	tu, err := p.Listen(Table, up.URL)
-	require.NoError(t, err)
-	q, tc := sdkClients(t, qu, tu)
+	p, _, q, tc := both(t, up.URL, Options{AccountRate: 20, Burst: 50 * time.Millisecond})
 	ctx := context.Background()
 	// The bucket holds one request (20/s × 50 ms): the first passes, the next ones in the same instant do not.
-	_, err = q.DeleteMessage(ctx, "id", "pop", nil)
+	_, err := q.DeleteMessage(ctx, "id", "pop", nil)
 	require.NoError(t, err)
 	_, err = tc.UpsertEntity(ctx, []byte(`{"PartitionKey":"p","RowKey":"r"}`), nil)
 	var re *azcore.ResponseError
