@@ -205,7 +205,7 @@ type ConsumerSettings struct {
 	// unavailable (default on-demand). A spot eviction does not drain: NAP turns Azure's notice
 	// into a node repair that deletes the pods with a 1 s grace, whatever
 	// terminationGracePeriodSeconds says (see the capacity types below), so each in-flight message (at
-	// most max(consumerConcurrency, consumerBatchSize) + consumerBatchSize per pod, 64 by default)
+	// most max(consumerConcurrency, consumerBatchSize) + 3 × consumerBatchSize per pod, 128 by default)
 	// comes back after consumerVisibilityTimeout, one of its consumerMaxDeliveries spent.
 	AppCapacityTypes []string `json:"appCapacityTypes" platform:"aks"`
 }
