@@ -70,9 +70,6 @@ const (
 
 // Defaults derived from the sizing.
 const (
-	// MessagesPerSecondPerReplica is the per-replica rate the defaults are sized for (800 msg/s
-	// at 10 ms; see messagesPerSecondPerReplica).
-	MessagesPerSecondPerReplica = messagesPerSecondPerReplica
 	// DefaultQueueLength is the KEDA target queue depth per replica (800 msg/s × 10 s = 8,000).
 	DefaultQueueLength = messagesPerSecondPerReplica * backlogSecondsPerReplica
 	// DefaultMaxReplicas is how many replicas reach the queue's target: ceil(2,000 / 800) = 3.
@@ -488,7 +485,7 @@ func (s ConsumerSettings) WorkloadOutput() map[string]string {
 // and a CPU limit of cpuLimitMilli, storage 10 ms away: the lower of the network's bound
 // (benchFractionOfBound × concurrency / (10 ms × benchSlotRequestsPerMessage)) and the CPU's
 // (cpuLimit / benchCPUMicrosPerMessage). For the defaults, 833 msg/s (CPU-bound), which the
-// sizing rounds down to MessagesPerSecondPerReplica. The plan shows drain times with it.
+// sizing rounds down to messagesPerSecondPerReplica. The plan shows drain times with it.
 func ReplicaRate(concurrency int, cpuLimitMilli int64) float64 {
 	network := benchFractionOfBound * float64(concurrency) / (assumedRequestMillis / 1000.0 * benchSlotRequestsPerMessage)
 	cpu := float64(cpuLimitMilli) / 1000 / (benchCPUMicrosPerMessage / 1e6)

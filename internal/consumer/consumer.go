@@ -304,16 +304,11 @@ func (c *Consumer) probeOnce(ctx context.Context) error {
 
 func ptr[T any](v T) *T { return &v }
 
-// maxInFlight bounds dequeued-but-unfinished messages (MaxInFlight).
-func (c *Consumer) maxInFlight() int64 {
-	return MaxInFlight(c.cfg.Concurrency, c.cfg.BatchSize)
-}
-
-// MaxInFlight is the most messages one consumer holds dequeued and
+// maxInFlight is the most messages one consumer holds dequeued and
 // unfinished: max(concurrency, batch) + 3 × batch. How much of it is used
 // follows the observed latencies (see readAhead).
-func MaxInFlight(concurrency, batch int) int64 {
-	return int64(max(concurrency, batch) + 3*batch)
+func (c *Consumer) maxInFlight() int64 {
+	return int64(max(c.cfg.Concurrency, c.cfg.BatchSize) + 3*c.cfg.BatchSize)
 }
 
 // readAhead is how many messages the consumer wants in hand (dequeued,
@@ -326,7 +321,7 @@ func MaxInFlight(concurrency, batch int) int64 {
 // averages of the observed times (D/S taken as 1 until both are known, at
 // most 8). Against Azure, where a dequeue costs about what a delete costs,
 // that is four times the concurrency; against the emulator, whose dequeues
-// of 32 messages take 2-4 times as long, 5-7 times. MaxInFlight caps it.
+// of 32 messages take 2-4 times as long, 5-7 times. maxInFlight caps it.
 // (Measured with make bench: with one dequeue at a time and at most
 // max(concurrency, batch) + batch messages held, the consumer kept 0.6 of its
 // slots busy at 10 ms; see docs/programs.md.)
@@ -355,7 +350,8 @@ func (c *Consumer) dequeuesAhead() int {
 	return min(4, n)
 }
 
-// observe folds a duration into a moving average (weight 1/8).
+// observe folds a duration into a moving average (weight 1/8). Two
+// goroutines observing at once may lose one sample: an estimate, not a count.
 func observe(avg *atomic.Int64, d time.Duration) {
 	old := avg.Load()
 	if old == 0 {
@@ -374,11 +370,11 @@ type answer struct {
 
 // fetch dequeues batches until ctx is done (or, with ExitWhenEmpty, until the
 // queue is empty) and starts a goroutine per batch. It sends a dequeue while
-// fewer than readAhead messages are in hand (and MaxInFlight, which counts
-// the batches asked for too, leaves room for a full batch); while the queue answers full batches the next dequeue may be
-// sent before the previous one is answered, so the request slots are not
-// left idle for a dequeue's round trip; after a short or empty answer
-// dequeues are sent one at a time, with the poll backoff.
+// fewer than readAhead messages are in hand (and maxInFlight, which counts
+// the batches asked for too, leaves room for a full batch). While the queue
+// answers full batches, up to dequeuesAhead dequeues may be in flight, so the
+// request slots are not left idle for a dequeue's round trip; after a short
+// or empty answer dequeues are sent one at a time, with the poll backoff.
 // Dequeue requests use workCtx, so a request already sent when ctx ends
 // completes and its messages are processed rather than left invisible.
 func (c *Consumer) fetch(ctx, workCtx context.Context, batches *sync.WaitGroup) {
