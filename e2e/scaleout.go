@@ -227,6 +227,25 @@ func (r *runner) eventsSince(ctx context.Context, ns, name, reason string, since
 	return r.eventsWhere(ctx, ns, "involvedObject.name="+name+",reason="+reason, since, nil)
 }
 
+// eventsAwait is eventsSince, asked again until holds is true of the answer or within has passed:
+// a controller records its event after the change it made (client-go's recorder posts, or folds
+// into an earlier event's count and lastTimestamp, from a goroutine of its own), so the change can
+// be seen a moment before the event is. It returns the last answer either way.
+func (r *runner) eventsAwait(ctx context.Context, ns, name, reason string, since time.Time, within time.Duration, holds func([]corev1.Event) bool) ([]corev1.Event, error) {
+	deadline := time.Now().Add(within)
+	for {
+		evs, err := r.eventsSince(ctx, ns, name, reason, since)
+		if err != nil || holds(evs) || !time.Now().Before(deadline) {
+			return evs, err
+		}
+		select {
+		case <-ctx.Done():
+			return evs, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
 // eventsWhere are the events in ns that match the field selector and keep (nil: all), last seen
 // at or after since, oldest first.
 func (r *runner) eventsWhere(ctx context.Context, ns, fields string, since time.Time, keep func(corev1.Event) bool) ([]corev1.Event, error) {
@@ -302,7 +321,9 @@ func (r *runner) stepScaleOut(ctx context.Context) (string, error) {
 	if peak < 3 {
 		return "", fmt.Errorf("the Deployment reached %d replicas at most, want >= 3 (the burst calls for %d): %s: %w", peak, want, timeline(points), errStep)
 	}
-	activated, err := r.eventsSince(ctx, s.Namespace, s.ScaledObjectName, "KEDAScaleTargetActivated", start)
+	activated, err := r.eventsAwait(ctx, s.Namespace, s.ScaledObjectName, "KEDAScaleTargetActivated", start, eventLag, func(evs []corev1.Event) bool {
+		return len(evs) > 0 && strings.Contains(evs[0].Message, "from 0 to 1")
+	})
 	if err != nil {
 		return "", err
 	}
@@ -418,7 +439,14 @@ func (r *runner) stepScaleIn(ctx context.Context) (string, error) {
 	if _, err := r.waitReplicas(ctx, s, 1, cooldown+slack); err != nil {
 		return "", fmt.Errorf("the HPA did not take the Deployment to 1 within the cooldown: %w; replicas: %s", err, timeline(sm.snapshot()))
 	}
-	down, err := r.eventsSince(ctx, s.Namespace, hpa, "SuccessfulRescale", sm.start)
+	down, err := r.eventsAwait(ctx, s.Namespace, hpa, "SuccessfulRescale", sm.start, eventLag, func(evs []corev1.Event) bool {
+		for _, e := range evs {
+			if strings.HasPrefix(e.Message, "New size: 1;") && strings.Contains(e.Message, "below target") {
+				return true
+			}
+		}
+		return false
+	})
 	if err != nil {
 		return "", err
 	}
@@ -442,7 +470,9 @@ func (r *runner) stepScaleIn(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w; replicas: %s", err, timeline(sm.snapshot()))
 	}
-	deactivated, err := r.eventsSince(ctx, s.Namespace, s.ScaledObjectName, "KEDAScaleTargetDeactivated", sm.start)
+	deactivated, err := r.eventsAwait(ctx, s.Namespace, s.ScaledObjectName, "KEDAScaleTargetDeactivated", sm.start, eventLag, func(evs []corev1.Event) bool {
+		return len(evs) > 0 && strings.Contains(evs[len(evs)-1].Message, "from 1 to 0")
+	})
 	if err != nil {
 		return "", err
 	}

@@ -50,6 +50,9 @@ const (
 	// slack is what the scaling checks allow on top of KEDA's own intervals on a loaded 2-core
 	// machine.
 	slack = 30 * time.Second
+	// eventLag is how long a check waits for a controller's event after seeing the change the
+	// event reports (the recorder posts it from a goroutine of its own).
+	eventLag = 15 * time.Second
 )
 
 // Step 6 (a): the real KEDA operator, at the version AKS runs, takes over the ScaledObject the
