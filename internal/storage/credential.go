@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 )
 
@@ -107,4 +109,28 @@ func GitHubIDToken(ctx context.Context, client *http.Client, tokenURL, requestTo
 		return "", errors.New("asking GitHub for an OIDC token: the answer holds no token")
 	}
 	return v.Value, nil
+}
+
+// Scope is the Entra scope of Azure Storage's data plane.
+const Scope = "https://storage.azure.com/.default"
+
+// CredentialAdvice says how to give the programs Entra credentials.
+const CredentialAdvice = "sign in with `az login`, or set the AZURE_* environment variables of a service principal or workload identity " +
+	"(AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE); " +
+	"AZURE_STORAGE_CONNECTION_STRING is only for Azurite and local runs"
+
+// CheckCredential gets a storage token with NewCredential's credential within timeout, so that
+// missing credentials are one clear error before anything else happens. The error says what to
+// do; details is the credential chain's own account of what it tried (never a secret).
+func CheckCredential(ctx context.Context, timeout time.Duration) (details string, err error) {
+	cred, err := NewCredential(CredentialOptions{})
+	if err != nil {
+		return "", fmt.Errorf("no Azure credentials: %v; %s", err, CredentialAdvice)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{Scope}}); err != nil {
+		return err.Error(), fmt.Errorf("no Azure credentials: none that can get a token for Azure Storage: %s", CredentialAdvice)
+	}
+	return "", nil
 }

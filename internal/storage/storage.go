@@ -100,6 +100,12 @@ type Settings struct {
 	ConnectionString string
 }
 
+// ValidQueueName reports whether name is a valid queue name (3-63 lowercase letters, digits and
+// single inner hyphens).
+func ValidQueueName(name string) bool {
+	return len(name) >= 3 && len(name) <= 63 && queueNameRE.MatchString(name)
+}
+
 var (
 	queueNameRE   = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9]|-[a-z0-9])*$`)
 	tableNameRE   = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{2,62}$`)
@@ -156,6 +162,8 @@ func (s Settings) Auth() string {
 
 // Clients are the SDK clients the programs use.
 type Clients struct {
+	// Service is the account's queue service (for a queue by another name).
+	Service *azqueue.ServiceClient
 	// Queue is the work queue.
 	Queue *azqueue.QueueClient
 	// Poison is the poison queue.
@@ -240,6 +248,7 @@ func NewClients(s Settings, httpClient *http.Client) (*Clients, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: queue client: %w", EnvConnectionString, err)
 		}
+		c.Service = qs
 		c.Queue = qs.NewQueueClient(s.QueueName)
 		c.Poison = qs.NewQueueClient(s.PoisonQueueName())
 		if s.TableName != "" {
@@ -259,6 +268,7 @@ func NewClients(s Settings, httpClient *http.Client) (*Clients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue client: %w", err)
 	}
+	c.Service = qs
 	c.Queue = qs.NewQueueClient(s.QueueName)
 	c.Poison = qs.NewQueueClient(s.PoisonQueueName())
 	if s.TableName != "" {
