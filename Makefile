@@ -73,6 +73,11 @@ preflight: ## Before the first `pulumi up` on a subscription: are the resource p
 verify: ## After `pulumi up`: tagged burst, then scale-up, NAP nodes, stored once, drained, not poisoned, back to rest, for STACK [VERIFY_ARGS="-json"]
 	go run ./cmd/verify -stack $(STACK) $(VERIFY_ARGS)
 
+.PHONY: redrive
+
+redrive: ## The poison queue of STACK by reason and source; with ARGS="-reason rejected -yes" put the selected messages back on their queue, byte for byte [ARGS="-since 36h -id ID -limit N -rate 50 -to QUEUE -json"]
+	go run ./cmd/redrive -stack $(STACK) $(ARGS)
+
 .PHONY: e2e e2e-tools
 
 e2e: e2e-tools ## Real Pulumi engine, Kubernetes provider, KEDA and Karpenter on a local API server (kwok nodes, Azurite); last line `e2e: 16/16 steps hold` [E2E_BREAK=kind]

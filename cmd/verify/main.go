@@ -10,7 +10,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"slices"
 	"sort"
@@ -26,7 +24,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -34,6 +31,7 @@ import (
 
 	"github.com/aks-edw/aks-edw/internal/cliutil"
 	"github.com/aks-edw/aks-edw/internal/redact"
+	"github.com/aks-edw/aks-edw/internal/redrive"
 	"github.com/aks-edw/aks-edw/internal/storage"
 	"github.com/aks-edw/aks-edw/internal/verify"
 )
@@ -55,12 +53,8 @@ const (
 	outWorkload       = "consumerWorkload"
 )
 
-// storageScope is the Entra scope of Azure Storage's data plane.
-const storageScope = "https://storage.azure.com/.default"
-
 // Time bounds of the set-up steps.
 const (
-	pulumiTimeout  = 2 * time.Minute
 	tokenTimeout   = time.Minute
 	clusterTimeout = 15 * time.Second
 )
@@ -159,6 +153,12 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 			var rep verify.Report
 			rep, err = verify.Run(ctx, in, cfg.opts)
 			if err == nil {
+				// The poison queue's health, by reason (cmd/redrive shows and moves them).
+				line := redrive.Summarize(ctx, in.Storage.Poison, in.QueueName)
+				if !strings.HasSuffix(line, ": empty") && !strings.Contains(line, "not there yet") {
+					line += fmt.Sprintf(" (details: make redrive STACK=%s)", cfg.stack)
+				}
+				fmt.Fprintln(stdout, redact.String(line))
 				return finish(rep, cfg.json, stdout)
 			}
 		}
@@ -188,9 +188,9 @@ func finish(rep verify.Report, jsonOut bool, stdout io.Writer) int {
 // way that the credentials work and the cluster answers.
 func setup(ctx context.Context, cfg config, env []string) (verify.Inputs, error) {
 	getenv := cliutil.EnvLookup(env)
-	raw, err := stackOutput(ctx, cfg, env, getenv("PATH"))
+	raw, err := cliutil.StackOutputs(ctx, cfg.stack, cfg.cwd, env)
 	if err != nil {
-		return verify.Inputs{}, err
+		return verify.Inputs{}, badInputf("%v", err)
 	}
 	out, err := parseOutputs(cfg.stack, raw)
 	if err != nil {
@@ -242,30 +242,6 @@ func setup(ctx context.Context, cfg config, env []string) (verify.Inputs, error)
 
 // envARMEndpoint overrides Azure Resource Manager's endpoint (a sovereign cloud, or a test server).
 const envARMEndpoint = "AZURE_RESOURCE_MANAGER_ENDPOINT"
-
-// stackOutput runs `pulumi stack output --json --show-secrets --stack <stack>` in the project
-// folder with env and returns its stdout.
-func stackOutput(ctx context.Context, cfg config, env []string, path string) ([]byte, error) {
-	pulumi, err := cliutil.LookPath("pulumi", path)
-	if err != nil {
-		return nil, badInputf("the pulumi CLI is not on PATH: install it (https://www.pulumi.com/docs/iac/download-install/) and log in to the backend that holds stack %s", cfg.stack)
-	}
-	ctx, cancel := context.WithTimeout(ctx, pulumiTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, pulumi, "stack", "output", "--json", "--show-secrets", "--stack", cfg.stack)
-	cmd.Dir = cfg.cwd
-	cmd.Env = env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		said := strings.TrimSpace(redact.String(stderr.String()))
-		if strings.Contains(said, "no stack named") {
-			return nil, badInputf("unknown stack %q in %s: pulumi says %q (pulumi stack ls --cwd %s lists the stacks)", cfg.stack, cfg.cwd, said, cfg.cwd)
-		}
-		return nil, badInputf("pulumi stack output --stack %s in %s failed (%v): %s", cfg.stack, cfg.cwd, err, said)
-	}
-	return stdout.Bytes(), nil
-}
 
 // outputs are the stack outputs verify uses.
 type outputs struct {
@@ -322,38 +298,16 @@ func parseOutputs(stack string, raw []byte) (outputs, error) {
 	return out, nil
 }
 
-// checkCredential gets a storage token with the programs' credential (storage.NewCredential:
-// DefaultAzureCredential, or GitHub's fresh assertions in a CI job), so that missing credentials
-// are one clear error before anything else happens.
+// checkCredential is storage.CheckCredential, as a *badInput with the details condensed.
 func checkCredential(ctx context.Context) error {
-	advice := "sign in with `az login`, or set the AZURE_* environment variables of a service principal or workload identity " +
-		"(AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE); " +
-		"AZURE_STORAGE_CONNECTION_STRING is only for Azurite and local runs"
-	cred, err := storage.NewCredential(storage.CredentialOptions{})
-	if err != nil {
-		return badInputf("no Azure credentials: %v; %s", err, advice)
+	details, err := storage.CheckCredential(ctx, tokenTimeout)
+	if err == nil {
+		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, tokenTimeout)
-	defer cancel()
-	if _, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{storageScope}}); err != nil {
-		return badInputf("no Azure credentials: none that can get a token for Azure Storage: %s.\nDetails: %s",
-			advice, condense(err.Error(), 12))
+	if details != "" {
+		return badInputf("%v.\nDetails: %s", err, cliutil.Condense(details, 12))
 	}
-	return nil
-}
-
-// condense keeps the first n non-empty lines of s.
-func condense(s string, n int) string {
-	var lines []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimRight(l, " \t"); strings.TrimSpace(l) != "" && !strings.HasPrefix(strings.TrimSpace(l), "---") {
-			lines = append(lines, l)
-		}
-	}
-	if len(lines) > n {
-		lines = append(lines[:n], "...")
-	}
-	return strings.Join(lines, "\n")
+	return badInputf("%v", err)
 }
 
 // connectCluster builds the clients from the kubeconfig output and checks that the API server

@@ -33,18 +33,20 @@ type Binaries struct {
 	Producer string
 	// Proxy is cmd/azproxy, Azure's distance and limits in front of Azurite.
 	Proxy string
+	// Redrive is cmd/redrive, the poison queue's redrive.
+	Redrive string
 }
 
-// Build compiles ./cmd/consumer, ./cmd/producer and ./cmd/azproxy of the
-// module at root into dir (CGO off, as in the image).
+// Build compiles ./cmd/consumer, ./cmd/producer, ./cmd/azproxy and
+// ./cmd/redrive of the module at root into dir (CGO off, as in the image).
 func Build(ctx context.Context, root, dir string) (Binaries, error) {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", dir+string(os.PathSeparator), "./cmd/consumer", "./cmd/producer", "./cmd/azproxy")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", dir+string(os.PathSeparator), "./cmd/consumer", "./cmd/producer", "./cmd/azproxy", "./cmd/redrive")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return Binaries{}, fmt.Errorf("go build ./cmd/consumer ./cmd/producer ./cmd/azproxy: %w\n%s", err, out)
+		return Binaries{}, fmt.Errorf("go build ./cmd/consumer ./cmd/producer ./cmd/azproxy ./cmd/redrive: %w\n%s", err, out)
 	}
-	return Binaries{Consumer: filepath.Join(dir, "consumer"), Producer: filepath.Join(dir, "producer"), Proxy: filepath.Join(dir, "azproxy")}, nil
+	return Binaries{Consumer: filepath.Join(dir, "consumer"), Producer: filepath.Join(dir, "producer"), Proxy: filepath.Join(dir, "azproxy"), Redrive: filepath.Join(dir, "redrive")}, nil
 }
 
 // Env returns a minimal environment for a child: PATH and HOME from this
