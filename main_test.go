@@ -276,6 +276,29 @@ func TestPitfallRoleAssignments(t *testing.T) {
 	assert.Equal(t, pulumitest.DeployerObjectID, depPoison.Input("principalId"))
 	assert.Equal(t, roleID(components.RoleStorageQueueDataReader), depPoison.Input("roleDefinitionId"))
 	assert.Equal(t, poisonQueue.ID, depPoison.Input("scope"))
+	// ... and what `make redrive` needs: the poison queue's messages read, hidden (Update
+	// Message: Contributor) and deleted, and added to the queue (Sender, so that it never repeats
+	// grantDeployerQueueAccess's Contributor at the same scope, which Azure refuses).
+	depRedrive := m.Get(t, tRole, "deployer-poison-queue-data-contributor")
+	assert.Equal(t, pulumitest.DeployerObjectID, depRedrive.Input("principalId"))
+	assert.Equal(t, roleID(components.RoleStorageQueueDataContributor), depRedrive.Input("roleDefinitionId"))
+	assert.Equal(t, poisonQueue.ID, depRedrive.Input("scope"))
+	depSender := m.Get(t, tRole, "deployer-queue-data-message-sender")
+	assert.Equal(t, pulumitest.DeployerObjectID, depSender.Input("principalId"))
+	assert.Equal(t, "User", depSender.Input("principalType"))
+	assert.Equal(t, roleID(components.RoleStorageQueueDataMessageSender), depSender.Input("roleDefinitionId"))
+	assert.Equal(t, mainQueue.ID, depSender.Input("scope"))
+	// No role is given twice at one scope to the deployer (Azure answers RoleAssignmentExists).
+	type grant struct{ role, scope any }
+	given := map[grant]string{}
+	for _, r := range m.ByType(tRole) {
+		if !strings.HasPrefix(r.Name, "deployer-") {
+			continue
+		}
+		g := grant{r.Input("roleDefinitionId"), r.Input("scope")}
+		assert.Empty(t, given[g], "%s repeats %s", r.Name, given[g])
+		given[g] = r.Name
+	}
 
 	for _, r := range m.ByType(tRole) {
 		if strings.HasPrefix(r.Name, "deployer-") {

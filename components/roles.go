@@ -14,7 +14,9 @@ const (
 	RoleStorageQueueDataContributor = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 	RoleStorageTableDataContributor = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
 	RoleStorageQueueDataReader      = "19e7f393-937e-4f77-808e-94535e297925"
-	RoleNetworkContributor          = "4d97b98b-1d4f-4787-a291-c67834d212e7"
+	// RoleStorageQueueDataMessageSender adds messages to a queue, nothing else.
+	RoleStorageQueueDataMessageSender = "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a"
+	RoleNetworkContributor            = "4d97b98b-1d4f-4787-a291-c67834d212e7"
 	// RoleAKSRBACClusterAdmin is "Azure Kubernetes Service RBAC Cluster Admin": every Kubernetes
 	// permission on an Entra-only cluster with Azure RBAC, and listing its user credentials.
 	RoleAKSRBACClusterAdmin = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"

@@ -63,6 +63,10 @@ type Config struct {
 	// queue: Storage Table Data Contributor on the table (it reads and then deletes the entities
 	// of its burst) and Storage Queue Data Reader on the poison queue (it peeks it).
 	GrantDeployerVerifyAccess bool `json:"grantDeployerVerifyAccess"`
+	// GrantDeployerRedriveAccess gives the deploying principal what `redrive` needs: Storage
+	// Queue Data Contributor on the poison queue (read every message, hide it while it is
+	// moved, delete it) and Storage Queue Data Message Sender on the queue (put it back).
+	GrantDeployerRedriveAccess bool `json:"grantDeployerRedriveAccess"`
 	// DeployerPrincipalType is the principal type of the deploying identity (User or ServicePrincipal).
 	DeployerPrincipalType string `json:"deployerPrincipalType"`
 

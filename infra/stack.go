@@ -372,24 +372,36 @@ func (s *Stack) deployDeployerGrants(ctx *pulumi.Context) error {
 			return fmt.Errorf("granting the deployer queue access: %w", err)
 		}
 	}
+	type grant struct {
+		name, role string
+		scope      pulumi.StringOutput
+	}
+	var grants []grant
 	if cfg.GrantDeployerVerifyAccess {
 		// `verify` (cmd/verify) runs with the operator's or CI's own Entra identity: it reads and
 		// deletes the entities of its burst and peeks the poison queue.
-		for _, g := range []struct {
-			name, role string
-			scope      pulumi.StringOutput
-		}{
-			{"deployer-table-data-contributor", components.RoleStorageTableDataContributor, s.Storage.TableID},
-			{"deployer-poison-queue-data-reader", components.RoleStorageQueueDataReader, s.Storage.PoisonQueueID},
-		} {
-			if _, err := authorization.NewRoleAssignment(ctx, g.name, &authorization.RoleAssignmentArgs{
-				PrincipalId:      s.deployerID,
-				PrincipalType:    authorization.PrincipalType(cfg.DeployerPrincipalType),
-				RoleDefinitionId: components.RoleDefinitionID(s.subscriptionID, g.role),
-				Scope:            g.scope,
-			}); err != nil {
-				return fmt.Errorf("granting the deployer %s: %w", g.name, err)
-			}
+		grants = append(grants,
+			grant{"deployer-table-data-contributor", components.RoleStorageTableDataContributor, s.Storage.TableID},
+			grant{"deployer-poison-queue-data-reader", components.RoleStorageQueueDataReader, s.Storage.PoisonQueueID})
+	}
+	if cfg.GrantDeployerRedriveAccess {
+		// `redrive` (cmd/redrive) runs with the operator's own Entra identity: it reads, hides
+		// (Update Message needs messages/write: Contributor, not Message Processor) and deletes
+		// the poison queue's messages, and adds them to the queue. Sender, not Contributor, on
+		// the queue: grantDeployerQueueAccess may already give the same principal Contributor
+		// there, and Azure refuses a second assignment of one role at one scope.
+		grants = append(grants,
+			grant{"deployer-poison-queue-data-contributor", components.RoleStorageQueueDataContributor, s.Storage.PoisonQueueID},
+			grant{"deployer-queue-data-message-sender", components.RoleStorageQueueDataMessageSender, s.Storage.QueueID})
+	}
+	for _, g := range grants {
+		if _, err := authorization.NewRoleAssignment(ctx, g.name, &authorization.RoleAssignmentArgs{
+			PrincipalId:      s.deployerID,
+			PrincipalType:    authorization.PrincipalType(cfg.DeployerPrincipalType),
+			RoleDefinitionId: components.RoleDefinitionID(s.subscriptionID, g.role),
+			Scope:            g.scope,
+		}); err != nil {
+			return fmt.Errorf("granting the deployer %s: %w", g.name, err)
 		}
 	}
 	return nil

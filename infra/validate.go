@@ -129,7 +129,7 @@ func (c Config) problems() []error {
 	oneOf("upgradeChannel", c.UpgradeChannel, UpgradeChannels)
 	oneOf("nodeOsUpgradeChannel", c.NodeOSUpgradeChannel, NodeOSUpgradeChannels)
 	oneOf("clusterTier", c.ClusterTier, ClusterTiers)
-	if c.GrantDeployerQueueAccess || c.GrantDeployerVerifyAccess || (!c.LocalAccounts && len(c.ClusterAdmins) == 0) {
+	if c.GrantDeployerQueueAccess || c.GrantDeployerVerifyAccess || c.GrantDeployerRedriveAccess || (!c.LocalAccounts && len(c.ClusterAdmins) == 0) {
 		oneOf("deployerPrincipalType", c.DeployerPrincipalType, PrincipalTypes)
 	}
 	seen := map[string]bool{}
