@@ -286,7 +286,7 @@ func run(ctx context.Context, args, env []string, stop <-chan struct{}, stdout, 
 		fmt.Fprintf(stderr, "redrive: %s\n", redact.String(runErr.Error()))
 		return exitPartial
 	}
-	if cfg.yes && (res.Summary.Failed > 0 || res.Summary.Stopped || skipped(res.Summary) > 0) {
+	if res.Summary.Stopped || cfg.yes && (res.Summary.Failed > 0 || skipped(res.Summary) > 0) {
 		return exitPartial
 	}
 	return exitOK
@@ -387,6 +387,9 @@ func printReport(w io.Writer, r redrive.Report) {
 func printSummary(w io.Writer, cfg config, res redrive.Result) {
 	s := res.Summary
 	if !cfg.yes {
+		if s.Stopped {
+			fmt.Fprintln(w, "stopped: the report covers the messages read until then")
+		}
 		target := res.Report.WorkQueue
 		if cfg.to != "" {
 			target = cfg.to

@@ -435,3 +435,28 @@ func errorLines(stderr string) []string {
 	}
 	return out
 }
+
+// TestIDFileAndLimit: -id-file (comments and blank lines ignored) with -id, and -limit, through
+// the binary.
+func TestIDFileAndLimit(t *testing.T) {
+	s := newStage(t)
+	s.poison(t, message.PoisonRejected, 6)
+	var ids []string
+	for id := range s.selected {
+		ids = append(ids, id)
+	}
+	file := filepath.Join(t.TempDir(), "ids")
+	require.NoError(t, os.WriteFile(file, []byte("# the two to replay\n\nqid-"+ids[0]+"\n  qid-"+ids[1]+"  \n"), 0o644))
+	r := s.redrive(t, s.envVia(""), "-yes", "-id-file", file, "-id", "qid-"+ids[2], "-rate", "0")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "redrive: selected 3, moved 3")
+	texts, err := storage.PeekTexts(itest.Ctx(t, 10*time.Second), s.c.Queue)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{s.selected[ids[0]], s.selected[ids[1]], s.selected[ids[2]]}, texts)
+
+	r = s.redrive(t, s.envVia(""), "-yes", "-limit", "2", "-rate", "0")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "redrive: selected 2, moved 2")
+	assert.Equal(t, 5, s.depth(t, s.c.Queue))
+	assert.Equal(t, 1, s.depth(t, s.c.Poison))
+}

@@ -95,7 +95,7 @@ type Summary struct {
 	// Failed could not be moved (storage kept failing); each stays on the poison queue.
 	Failed   int      `json:"failed"`
 	Failures []Listed `json:"failures,omitempty"`
-	// Stopped says a stop request ended the run before everything selected was tried.
+	// Stopped says a stop request ended the run early (a report then covers what was read).
 	Stopped bool `json:"stopped"`
 	// Unreleased are messages redrive could not make visible again; they come back when the
 	// hold ends.
@@ -187,7 +187,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	var pace time.Time // when the next move may start (Rate)
 	full := func() bool { return o.Limit > 0 && res.Summary.Selected >= o.Limit }
 read:
-	for !(o.Move && (full() || stopped())) {
+	for !(o.Move && full()) && !stopped() {
 		fresh, again, err := rd.next(ctx)
 		if err != nil {
 			runErr = err
@@ -271,7 +271,7 @@ read:
 			mu.Unlock()
 		}
 	}
-	if o.Move && stopped() {
+	if stopped() {
 		res.Summary.Stopped = true
 	}
 	// Released with a context of its own: a cancelled run still gives back what it holds.

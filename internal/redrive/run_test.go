@@ -328,3 +328,17 @@ func TestSummarizeForVerify(t *testing.T) {
 	missing := f.c.Service.NewQueueClient("nosuch-poison")
 	assert.Equal(t, "poison queue nosuch-poison: not there yet (the consumer creates it when it starts)", Summarize(ctx, missing, "nosuch"))
 }
+
+func TestAStoppedReportGivesEverythingBack(t *testing.T) {
+	f := newFixture(t)
+	f.seed(t)
+	stop := make(chan struct{})
+	close(stop)
+	o := f.options(false)
+	o.Stop = stop
+	res, err := Run(itest.Ctx(t, time.Minute), o)
+	require.NoError(t, err)
+	assert.True(t, res.Summary.Stopped)
+	assert.Equal(t, 0, res.Report.Read)
+	assert.Len(t, all(t, f.c.Poison), 6)
+}
