@@ -12,6 +12,7 @@ FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 COPY cmd/consumer/ ./cmd/consumer/
+COPY app/ ./app/
 COPY internal/ ./internal/
 # Only the modules the consumer imports are downloaded, not the whole graph. Static (no cgo),
 # for linux/amd64 (the NAP node pool's architecture).

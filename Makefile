@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 STACK ?= dev
 
-.PHONY: help deps promtool demo test lint bench preview up destroy golden plan FORCE
+.PHONY: help deps promtool demo test lint bench preview up destroy golden docs plan FORCE
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -10,7 +10,7 @@ help: ## List the targets
 deps: node_modules/.package-lock.json promtool ## Install Azurite (pinned in package-lock.json) and promtool if missing or stale; download Go modules
 	go mod download
 
-# promtool, Prometheus's rule tester, runs the alert rule tests (internal/observability). It comes
+# promtool, Prometheus's rule tester, runs the alert rule tests (app/observability). It comes
 # with Debian's prometheus package (2.42 on bookworm); installed only when missing. The package's
 # server is not started (no init system on CI machines; on a desktop, disable it if unwanted).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -24,7 +24,7 @@ promtool:
 
 # npm ci (30 s to 2 min) runs only when Azurite is missing or package-lock.json or package.json
 # changed after the last install: npm ci writes node_modules/.package-lock.json last, so its time
-# is the install's. internal/azurite decides the same way when `go test` runs without make.
+# is the install's. harness/azurite decides the same way when `go test` runs without make.
 node_modules/.package-lock.json: package-lock.json package.json $(if $(realpath node_modules/.bin/azurite),,FORCE)
 	npm ci --no-audit --no-fund
 
@@ -43,6 +43,9 @@ lint: ## gofmt check, go vet, staticcheck (pinned in go.mod, checks in staticche
 
 bench: deps ## Consumer vs reference with storage 0/5/10/20 ms away (azproxy), replicas 1,2,4, throttled; ends with the two summary lines [ARGS="-rtt 10ms,20ms"]
 	go run ./cmd/bench $(ARGS)
+
+docs: ## Regenerate docs/configuration.md (every config key and output) from Pulumi.yaml, infra.Config and infra.OutputDocs
+	go run ./cmd/docs
 
 golden: ## Regenerate the golden inventories and docs/plan.dev.md after reviewing a change
 	go test . -run '^(TestStacks|TestContainerAppsStacks|TestPlan)$$' -update

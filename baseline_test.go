@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/aks-edw/aks-edw/components"
+	"github.com/aks-edw/aks-edw/harness/pulumitest"
 	"github.com/aks-edw/aks-edw/infra"
-	"github.com/aks-edw/aks-edw/internal/plan"
-	"github.com/aks-edw/aks-edw/internal/pulumitest"
+	"github.com/aks-edw/aks-edw/ops/plan"
 )
 
 const tMaintenance = "azure-native:containerservice:MaintenanceConfiguration"

@@ -13,9 +13,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/aks-edw/aks-edw/components"
+	"github.com/aks-edw/aks-edw/harness/pulumitest"
 	"github.com/aks-edw/aks-edw/infra"
-	"github.com/aks-edw/aks-edw/internal/plan"
-	"github.com/aks-edw/aks-edw/internal/pulumitest"
+	"github.com/aks-edw/aks-edw/ops/plan"
 )
 
 // Issue 18: Azure Container Apps as a second target. Every Container Apps stack, in both scale

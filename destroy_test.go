@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/aks-edw/aks-edw/internal/pulumitest"
+	"github.com/aks-edw/aks-edw/harness/pulumitest"
 )
 
 // Issue 5: `pulumi destroy` leaves nothing behind by design. Every Azure resource lives in the

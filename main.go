@@ -6,12 +6,12 @@ package main
 import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/aks-edw/aks-edw/internal/edw"
+	"github.com/aks-edw/aks-edw/stack"
 )
 
 func main() { pulumi.Run(program) }
 
-// program is the whole stack: infra and workload composed by edw.Deploy, which the tests and the
+// program is the whole stack: infra and workload composed by stack.Deploy, which the tests and the
 // offline plan (cmd/plan) run under mocks. Tests also run this function itself.
 func program(ctx *pulumi.Context) error {
 	_, err := deploy(ctx)
@@ -19,4 +19,4 @@ func program(ctx *pulumi.Context) error {
 }
 
 // deploy is the composition, returning the stack outputs it exports.
-var deploy = edw.Deploy
+var deploy = stack.Deploy

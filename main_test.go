@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/aks-edw/aks-edw/components"
+	"github.com/aks-edw/aks-edw/harness/pulumitest"
 	"github.com/aks-edw/aks-edw/infra"
-	"github.com/aks-edw/aks-edw/internal/pulumitest"
 )
 
 var update = flag.Bool("update", false, "regenerate testdata/inventory.<stack>.golden from the current program")

@@ -9,10 +9,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/aks-edw/aks-edw/app/observability"
 	"github.com/aks-edw/aks-edw/components"
+	"github.com/aks-edw/aks-edw/harness/pulumitest"
 	"github.com/aks-edw/aks-edw/infra"
-	"github.com/aks-edw/aks-edw/internal/observability"
-	"github.com/aks-edw/aks-edw/internal/pulumitest"
 )
 
 // The GitHub issue "Observability": Azure Monitor managed Prometheus and the workload's alerts,

@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/aks-edw/aks-edw/internal/plan"
-	"github.com/aks-edw/aks-edw/internal/pulumitest"
+	"github.com/aks-edw/aks-edw/harness/pulumitest"
+	"github.com/aks-edw/aks-edw/ops/plan"
 )
 
 // planDocStacks are the stacks whose offline plan is committed as docs/plan.<stack>.md.

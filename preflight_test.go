@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/aks-edw/aks-edw/internal/preflight"
+	"github.com/aks-edw/aks-edw/ops/preflight"
 )
 
 // TestPreflightCoversStack: every azure-native resource type (and invoke) each stack uses maps to
@@ -44,5 +44,5 @@ func TestPreflightCoversStack(t *testing.T) {
 		}
 	}
 	sort.Strings(unused)
-	assert.Empty(t, unused, "namespaces the preflight checks that no stack needs: drop their types from internal/preflight's typeNamespaces")
+	assert.Empty(t, unused, "namespaces the preflight checks that no stack needs: drop their types from ops/preflight's typeNamespaces")
 }

@@ -8,8 +8,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
 	"github.com/stretchr/testify/require"
 
+	"github.com/aks-edw/aks-edw/harness/pulumitest"
 	"github.com/aks-edw/aks-edw/infra"
-	"github.com/aks-edw/aks-edw/internal/pulumitest"
 )
 
 // stackNames returns every stack that has a Pulumi.<stack>.yaml in the repository.

@@ -10,7 +10,7 @@ import (
 	"github.com/pulumi/pulumi-azure-native-sdk/monitor/v3"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/aks-edw/aks-edw/internal/observability"
+	"github.com/aks-edw/aks-edw/app/observability"
 )
 
 // ManagedPrometheusType is the component's type token.
@@ -321,7 +321,7 @@ func ruleGroupArgs(a *ManagedPrometheusArgs, workspaceID, actionGroupID pulumi.S
 		ResourceGroupName: a.ResourceGroupName,
 		Location:          a.Location,
 		RuleGroupName:     a.RuleGroupName,
-		Description:       pulumi.String("Alerts of the queue consumer workload (internal/observability)"),
+		Description:       pulumi.String("Alerts of the queue consumer workload (app/observability)"),
 		Scopes:            pulumi.StringArray{workspaceID, a.ClusterID},
 		ClusterName:       a.ClusterName,
 		Interval:          pulumi.String(PrometheusRuleInterval),

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/aks-edw/aks-edw/internal/pulumitest"
+	"github.com/aks-edw/aks-edw/harness/pulumitest"
 )
 
 func TestRemainingWait(t *testing.T) {

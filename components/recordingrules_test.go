@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
 
-	"github.com/aks-edw/aks-edw/internal/observability"
+	"github.com/aks-edw/aks-edw/app/observability"
 )
 
 // The embedded groups are Microsoft's three Linux groups from the pinned template: their names,

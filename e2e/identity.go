@@ -13,7 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/aks-edw/aks-edw/internal/fakeentra"
+	"github.com/aks-edw/aks-edw/harness/fakeentra"
 )
 
 // The deployer reaches the API server as CI reaches an Entra-only AKS cluster: the real kubelogin

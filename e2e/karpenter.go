@@ -17,9 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/aks-edw/aks-edw/components"
-	"github.com/aks-edw/aks-edw/internal/azurite"
-	"github.com/aks-edw/aks-edw/internal/localcluster"
-	"github.com/aks-edw/aks-edw/internal/verify"
+	"github.com/aks-edw/aks-edw/harness/azurite"
+	"github.com/aks-edw/aks-edw/harness/localcluster"
+	"github.com/aks-edw/aks-edw/ops/verify"
 )
 
 const (

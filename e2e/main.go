@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/aks-edw/aks-edw/internal/localcluster"
+	"github.com/aks-edw/aks-edw/harness/localcluster"
 )
 
 func main() { os.Exit(run()) }

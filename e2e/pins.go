@@ -3,7 +3,7 @@ package main
 import (
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/aks-edw/aks-edw/internal/localcluster"
+	"github.com/aks-edw/aks-edw/harness/localcluster"
 )
 
 // What the local cluster is made of, besides the binaries e2e/tools.sh builds (its own pins

@@ -16,12 +16,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/aks-edw/aks-edw/app/storage"
 	"github.com/aks-edw/aks-edw/components"
-	"github.com/aks-edw/aks-edw/internal/azurite"
-	"github.com/aks-edw/aks-edw/internal/fakeentra"
-	"github.com/aks-edw/aks-edw/internal/localcluster"
-	"github.com/aks-edw/aks-edw/internal/procs"
-	"github.com/aks-edw/aks-edw/internal/storage"
+	"github.com/aks-edw/aks-edw/harness/azurite"
+	"github.com/aks-edw/aks-edw/harness/fakeentra"
+	"github.com/aks-edw/aks-edw/harness/localcluster"
+	"github.com/aks-edw/aks-edw/harness/procs"
 )
 
 // runner holds one end-to-end run: the local cluster, the engine, and what to deploy next.

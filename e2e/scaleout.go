@@ -15,8 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/aks-edw/aks-edw/components"
-	"github.com/aks-edw/aks-edw/internal/localcluster"
-	"github.com/aks-edw/aks-edw/internal/verify"
+	"github.com/aks-edw/aks-edw/harness/localcluster"
+	"github.com/aks-edw/aks-edw/ops/verify"
 )
 
 // The scaling-out steps' stack config and load, set in setup like the rest of the e2e's config.

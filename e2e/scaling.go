@@ -22,11 +22,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/aks-edw/aks-edw/app/producer"
 	"github.com/aks-edw/aks-edw/components"
-	"github.com/aks-edw/aks-edw/internal/localcluster"
-	"github.com/aks-edw/aks-edw/internal/procs"
-	"github.com/aks-edw/aks-edw/internal/producer"
-	"github.com/aks-edw/aks-edw/internal/verify"
+	"github.com/aks-edw/aks-edw/harness/localcluster"
+	"github.com/aks-edw/aks-edw/harness/procs"
+	"github.com/aks-edw/aks-edw/ops/verify"
 )
 
 // The stack config the scaling steps deploy with, set in setup like any stack's config (never by

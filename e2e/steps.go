@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/aks-edw/aks-edw/components"
-	"github.com/aks-edw/aks-edw/internal/localcluster"
+	"github.com/aks-edw/aks-edw/harness/localcluster"
 )
 
 // Step 1: `pulumi up` creates every object, the provider's await sees the Deployment roll out on

@@ -120,7 +120,7 @@ type Config struct {
 
 	// ManagedPrometheus turns on Azure Monitor managed Prometheus: the cluster's metrics add-on,
 	// an Azure Monitor workspace with its data collection endpoint, rule and association, and
-	// a Prometheus rule group with the workload's alerts (internal/observability).
+	// a Prometheus rule group with the workload's alerts (app/observability).
 	ManagedPrometheus bool `json:"managedPrometheus" platform:"aks"`
 	// AlertEmails are the e-mail receivers of the alerts' action group (only with
 	// ManagedPrometheus; empty: the alerts fire without notifying anyone).

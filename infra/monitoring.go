@@ -7,8 +7,8 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/aks-edw/aks-edw/app/observability"
 	"github.com/aks-edw/aks-edw/components"
-	"github.com/aks-edw/aks-edw/internal/observability"
 )
 
 // Bounds of backlogAlertFor: at least one rule evaluation (the rule group runs every minute), at

@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/aks-edw/aks-edw/app/observability"
 	"github.com/aks-edw/aks-edw/components"
-	"github.com/aks-edw/aks-edw/internal/observability"
 )
 
 // The monitoring keys: every problem is its own error naming the key and the bad value.

@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/aks-edw/aks-edw/components"
-	"github.com/aks-edw/aks-edw/internal/pulumitest"
+	"github.com/aks-edw/aks-edw/harness/pulumitest"
 )
 
 // without returns the add-on discovery minus the given paths (an add-on not installed yet).

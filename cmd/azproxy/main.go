@@ -1,5 +1,5 @@
 // Command azproxy puts Azure's distance and limits between the programs and
-// a local Azurite (internal/azproxy): every request pays -rtt (± -jitter),
+// a local Azurite (harness/azproxy): every request pays -rtt (± -jitter),
 // and past -queue-rate requests/s on one queue or -account-rate on the
 // account the answer is Azure's 503 ServerBusy. It listens on free loopback
 // ports and prints one JSON line with the queue, table and control URLs:
@@ -23,7 +23,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/aks-edw/aks-edw/internal/azproxy"
+	"github.com/aks-edw/aks-edw/harness/azproxy"
 )
 
 func main() {

@@ -48,11 +48,11 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 
-	"github.com/aks-edw/aks-edw/internal/azproxy"
-	"github.com/aks-edw/aks-edw/internal/azurite"
-	"github.com/aks-edw/aks-edw/internal/message"
-	"github.com/aks-edw/aks-edw/internal/procs"
-	"github.com/aks-edw/aks-edw/internal/storage"
+	"github.com/aks-edw/aks-edw/app/message"
+	"github.com/aks-edw/aks-edw/app/storage"
+	"github.com/aks-edw/aks-edw/harness/azproxy"
+	"github.com/aks-edw/aks-edw/harness/azurite"
+	"github.com/aks-edw/aks-edw/harness/procs"
 )
 
 type options struct {

@@ -16,10 +16,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/aks-edw/aks-edw/internal/azurite"
-	"github.com/aks-edw/aks-edw/internal/itest"
-	"github.com/aks-edw/aks-edw/internal/procs"
-	"github.com/aks-edw/aks-edw/internal/storage"
+	"github.com/aks-edw/aks-edw/app/storage"
+	"github.com/aks-edw/aks-edw/harness/azurite"
+	"github.com/aks-edw/aks-edw/harness/itest"
+	"github.com/aks-edw/aks-edw/harness/procs"
 )
 
 // faultProxy sits between the consumer and Azurite and injects the errors

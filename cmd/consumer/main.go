@@ -20,8 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/aks-edw/aks-edw/internal/consumer"
-	"github.com/aks-edw/aks-edw/internal/storage"
+	"github.com/aks-edw/aks-edw/app/consumer"
+	"github.com/aks-edw/aks-edw/app/storage"
 )
 
 // exitConfig is the exit status for a configuration the program cannot run

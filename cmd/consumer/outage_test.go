@@ -17,12 +17,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/aks-edw/aks-edw/internal/azurite"
-	"github.com/aks-edw/aks-edw/internal/consumer"
-	"github.com/aks-edw/aks-edw/internal/itest"
-	"github.com/aks-edw/aks-edw/internal/message"
-	"github.com/aks-edw/aks-edw/internal/procs"
-	"github.com/aks-edw/aks-edw/internal/storage"
+	"github.com/aks-edw/aks-edw/app/consumer"
+	"github.com/aks-edw/aks-edw/app/message"
+	"github.com/aks-edw/aks-edw/app/storage"
+	"github.com/aks-edw/aks-edw/harness/azurite"
+	"github.com/aks-edw/aks-edw/harness/itest"
+	"github.com/aks-edw/aks-edw/harness/procs"
 )
 
 // Storage faults (issue 9): the poison queue means "this message is bad", never "storage was sick".

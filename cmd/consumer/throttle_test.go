@@ -10,10 +10,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/aks-edw/aks-edw/internal/azproxy"
-	"github.com/aks-edw/aks-edw/internal/itest"
-	"github.com/aks-edw/aks-edw/internal/procs"
-	"github.com/aks-edw/aks-edw/internal/storage"
+	"github.com/aks-edw/aks-edw/app/storage"
+	"github.com/aks-edw/aks-edw/harness/azproxy"
+	"github.com/aks-edw/aks-edw/harness/itest"
+	"github.com/aks-edw/aks-edw/harness/procs"
 )
 
 // Azure's per-queue target (2,000 messages/s), scaled down to what Azurite

@@ -1,6 +1,6 @@
 // Command demo is the one-command local run: it installs Azurite if needed
 // (npm ci), starts it on free ports (queue on disk, table in memory: see
-// internal/azurite), creates the queue and the table, builds and runs the
+// harness/azurite), creates the queue and the table, builds and runs the
 // real producer and consumer binaries against it, shows live progress and
 // ends with a summary read back from the table: throughput over time, peak
 // RSS of every process and Azurite's longest silence. It stops everything it
@@ -28,9 +28,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/aks-edw/aks-edw/internal/azurite"
-	"github.com/aks-edw/aks-edw/internal/procs"
-	"github.com/aks-edw/aks-edw/internal/storage"
+	"github.com/aks-edw/aks-edw/app/storage"
+	"github.com/aks-edw/aks-edw/harness/azurite"
+	"github.com/aks-edw/aks-edw/harness/procs"
 )
 
 type options struct {

@@ -15,7 +15,7 @@ import (
 // Azurite, for more than three minutes: 36,000 messages at 200 msg/s, with the
 // producer's, the consumer's and the demo's own polling. Azurite's in-memory
 // queue stopped answering for a minute or more once a minute at this rate (its
-// queue garbage collector, internal/azurite); every message must be stored once,
+// queue garbage collector, harness/azurite); every message must be stored once,
 // and Azurite must answer every depth query of the run within the stall limit
 // and still answer at the end (the summary reads the table and the poison
 // queue back).

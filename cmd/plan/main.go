@@ -17,8 +17,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/aks-edw/aks-edw/internal/plan"
-	"github.com/aks-edw/aks-edw/internal/pulumitest"
+	"github.com/aks-edw/aks-edw/harness/pulumitest"
+	"github.com/aks-edw/aks-edw/ops/plan"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }

@@ -1,5 +1,5 @@
 // Command preflight checks, before the first `pulumi up` on a subscription, that the Azure
-// resource providers the stack needs are registered there (internal/preflight), and prints the
+// resource providers the stack needs are registered there (ops/preflight), and prints the
 // `az provider register` commands for those that are not, and with -stack whether the caller is
 // among the stack's cluster admins. Credentials: storage.NewCredential (DefaultAzureCredential: az
 // login, or the AZURE_* variables of a service principal or workload identity; in a GitHub Actions
@@ -28,11 +28,11 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
-	"github.com/aks-edw/aks-edw/internal/cliutil"
-	"github.com/aks-edw/aks-edw/internal/preflight"
-	"github.com/aks-edw/aks-edw/internal/pulumitest"
-	"github.com/aks-edw/aks-edw/internal/redact"
-	"github.com/aks-edw/aks-edw/internal/storage"
+	"github.com/aks-edw/aks-edw/app/redact"
+	"github.com/aks-edw/aks-edw/app/storage"
+	"github.com/aks-edw/aks-edw/harness/pulumitest"
+	"github.com/aks-edw/aks-edw/ops/cliutil"
+	"github.com/aks-edw/aks-edw/ops/preflight"
 )
 
 // envSubscription is the variable the Azure SDKs and azure-native read the subscription from.

@@ -21,7 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/aks-edw/aks-edw/internal/preflight"
+	"github.com/aks-edw/aks-edw/ops/preflight"
 )
 
 const (

@@ -3,7 +3,7 @@
 // duration. Flags fall back to environment variables; the storage settings
 // are the consumer's (AZURE_STORAGE_ACCOUNT_NAME, AZURE_QUEUE_NAME,
 // AZURE_STORAGE_CONNECTION_STRING). Everything it writes to stderr (logs,
-// errors) goes through internal/redact, so a SAS signature or account key in
+// errors) goes through app/redact, so a SAS signature or account key in
 // the connection string never reaches the output.
 package main
 
@@ -21,9 +21,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/aks-edw/aks-edw/internal/producer"
-	"github.com/aks-edw/aks-edw/internal/redact"
-	"github.com/aks-edw/aks-edw/internal/storage"
+	"github.com/aks-edw/aks-edw/app/producer"
+	"github.com/aks-edw/aks-edw/app/redact"
+	"github.com/aks-edw/aks-edw/app/storage"
 )
 
 func main() {

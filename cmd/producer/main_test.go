@@ -15,10 +15,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/aks-edw/aks-edw/internal/itest"
-	"github.com/aks-edw/aks-edw/internal/message"
-	"github.com/aks-edw/aks-edw/internal/procs"
-	"github.com/aks-edw/aks-edw/internal/storage"
+	"github.com/aks-edw/aks-edw/app/message"
+	"github.com/aks-edw/aks-edw/app/storage"
+	"github.com/aks-edw/aks-edw/harness/itest"
+	"github.com/aks-edw/aks-edw/harness/procs"
 )
 
 var suite *itest.Suite

@@ -1,5 +1,5 @@
 // Command redrive looks at the poison queue and, once the cause is fixed, puts chosen messages
-// back on the work queue they came from, byte for byte (internal/redrive).
+// back on the work queue they came from, byte for byte (ops/redrive).
 //
 // By default it only reports: the poison queue by reason and by source queue, with the oldest and
 // newest poisoning and a few ids. With selectors (-reason, -since, -until, -id, -id-file, -limit)
@@ -34,11 +34,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/aks-edw/aks-edw/internal/cliutil"
-	"github.com/aks-edw/aks-edw/internal/redact"
-	"github.com/aks-edw/aks-edw/internal/redrive"
-	"github.com/aks-edw/aks-edw/internal/retry"
-	"github.com/aks-edw/aks-edw/internal/storage"
+	"github.com/aks-edw/aks-edw/app/redact"
+	"github.com/aks-edw/aks-edw/app/retry"
+	"github.com/aks-edw/aks-edw/app/storage"
+	"github.com/aks-edw/aks-edw/ops/cliutil"
+	"github.com/aks-edw/aks-edw/ops/redrive"
 )
 
 // Exit statuses.

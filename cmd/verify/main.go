@@ -3,7 +3,7 @@
 // storage.NewCredential: DefaultAzureCredential, or in a GitHub Actions job a fresh GitHub OIDC
 // assertion per token; AZURE_STORAGE_CONNECTION_STRING instead, for Azurite and local runs)
 // and cluster (the stack's kubeconfig output), sends a tagged burst and runs the checks of
-// internal/verify, printing a line per check. Exit status: 0 every check holds; 1 a check
+// ops/verify, printing a line per check. Exit status: 0 every check holds; 1 a check
 // failed (the last text line names it); 2 verify could not run (bad flags, unknown stack,
 // missing outputs, no credentials, storage refusing the caller, cluster unreachable). With -json
 // the very last line is the report as JSON (verify.Report).
@@ -29,11 +29,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/aks-edw/aks-edw/internal/cliutil"
-	"github.com/aks-edw/aks-edw/internal/redact"
-	"github.com/aks-edw/aks-edw/internal/redrive"
-	"github.com/aks-edw/aks-edw/internal/storage"
-	"github.com/aks-edw/aks-edw/internal/verify"
+	"github.com/aks-edw/aks-edw/app/redact"
+	"github.com/aks-edw/aks-edw/app/storage"
+	"github.com/aks-edw/aks-edw/ops/cliutil"
+	"github.com/aks-edw/aks-edw/ops/redrive"
+	"github.com/aks-edw/aks-edw/ops/verify"
 )
 
 // Exit statuses.

@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/aks-edw/aks-edw/internal/verify"
+	"github.com/aks-edw/aks-edw/ops/verify"
 )
 
 // fakePulumi writes a `pulumi` script into a fresh directory and returns the directory (for
