@@ -18,13 +18,14 @@ import (
 
 // Azure's per-queue target (2,000 messages/s), scaled down to what Azurite
 // sustains here: 4 consumers that do about 180 msg/s together at 10 ms
-// against a limit of 80 queue requests/s, which the proxy enforces with
+// against a limit of 60 queue requests/s (headroom for a loaded CI machine, where
+// they attempted only 80/s), which the proxy enforces with
 // Azure's 503 ServerBusy.
 func TestThrottledConsumersKeepToTheLimitAndLoseNothing(t *testing.T) {
 	e := suite.NewEnv(t)
 	q, tbl := suite.Names(t)
 	c := e.Clients(t, q, tbl)
-	const n, replicas, limit = 600, 4, 80.0
+	const n, replicas, limit = 600, 4, 60.0
 	e.Produce(t, q, "-count", fmt.Sprint(n), "-concurrency", "8", "-msg", "throttled")
 
 	p, err := azproxy.New(azproxy.Options{RTT: 10 * time.Millisecond, QueueRate: limit})
