@@ -94,13 +94,13 @@ func credentialFormat(t *testing.T, m *pulumitest.Mocks) string {
 	return formats[0]
 }
 
-// The CI identity's Role Based Access Control Administrator condition (README, "Continuous
+// The CI identity's Role Based Access Control Administrator condition (docs/ci.md, "Continuous
 // delivery") must allow every role either stack assigns, or `pulumi up` in CI is refused.
-func TestReadmeRoleConditionCoversEveryAssignedRole(t *testing.T) {
-	raw, err := os.ReadFile("README.md")
+func TestCIRoleConditionCoversEveryAssignedRole(t *testing.T) {
+	raw, err := os.ReadFile("docs/ci.md")
 	require.NoError(t, err)
 	m := regexp.MustCompile(`(?m)^ROLES="([^"]+)"$`).FindStringSubmatch(string(raw))
-	require.NotNil(t, m, "README has the ROLES=... line of the CI role condition")
+	require.NotNil(t, m, "docs/ci.md has the ROLES=... line of the CI role condition")
 	allowed := map[string]bool{}
 	for _, g := range strings.Split(m[1], ",") {
 		allowed[strings.TrimSpace(g)] = true
@@ -109,7 +109,7 @@ func TestReadmeRoleConditionCoversEveryAssignedRole(t *testing.T) {
 		for _, r := range runStack(t, stack, loadStackConfig(t, stack)).mocks.ByType(tRole) {
 			id, _ := r.Input("roleDefinitionId").(string)
 			guid := id[strings.LastIndex(id, "/")+1:]
-			assert.True(t, allowed[guid], "%s: %s assigns role %s, which the README's CI condition does not allow", stack, r.Name, guid)
+			assert.True(t, allowed[guid], "%s: %s assigns role %s, which the CI condition in docs/ci.md does not allow", stack, r.Name, guid)
 		}
 	}
 }

@@ -128,7 +128,7 @@ func DeployContainerApps(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 const ContainerAppsFirewallWarning = Project + ":storagePublicNetworkAccess is false on platform containerapps: the consumer reaches " +
 	"the queue through the environment's subnet (service endpoint), but Container Apps' built-in KEDA scaler is not known to run " +
 	"inside that subnet; if it does not, it cannot read the queue depth and the app stays at minReplicas, never scaling out. " +
-	"Check the environment's system logs for KEDA errors after the first burst (see README, \"Two targets\")"
+	"Check the environment's system logs for KEDA errors after the first burst (see docs/container-apps.md)"
 
 // deployShared creates what both targets have: the name suffix, the resource group, the network,
 // the storage account with its queues and table, the registry and the consumer image build.
@@ -318,7 +318,7 @@ const ClusterAdminsUnsetWarning = Project + ":clusterAdmins is unset: Azure Kube
 	"whoever runs `pulumi up`. When a different principal runs `up` next (CI after a laptop, or back), Pulumi replaces that grant: " +
 	"the previous deployer loses access to the Kubernetes API, and the new one is refused (403) until its own grant has propagated, " +
 	"so `pulumi refresh` and previews fail meanwhile. Set clusterAdmins to the object ids of the people, groups and pipelines that " +
-	"deploy this stack (README, \"Who is cluster admin\"; `make preflight STACK=<stack>` says whether you are one of them)"
+	"deploy this stack (docs/deploy.md, \"Who is cluster admin\"; `make preflight STACK=<stack>` says whether you are one of them)"
 
 // grantClusterAdmins gives AKS RBAC Cluster Admin on the cluster (scope) to each of clusterAdmins,
 // each grant named by its object id so that who runs `up` changes none of them; with the key
@@ -407,7 +407,7 @@ func (s *Stack) deployDeployerGrants(ctx *pulumi.Context) error {
 	return nil
 }
 
-// OutputKeys are the stack outputs, in the order the README documents them. Both targets export
+// OutputKeys are the stack outputs, in the order docs/configuration.md documents them. Both targets export
 // every key, so the outputs keep their shape; a key that has no meaning on the stack's target
 // (the cluster's on Container Apps, the environment's on AKS) is "".
 var OutputKeys = []string{

@@ -335,7 +335,7 @@ const credentialAdvice = "The kubeconfig of an Entra-only cluster runs kubelogin
 const previewRefusedAdvice = "On an Entra-only cluster (localAccounts false) a preview reads the stack's Kubernetes objects, " +
 	"KEDA's and Karpenter's among them, so the identity running it needs read access to all of them on the cluster besides " +
 	"\"Azure Kubernetes Service Cluster User Role\": a custom role with the data action " +
-	"Microsoft.ContainerService/managedClusters/*/read, or one of the clusterAdmins (README, \"Continuous delivery\"). A new " +
+	"Microsoft.ContainerService/managedClusters/*/read, or one of the clusterAdmins (docs/ci.md, \"Continuous delivery\"). A new " +
 	"role assignment can take up to five minutes to propagate"
 
 // addonsReady is an output that resolves once the deployer may write what the stack deploys

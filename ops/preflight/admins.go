@@ -121,7 +121,7 @@ func (c *Checker) CheckAdmins(ctx context.Context, a Admins) (AdminCheck, error)
 		out.Detail = fmt.Sprintf("clusterAdmins is unset in Pulumi.%s.yaml: `pulumi up` grants Azure Kubernetes Service RBAC Cluster Admin to "+
 			"you (%s) and takes it from whoever deployed this stack before you; when CI or a colleague also deploys it, each run "+
 			"locks the other out until its own grant propagates. Set clusterAdmins to the people's group and the pipeline's service "+
-			"principal (README, \"Who is cluster admin\")", a.Stack, claims.OID)
+			"principal (docs/deploy.md, \"Who is cluster admin\")", a.Stack, claims.OID)
 		return out, nil
 	}
 	var groups []string
