@@ -41,9 +41,14 @@ func QueryEntities(ctx context.Context, t *aztables.Client, filter string) ([]me
 	return out, nil
 }
 
+// PropertiesGetter is the one call Depth makes; *azqueue.QueueClient implements it.
+type PropertiesGetter interface {
+	GetProperties(ctx context.Context, o *azqueue.GetQueuePropertiesOptions) (azqueue.GetQueuePropertiesResponse, error)
+}
+
 // Depth returns the queue's approximate message count (visible and
 // invisible messages; exact on Azurite).
-func Depth(ctx context.Context, q *azqueue.QueueClient) (int, error) {
+func Depth(ctx context.Context, q PropertiesGetter) (int, error) {
 	p, err := q.GetProperties(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("queue properties: %w", err)

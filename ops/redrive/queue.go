@@ -12,6 +12,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 
 	"github.com/aks-edw/aks-edw/app/retry"
+	"github.com/aks-edw/aks-edw/app/storage"
 )
 
 // Queue is what redrive does with a queue; *azqueue.QueueClient implements it.
@@ -42,19 +43,13 @@ func policy() retry.Policy {
 var ErrQueueMissing = errors.New("queue missing")
 
 // Depth returns the queue's approximate message count, or an error wrapping ErrQueueMissing.
-func Depth(ctx context.Context, q interface {
-	GetProperties(ctx context.Context, o *azqueue.GetQueuePropertiesOptions) (azqueue.GetQueuePropertiesResponse, error)
-}, name string) (int, error) {
+// It is storage.Depth, retried, with a missing queue told apart.
+func Depth(ctx context.Context, q storage.PropertiesGetter, name string) (int, error) {
 	var n int
 	err := policy().Do(ctx, func(ctx context.Context) error {
-		p, err := q.GetProperties(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if p.ApproximateMessagesCount != nil {
-			n = int(*p.ApproximateMessagesCount)
-		}
-		return nil
+		var err error
+		n, err = storage.Depth(ctx, q)
+		return err
 	})
 	if notFound(err) {
 		return 0, fmt.Errorf("%w: %s does not exist", ErrQueueMissing, name)

@@ -13,6 +13,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 
 	"github.com/aks-edw/aks-edw/app/message"
+	"github.com/aks-edw/aks-edw/app/storage"
 )
 
 // Options say what Run reads and moves.
@@ -404,7 +405,7 @@ func (r Report) reasons() string {
 
 // Peeker is a read-only look at a queue: what Storage Queue Data Reader allows (verify's role).
 type Peeker interface {
-	GetProperties(ctx context.Context, o *azqueue.GetQueuePropertiesOptions) (azqueue.GetQueuePropertiesResponse, error)
+	storage.PropertiesGetter
 	PeekMessages(ctx context.Context, o *azqueue.PeekMessagesOptions) (azqueue.PeekMessagesResponse, error)
 }
 
