@@ -23,8 +23,8 @@ const (
 )
 
 // Sizing: the per-replica rate the scaling defaults follow, derived from what `make bench`
-// measured with storage at Azure's distance (docs/programs.md, "Throughput at Azure's distance",
-// quiet runs on 6 December) and one stated assumption, the time of a storage request in-region.
+// measured with storage at Azure's distance (docs/programs.md, "Benchmark: storage at Azure's
+// distance", quiet runs on 6 December) and one stated assumption, the time of a storage request in-region.
 // They are the one place to change when the benchmark's figures change: every default below
 // follows, and TestSizingFollowsTheBench checks the arithmetic.
 const (
@@ -39,10 +39,14 @@ const (
 	// entity-group transaction per partition per batch: 1.00 + 0.13.
 	benchSlotRequestsPerMessage = 1.13
 	// benchFractionOfBound is the share of Little's law's bound the consumer reached at 10 and
-	// 20 ms (its request slots in use): 0.85 at least.
+	// 20 ms (its request slots in use): 0.85 at least. Measured: 0.91-0.99 with 8 slots; with
+	// 16, 0.77-0.86 at 10 ms, the emulator's one queue thread limiting (docs/programs.md). At
+	// 0.77 the network bound below is 1,090 msg/s, still above the CPU's: the rate is the same.
 	benchFractionOfBound = 0.85
-	// benchCPUMicrosPerMessage is the consumer's CPU per message at 10 ms, from ready to done:
-	// 0.55-0.65 ms; the sizing takes 0.6 ms (over plain HTTP to the emulator: TLS adds to it).
+	// benchCPUMicrosPerMessage is the consumer's CPU per message, from ready to done: 0.55-0.65
+	// ms at 450-580 msg/s, up to 0.75-0.8 ms at 250-330 msg/s (its fixed costs per second
+	// shared by fewer messages); the sizing takes 0.6 ms, for a replica near 800 msg/s (over
+	// plain HTTP to the emulator: TLS adds to it).
 	benchCPUMicrosPerMessage = 600
 	// defaultConcurrency and defaultCPULimitMilli are the defaults (consumerConcurrency,
 	// cpuLimit) the rate is derived for.

@@ -60,7 +60,7 @@ type Consumer struct {
 	inflight atomic.Int64
 	// dequeueTime and slotTime are moving averages (nanoseconds) of a
 	// successful dequeue and of a successful request in a slot.
-	dequeueTime, slotTime atomic.Int64
+	dequeueTime, slotTime movingAvg
 	ready                 atomic.Bool
 	draining              atomic.Bool
 	// outageSince is when storage became unavailable (UnixNano), 0 while it
@@ -332,7 +332,7 @@ func (c *Consumer) readAhead() int64 {
 // latencyRatio is D/S: a dequeue's moving-average time over a slot
 // request's, 1 until both are known, between 1 and 8.
 func (c *Consumer) latencyRatio() float64 {
-	if d, s := c.dequeueTime.Load(), c.slotTime.Load(); d > 0 && s > 0 {
+	if d, s := c.dequeueTime.load(), c.slotTime.load(); d > 0 && s > 0 {
 		return min(8, max(1, float64(d)/float64(s)))
 	}
 	return 1
@@ -350,16 +350,23 @@ func (c *Consumer) dequeuesAhead() int {
 	return min(4, n)
 }
 
-// observe folds a duration into a moving average (weight 1/8). Two
-// goroutines observing at once may lose one sample: an estimate, not a count.
-func observe(avg *atomic.Int64, d time.Duration) {
-	old := avg.Load()
-	if old == 0 {
-		avg.Store(int64(d))
-		return
-	}
-	avg.Store(old + (int64(d)-old)/8)
+// movingAvg is a moving average of durations: the mean of the samples so
+// far for the first eight, then each new one weighs 1/8. (A plain 1/8 weight
+// from the first sample would take a few dozen samples to forget where it
+// started: against the emulator about a second of dequeues, longer than a
+// bench round, with the read-ahead sized for a dequeue as fast as a delete
+// meanwhile.) Two goroutines observing at once may lose one sample: an
+// estimate, not a count.
+type movingAvg struct{ mean, n atomic.Int64 }
+
+func (m *movingAvg) observe(d time.Duration) {
+	n := min(m.n.Add(1), 8)
+	old := m.mean.Load()
+	m.mean.Store(old + (int64(d)-old)/n)
 }
+
+// load is the average, 0 before any sample.
+func (m *movingAvg) load() time.Duration { return time.Duration(m.mean.Load()) }
 
 // answer is a dequeue's result.
 type answer struct {
@@ -526,7 +533,7 @@ func (c *Consumer) dequeue(ctx context.Context) ([]*azqueue.DequeuedMessage, err
 		return nil, fmt.Errorf("dequeue from %s: %w", c.cfg.Storage.QueueName, err)
 	}
 	if len(resp.Messages) > 0 {
-		observe(&c.dequeueTime, time.Since(start))
+		c.dequeueTime.observe(time.Since(start))
 	}
 	return resp.Messages, nil
 }
@@ -695,7 +702,7 @@ func (c *Consumer) call(ctx context.Context, stage string, op func(ctx context.C
 		start := time.Now()
 		err := op(ctx)
 		if err == nil {
-			observe(&c.slotTime, time.Since(start))
+			c.slotTime.observe(time.Since(start))
 		}
 		if retry.Throttled(err) {
 			c.metrics.Throttled.WithLabelValues(stage).Inc()

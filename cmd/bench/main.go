@@ -15,7 +15,9 @@
 // at that distance (the RTT plus the emulator's own time, measured at the
 // proxy), at most C/W requests per second, so C/(W × slot requests per
 // message) messages per second. The fraction reached is the mean number of
-// slots in use over C.
+// slots in use over C. "emu queue" is the CPU time the emulator's queue
+// service (one Node.js process every contender shares) used over the same
+// interval, in cores.
 //
 // Then -replicas consumer processes on one queue at -replica-rtt
 // (efficiency: the aggregate rate over replicas × one process's rate), and
@@ -69,6 +71,7 @@ type options struct {
 	replicaRounds      int
 	replicaBatch       int
 	throttleRate       float64
+	throttleMessages   int
 	timeout            time.Duration
 }
 
@@ -80,15 +83,16 @@ func main() {
 	flag.IntVar(&o.messages, "messages", 400, "messages per round (the queue depth each round starts from; Azurite slows as depth grows)")
 	flag.IntVar(&o.rounds, "rounds", 3, "measured rounds per contender and RTT (contenders alternate)")
 	flag.IntVar(&o.batch, "batch", 32, "batch size (messages per dequeue) for every contender")
-	flag.IntVar(&o.concurrency, "concurrency", 16, "storage requests in flight for both contenders, besides the one dequeue each keeps outside")
+	flag.IntVar(&o.concurrency, "concurrency", 8, "storage requests in flight for both contenders, besides the dequeues sent beside them (8, not the consumer's default 16: at 16 on 2 cores the consumer waits for the emulator's dequeues, whose queue service is then on the CPU most of the time; docs/programs.md)")
 	flag.StringVar(&rtts, "rtt", "0ms,5ms,10ms,20ms", "round-trip times to measure at, comma-separated")
 	flag.DurationVar(&o.jitter, "jitter", 0, "each request's added time is spread over rtt ± jitter")
 	flag.StringVar(&replicas, "replicas", "1,2,4", "consumer processes on one queue for the efficiency line, comma-separated, starting with 1")
 	flag.DurationVar(&o.replicaRTT, "replica-rtt", 10*time.Millisecond, "round-trip time of the replica and throttling runs, and of the closing lines (must be one of -rtt)")
-	flag.IntVar(&o.replicaMessages, "replica-messages", 2000, "messages per replica round")
+	flag.IntVar(&o.replicaMessages, "replica-messages", 400, "messages per replica round (the depth each round starts from, as -messages: Azurite's every queue request scans all the queue's messages)")
 	flag.IntVar(&o.replicaConcurrency, "replica-concurrency", 1, "CONSUMER_CONCURRENCY of each replica in the replica and throttling runs (kept low so that the largest count stays under this machine's emulator ceiling, the RTT 0 row)")
-	flag.IntVar(&o.replicaRounds, "replica-rounds", 2, "rounds per replica count")
+	flag.IntVar(&o.replicaRounds, "replica-rounds", 3, "rounds per replica count")
 	flag.IntVar(&o.replicaBatch, "replica-batch", 8, "CONSUMER_BATCH_SIZE of each replica in the replica and throttling runs (the emulator's dequeue slows as more messages are invisible; smaller replicas hold fewer)")
+	flag.IntVar(&o.throttleMessages, "throttle-messages", 2000, "messages in the throttled run")
 	flag.Float64Var(&o.throttleRate, "throttle-rate", 120, "per-queue limit (requests/s) of the throttled run, with the largest replica count; 0 skips it")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
 	flag.Parse()
@@ -123,7 +127,7 @@ func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
 
 func (o options) validate() error {
 	switch {
-	case o.messages < 1 || o.rounds < 1 || o.concurrency < 1 || o.replicaMessages < 1 || o.replicaConcurrency < 1 || o.replicaRounds < 1:
+	case o.messages < 1 || o.rounds < 1 || o.concurrency < 1 || o.replicaMessages < 1 || o.replicaConcurrency < 1 || o.replicaRounds < 1 || o.throttleMessages < 1:
 		return errors.New("messages, rounds and concurrencies must be >= 1")
 	case o.batch < 1 || o.batch > 32 || o.replicaBatch < 1 || o.replicaBatch > 32:
 		return fmt.Errorf("batch %d, replica batch %d: the queue hands out 1-32 messages per dequeue", o.batch, o.replicaBatch)
@@ -158,6 +162,7 @@ type sample struct {
 	steadyMessages int
 	steady         time.Duration
 	steadyCounts   azproxy.Counts
+	steadyQueueCPU time.Duration
 }
 
 func (s *sample) add(n int, r result) {
@@ -168,7 +173,12 @@ func (s *sample) add(n int, r result) {
 	s.steadyMessages += r.steadyMessages
 	s.steady += r.steady
 	s.steadyCounts.Add(r.steadyCounts)
+	s.steadyQueueCPU += r.steadyQueueCPU
 }
+
+// queueBusy is the fraction of the steady drain during which the emulator's
+// queue service was on the CPU.
+func (s sample) queueBusy() float64 { return s.steadyQueueCPU.Seconds() / s.steady.Seconds() }
 
 // rate is the steady throughput: without the ramp and the tail of a round.
 func (s sample) rate() float64 { return float64(s.steadyMessages) / s.steady.Seconds() }
@@ -253,6 +263,10 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 
 	via := proxy.ConnectionString()
+	m := meter{Remote: proxy.Remote, queuePid: az.NamedPids()["queue"]}
+	if _, err := procs.CPUTime(m.queuePid); err != nil {
+		return fmt.Errorf("emulator queue service (pid %d): %w", m.queuePid, err)
+	}
 	consumerEnv := func(concurrency, batch int) []string {
 		return procs.Env(
 			storage.EnvConnectionString+"="+via,
@@ -286,9 +300,9 @@ func run(ctx context.Context, o options, out io.Writer) error {
 				stored += o.messages
 				var r result
 				if c.kind == "consumer" {
-					r, err = runConsumers(ctx, bins.Consumer, c.env, 1, clients.Queue, proxy.Remote, o.messages)
+					r, err = runConsumers(ctx, bins.Consumer, c.env, 1, clients.Queue, m, o.messages)
 				} else {
-					r, err = runReference(ctx, via, queue, table, o, clients.Queue, proxy.Remote, o.messages)
+					r, err = runReference(ctx, via, queue, table, o, clients.Queue, m, o.messages)
 				}
 				if err != nil {
 					return fmt.Errorf("rtt %s round %d %s: %w", rtt, round, c.name, err)
@@ -310,12 +324,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			}
 		}
 		fmt.Fprintf(out, "\nRTT %s\n", rtt)
-		fmt.Fprintf(out, "  %-10s %8s %8s %8s %9s %9s %10s %11s %8s\n", "contender", "msg/s", "(rounds)", "req/msg", "CPU/msg", "in flight", "mean req", "bound msg/s", "of bound")
+		fmt.Fprintf(out, "  %-10s %8s %8s %8s %9s %9s %10s %11s %8s %9s\n", "contender", "msg/s", "(rounds)", "req/msg", "CPU/msg", "in flight", "mean req", "bound msg/s", "of bound", "emu queue")
 		for _, c := range contenders {
 			s := c.samples[rtt]
-			fmt.Fprintf(out, "  %-10s %8.0f %8.0f %8.2f %9s %9.1f %10s %11.0f %8.2f\n", c.name, s.rate(), s.roundRate(), s.perMessage(),
+			fmt.Fprintf(out, "  %-10s %8.0f %8.0f %8.2f %9s %9.1f %10s %11.0f %8.2f %9.2f\n", c.name, s.rate(), s.roundRate(), s.perMessage(),
 				(s.cpu / time.Duration(s.messages)).Round(time.Microsecond), s.inFlight(), s.meanRequest().Round(10*time.Microsecond),
-				s.bound(o.concurrency), s.rate()/s.bound(o.concurrency))
+				s.bound(o.concurrency), s.rate()/s.bound(o.concurrency), s.queueBusy())
 		}
 		cons := contenders[0].samples[rtt]
 		fmt.Fprintf(out, "  requests by operation, consumer: %s\n  requests by operation, reference: %s\n", perMessage(*cons), perMessage(*contenders[1].samples[rtt]))
@@ -347,7 +361,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			if err := fill(ctx, clients.Queue, o.replicaMessages, fmt.Sprintf("replicas %d r%d", k, round)); err != nil {
 				return err
 			}
-			r, err := runConsumers(ctx, bins.Consumer, consumerEnv(o.replicaConcurrency, o.replicaBatch), k, clients.Queue, proxy.Remote, o.replicaMessages)
+			r, err := runConsumers(ctx, bins.Consumer, consumerEnv(o.replicaConcurrency, o.replicaBatch), k, clients.Queue, m, o.replicaMessages)
 			if err != nil {
 				return fmt.Errorf("%d replicas: %w", k, err)
 			}
@@ -362,8 +376,8 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	for _, k := range o.replicas {
 		r := rates[k]
 		eff = r.rate() / (float64(k) * one.rate())
-		fmt.Fprintf(out, "  %d replica(s): %6.0f msg/s aggregate, %5.2f req/msg, %4.1f requests in flight, mean request %s, efficiency %.2f\n",
-			k, r.rate(), r.perMessage(), r.inFlight(), r.meanRequest().Round(100*time.Microsecond), eff)
+		fmt.Fprintf(out, "  %d replica(s): %6.0f msg/s aggregate, %5.2f req/msg, %4.1f requests in flight, mean request %s, emulator queue busy %.2f, efficiency %.2f\n",
+			k, r.rate(), r.perMessage(), r.inFlight(), r.meanRequest().Round(100*time.Microsecond), r.queueBusy(), eff)
 		// Little's law splits the efficiency: slots in use per replica, relative to one
 		// replica's; request time, one replica's over k's (the emulator slowing under load);
 		// requests per message, one replica's over k's (contention: empty or short dequeues).
@@ -378,7 +392,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		if err := proxy.Remote.Set(ctx, azproxy.Options{RTT: o.replicaRTT, Jitter: o.jitter, QueueRate: o.throttleRate}); err != nil {
 			return err
 		}
-		t, err := throttled(ctx, bins.Consumer, consumerEnv(o.replicaConcurrency, o.replicaBatch), k, clients, proxy.Remote, o.replicaMessages)
+		t, err := throttled(ctx, bins.Consumer, consumerEnv(o.replicaConcurrency, o.replicaBatch), k, clients, m, o.throttleMessages)
 		if err != nil {
 			return fmt.Errorf("throttled run: %w", err)
 		}
@@ -472,6 +486,7 @@ type result struct {
 	steady         time.Duration
 	steadyMessages int
 	steadyCounts   azproxy.Counts
+	steadyQueueCPU time.Duration
 	// processed and throttled sum the consumers' metrics.
 	processed, throttled float64
 }
@@ -484,7 +499,7 @@ type result struct {
 // Completion is watched on the queue, not by scraping the consumer's
 // /metrics: a scrape costs the consumer about 1.7 ms of CPU, and a 10 ms
 // scrape loop would be most of what the CPU figure measured.
-func runConsumers(ctx context.Context, bin string, env []string, k int, q *azqueue.QueueClient, proxy azproxy.Remote, n int) (result, error) {
+func runConsumers(ctx context.Context, bin string, env []string, k int, q *azqueue.QueueClient, proxy meter, n int) (result, error) {
 	var r result
 	cs := make([]*procs.Consumer, k)
 	defer func() {
@@ -542,7 +557,7 @@ func runConsumers(ctx context.Context, bin string, env []string, k int, q *azque
 	if err != nil {
 		return r, fmt.Errorf("%d consumer(s): %w\n%s", k, err, cs[0].Stdout())
 	}
-	r.took, r.counts, r.steady, r.steadyMessages, r.steadyCounts = w.took, w.counts, w.steady, w.steadyMessages, w.steadyCounts
+	r.took, r.counts, r.steady, r.steadyMessages, r.steadyCounts, r.steadyQueueCPU = w.took, w.counts, w.steady, w.steadyMessages, w.steadyCounts, w.steadyQueueCPU
 	// The queue empties when storage has done the last delete; the consumer
 	// counts it once the answer is back, half a round trip later.
 	if err := waitProcessed(ctx, cs, n); err != nil {
@@ -618,7 +633,7 @@ type throttle struct {
 // throttled drains n messages with k consumers while the proxy enforces a
 // per-queue limit, then checks that every message was stored once and none
 // was poisoned or left behind.
-func throttled(ctx context.Context, bin string, env []string, k int, clients *storage.Clients, proxy azproxy.Remote, n int) (throttle, error) {
+func throttled(ctx context.Context, bin string, env []string, k int, clients *storage.Clients, proxy meter, n int) (throttle, error) {
 	t := throttle{sent: n}
 	before, err := storage.ListEntities(ctx, clients.Table)
 	if err != nil {
@@ -656,7 +671,7 @@ func throttled(ctx context.Context, bin string, env []string, k int, clients *st
 // runReference is the minimal client: one loop dequeues batches into a
 // channel, `concurrency` workers each upsert the entity and delete the
 // message. No poison handling, metrics or retries beyond the SDK defaults.
-func runReference(ctx context.Context, connStr, queue, table string, o options, q *azqueue.QueueClient, proxy azproxy.Remote, n int) (result, error) {
+func runReference(ctx context.Context, connStr, queue, table string, o options, q *azqueue.QueueClient, proxy meter, n int) (result, error) {
 	var r result
 	before, err := proxy.Counts(ctx)
 	if err != nil {
@@ -673,8 +688,23 @@ func runReference(ctx context.Context, connStr, queue, table string, o options, 
 		return r, err
 	}
 	r.cpu = selfCPU() - cpu0
-	r.took, r.counts, r.steady, r.steadyMessages, r.steadyCounts = w.took, w.counts, w.steady, w.steadyMessages, w.steadyCounts
+	r.took, r.counts, r.steady, r.steadyMessages, r.steadyCounts, r.steadyQueueCPU = w.took, w.counts, w.steady, w.steadyMessages, w.steadyCounts, w.steadyQueueCPU
 	return r, nil
+}
+
+// meter is what a round is measured with: the proxy's counts, and the CPU
+// time of the emulator's queue service (one Node.js thread), which every
+// contender and replica shares: once it is busy most of the time, requests
+// wait for it and the rates measure it rather than the client.
+type meter struct {
+	azproxy.Remote
+	queuePid int
+}
+
+// queueCPU is the queue service's CPU time so far (0 if it cannot be read).
+func (m meter) queueCPU() time.Duration {
+	d, _ := procs.CPUTime(m.queuePid)
+	return d
 }
 
 // watched is what watch saw.
@@ -683,13 +713,14 @@ type watched struct {
 	counts         azproxy.Counts
 	steadyMessages int
 	steadyCounts   azproxy.Counts
+	steadyQueueCPU time.Duration
 }
 
 // watch polls the queue's depth every 10 ms (50 ms for 2,000 messages or more) from start until it is empty
 // (Azurite counts invisible messages too, so an empty queue means every
 // message was deleted after its entity was written) and takes the proxy's
 // counts when 10% and 90% of the n messages are gone, and at the end.
-func watch(ctx context.Context, q *azqueue.QueueClient, n int, proxy azproxy.Remote, start time.Time, before azproxy.Counts) (watched, error) {
+func watch(ctx context.Context, q *azqueue.QueueClient, n int, proxy meter, start time.Time, before azproxy.Counts) (watched, error) {
 	// A depth query is a request to the emulator too: every 10 ms for a
 	// 400-message round, less often for longer ones.
 	every := min(50*time.Millisecond, max(10*time.Millisecond, time.Duration(n)*25*time.Microsecond))
@@ -697,6 +728,7 @@ func watch(ctx context.Context, q *azqueue.QueueClient, n int, proxy azproxy.Rem
 	var t10, t90 time.Time
 	var c10, c90 azproxy.Counts
 	var d10, d90 int
+	var q10, q90 time.Duration
 	deadline := start.Add(3 * time.Minute)
 	for {
 		d, err := storage.Depth(ctx, q)
@@ -705,13 +737,13 @@ func watch(ctx context.Context, q *azqueue.QueueClient, n int, proxy azproxy.Rem
 				if c10, err = proxy.Counts(ctx); err != nil {
 					return w, err
 				}
-				t10, d10 = time.Now(), d
+				t10, d10, q10 = time.Now(), d, proxy.queueCPU()
 			}
 			if t90.IsZero() && d <= n/10 {
 				if c90, err = proxy.Counts(ctx); err != nil {
 					return w, err
 				}
-				t90, d90 = time.Now(), d
+				t90, d90, q90 = time.Now(), d, proxy.queueCPU()
 			}
 			if d == 0 {
 				break
@@ -729,7 +761,7 @@ func watch(ctx context.Context, q *azqueue.QueueClient, n int, proxy azproxy.Rem
 	}
 	w.counts = after.Sub(before)
 	if !t10.IsZero() && t90.After(t10) {
-		w.steady, w.steadyMessages, w.steadyCounts = t90.Sub(t10), d10-d90, c90.Sub(c10)
+		w.steady, w.steadyMessages, w.steadyCounts, w.steadyQueueCPU = t90.Sub(t10), d10-d90, c90.Sub(c10), q90-q10
 	}
 	return w, nil
 }
