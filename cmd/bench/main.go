@@ -126,9 +126,19 @@ func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
 }
 
 func (o options) validate() error {
+	for _, f := range []struct {
+		flag string
+		v    int
+	}{
+		{"messages", o.messages}, {"rounds", o.rounds}, {"concurrency", o.concurrency},
+		{"replica-messages", o.replicaMessages}, {"replica-concurrency", o.replicaConcurrency},
+		{"replica-rounds", o.replicaRounds}, {"throttle-messages", o.throttleMessages},
+	} {
+		if f.v < 1 {
+			return fmt.Errorf("-%s %d must be >= 1", f.flag, f.v)
+		}
+	}
 	switch {
-	case o.messages < 1 || o.rounds < 1 || o.concurrency < 1 || o.replicaMessages < 1 || o.replicaConcurrency < 1 || o.replicaRounds < 1 || o.throttleMessages < 1:
-		return errors.New("messages, rounds and concurrencies must be >= 1")
 	case o.batch < 1 || o.batch > 32 || o.replicaBatch < 1 || o.replicaBatch > 32:
 		return fmt.Errorf("batch %d, replica batch %d: the queue hands out 1-32 messages per dequeue", o.batch, o.replicaBatch)
 	case !slices.Contains(o.rtts, o.replicaRTT):
