@@ -29,7 +29,7 @@ func TestDashboardPanels(t *testing.T) {
 		assert.NotEmpty(t, p.Targets, "panel %q has no query", p.Title)
 		assert.Positive(t, p.GridPos.W*p.GridPos.H, "panel %q has no size", p.Title)
 	}
-	for _, want := range []string{"Throughput", "Latency percentiles", "Poisoned", "In flight", "Ready pods", "Replicas", "Queue backlog"} {
+	for _, want := range []string{"Throughput", "Latency percentiles", "Poisoned", "In flight", "Ready pods", "Replicas", "Queue backlog", "Storage throttled by stage"} {
 		assert.True(t, titles[want], "no %q panel", want)
 	}
 	assertDashboardQueries(t, d)

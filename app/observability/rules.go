@@ -174,6 +174,20 @@ func Rules(p Params) []Rule {
 				"Check the consumer logs by stage (table, delete, poison) for throttling (429) or storage errors.",
 		},
 		{
+			// Storage pushing back for good: the consumers retry 503 ServerBusy with backoff and
+			// lose nothing (docs/programs.md), so this is a ceiling on throughput, not a failure.
+			Alert: "ConsumerStorageThrottled",
+			Expr: fmt.Sprintf(`sum by (namespace) (rate(%s[5m])) > 0.05 * sum by (namespace) (rate(%s[5m]))`,
+				consumer("consumer_storage_throttled_total"), consumer("consumer_messages_dequeued_total")),
+			For:      15 * time.Minute,
+			Severity: SeverityWarning,
+			Summary:  `Storage throttled the consumers (503 ServerBusy) more than once per 20 dequeued messages for 15 minutes`,
+			Action: "The queue or the storage account is past Azure Storage's scalability targets (about 2,000 messages/s per " +
+				"queue, 20,000 requests/s per account). The consumers back off and lose nothing, but throughput is capped there " +
+				"and more replicas do not help: keep maxReplicas at what one queue sustains, spread the work over more queues or " +
+				"accounts, or find the account's other clients. consumer_storage_throttled_total's stage label shows which calls.",
+		},
+		{
 			// KEDA asked for consumers (the queue reached activationQueueLength, or minReplicas > 0)
 			// and no consumer container is ready: kube-state-metrics only.
 			Alert:    "ConsumerNotReadyWithBacklog",

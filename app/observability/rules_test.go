@@ -52,7 +52,7 @@ func TestRulesParseWithPromtool(t *testing.T) {
 	writeRules(t, dir, Rules(testParams))
 	out, err := runPromtool(t, dir, "check", "rules", "rules.yml")
 	require.NoError(t, err, out)
-	assert.Contains(t, out, "SUCCESS: 10 rules found")
+	assert.Contains(t, out, "SUCCESS: 11 rules found")
 
 	// The check can fail: a broken expression is refused with Prometheus's parser message.
 	broken := Rules(testParams)
@@ -81,6 +81,7 @@ const (
 	poisoned  = `consumer_messages_poisoned_total{namespace="aqs-demo",pod="p1",reason="invalid-json"}`
 	failed    = `consumer_messages_failed_total{namespace="aqs-demo",pod="p1",stage="table"}`
 	dequeued  = `consumer_messages_dequeued_total{namespace="aqs-demo",pod="p1"}`
+	throttled = `consumer_storage_throttled_total{namespace="aqs-demo",pod="p1",stage="delete"}`
 	ready1    = `consumer_ready{namespace="aqs-demo",pod="p1"}`
 	storage1  = `consumer_storage_available{namespace="aqs-demo",pod="p1"}`
 	storage2  = `consumer_storage_available{namespace="aqs-demo",pod="p2"}`
@@ -128,6 +129,13 @@ var alertCases = []alertCase{
 		[]series{{failed, "0+1x25"}, {dequeued, "0+100x25"}}, "20m", nil, ""},
 	{"failures: quiet before 15 minutes have passed", "ConsumerFailuresSustained",
 		[]series{{failed, "0+10x25"}, {dequeued, "0+100x25"}}, "10m", nil, ""},
+	{"throttled: 10% of dequeued for 20 minutes", "ConsumerStorageThrottled",
+		[]series{{throttled, "0+10x25"}, {dequeued, "0+100x25"}}, "20m",
+		[]map[string]string{{"namespace": "aqs-demo"}}, "Storage throttled the consumers (503 ServerBusy) more than once per 20 dequeued messages for 15 minutes"},
+	{"throttled: quiet at 1%", "ConsumerStorageThrottled",
+		[]series{{throttled, "0+1x25"}, {dequeued, "0+100x25"}}, "20m", nil, ""},
+	{"throttled: quiet for a burst shorter than 15 minutes", "ConsumerStorageThrottled",
+		[]series{{throttled, "0+10x10 100+0x15"}, {dequeued, "0+100x25"}}, "25m", nil, ""},
 	// Without KEDA's metrics: KEDA's HPA (ScaledObject) or jobs (ScaledJob) against ready consumer containers.
 	{"not ready: KEDA wants a pod and none exists (Pending, no node)", "ConsumerNotReadyWithBacklog",
 		[]series{{hpaDesired, "1x20"}}, "15m",
@@ -402,6 +410,7 @@ func TestAlertSeverities(t *testing.T) {
 	want := map[string]Severity{
 		"ConsumerMessagesPoisoned":    SeverityWarning,
 		"ConsumerFailuresSustained":   SeverityWarning,
+		"ConsumerStorageThrottled":    SeverityWarning,
 		"ConsumerNotReadyWithBacklog": SeverityError,
 		"ConsumerScaledToMaximum":     SeverityWarning,
 		"ConsumerStorageUnavailable":  SeverityError,
