@@ -186,6 +186,92 @@ func TestClusterAdminsValidation(t *testing.T) {
 	}
 }
 
+// Who gets the grantDeployer* data roles is configuration too: with dataOperators set, two
+// different principals running `pulumi up` leave the grants exactly as they were, one set per
+// listed principal and none for either deployer; unset, the grants follow whoever ran last (named
+// deployer-*, as before the key existed, so a stack that leaves it unset keeps its grants), and
+// the program says so.
+func TestDataOperatorsDoNotFollowTheDeployer(t *testing.T) {
+	const laptop, ci = "0000000a-0000-4000-8000-00000000a11c", "0000000c-0000-4000-8000-0000000000c1"
+	operators := `[{"objectId": "22222222-2222-4222-8222-222222222222", "type": "Group"},` +
+		` {"objectId": "0000000C-0000-4000-8000-0000000000C1", "type": "ServicePrincipal"}]`
+	grants := func(stack string, cfg map[string]string, deployer string) []string {
+		t.Helper()
+		m := pulumitest.New(infra.Project, stack)
+		m.SetDeployer(deployer)
+		require.NoError(t, m.Run(cfg, func(ctx *pulumi.Context) error { _, err := deploy(ctx); return err }))
+		var out []string
+		for _, r := range m.ByType(tRole) {
+			if strings.HasSuffix(fmt.Sprint(r.Input("roleDefinitionId")), "/"+components.RoleAKSRBACClusterAdmin) ||
+				!(strings.HasPrefix(r.Name, "deployer-") || strings.HasPrefix(r.Name, "operator-")) {
+				continue
+			}
+			role := fmt.Sprint(r.Input("roleDefinitionId"))
+			out = append(out, fmt.Sprintf("%s %v %v %s", r.Name, r.Input("principalId"), r.Input("principalType"), role[strings.LastIndex(role, "/")+1:]))
+		}
+		sort.Strings(out)
+		return out
+	}
+	for _, stack := range []string{"dev", "dev-aca"} {
+		t.Run(stack, func(t *testing.T) {
+			set := withConfig(loadStackConfig(t, stack), "dataOperators", operators)
+			fromLaptop, fromCI := grants(stack, set, laptop), grants(stack, set, ci)
+			assert.Equal(t, fromLaptop, fromCI, "a second deployer changes no data grant")
+			require.Len(t, fromLaptop, 10, "five data roles (queue, verify, redrive) for each of two operators, none for the deployer")
+			for _, g := range fromLaptop {
+				assert.NotContains(t, g, laptop, "the laptop user gets no data role unless listed")
+				assert.True(t, strings.HasPrefix(g, "operator-"), "%s: named by the operator's object id", g)
+			}
+			assert.Contains(t, fromLaptop, "operator-22222222-2222-4222-8222-222222222222-queue-data-contributor 22222222-2222-4222-8222-222222222222 Group "+components.RoleStorageQueueDataContributor)
+			assert.Contains(t, fromLaptop, "operator-0000000c-0000-4000-8000-0000000000c1-queue-data-message-sender 0000000C-0000-4000-8000-0000000000C1 ServicePrincipal "+components.RoleStorageQueueDataMessageSender)
+
+			unset := loadStackConfig(t, stack)
+			before, after := grants(stack, unset, laptop), grants(stack, unset, ci)
+			require.Len(t, before, 5)
+			assert.NotEqual(t, before, after, "unset, the grants follow whoever runs up")
+			for _, g := range after {
+				assert.True(t, strings.HasPrefix(g, "deployer-"), "%s keeps its name from before dataOperators", g)
+				assert.Contains(t, g, ci)
+			}
+		})
+	}
+
+	for _, tc := range []struct {
+		operators string
+		warned    bool
+	}{{"[]", true}, {operators, false}} {
+		p, err := plan.RunWithConfig(".", "dev", map[string]string{"imageSourceRepository": pulumitest.ImageSourceRepository, "dataOperators": tc.operators})
+		require.NoError(t, err)
+		assert.Equal(t, tc.warned, slices.Contains(p.Warnings, "warning: "+infra.DataOperatorsUnsetWarning), "dataOperators %s: warnings %q", tc.operators, p.Warnings)
+	}
+}
+
+// Bad dataOperators entries are refused, each naming the entry and the rule, and so is the key
+// set with no data role to give.
+func TestDataOperatorsValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name, operators, want string
+		off                   bool
+	}{
+		{"not a GUID", `[{"objectId": "bob@example.com", "type": "User"}]`, `[0].objectId "bob@example.com" must be an Entra object id`, false},
+		{"unknown type", `[{"objectId": "22222222-2222-4222-8222-222222222222", "type": "Team"}]`, `[0].type "Team" is not one of User, ServicePrincipal, Group`, false},
+		{"misspelt field", `[{"oid": "22222222-2222-4222-8222-222222222222", "type": "User"}]`, `unknown field "oid"`, false},
+		{"listed twice", `[{"objectId": "22222222-2222-4222-8222-222222222222", "type": "User"}, {"objectId": "22222222-2222-4222-8222-222222222222", "type": "Group"}]`, "[1].objectId 22222222-2222-4222-8222-222222222222 is listed twice", false},
+		{"nothing to grant", `[{"objectId": "22222222-2222-4222-8222-222222222222", "type": "User"}]`, "there is nothing to grant them", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := withConfig(loadStackConfig(t, "dev"), "dataOperators", tc.operators)
+			if tc.off {
+				cfg = withConfig(cfg, "grantDeployerQueueAccess", "false", "grantDeployerVerifyAccess", "false", "grantDeployerRedriveAccess", "false")
+			}
+			_, err := runProgram("dev", cfg)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "aks-edw:dataOperators")
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
 // Issue 23 item 4: prod's app pool is replaced (drift: NAP's new node images, which its node OS
 // schedule picks up in the window) and consolidated only in the maintenance window; dev, with no
 // window, keeps Karpenter's default budget.

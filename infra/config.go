@@ -67,6 +67,10 @@ type Config struct {
 	// Queue Data Contributor on the poison queue (read every message, hide it while it is
 	// moved, delete it) and Storage Queue Data Message Sender on the queue (put it back).
 	GrantDeployerRedriveAccess bool `json:"grantDeployerRedriveAccess"`
+	// DataOperators are the users, groups and service principals that get the grantDeployer*
+	// data roles, whoever runs `pulumi up`. Empty: the deploying principal gets them, and a
+	// different principal running `up` takes them over (DataOperatorsUnsetWarning).
+	DataOperators []Principal `json:"dataOperators"`
 	// DeployerPrincipalType is the principal type of the deploying identity (User or ServicePrincipal).
 	DeployerPrincipalType string `json:"deployerPrincipalType"`
 
@@ -185,6 +189,7 @@ func DefaultConfig() Config {
 		ClusterTier:                 "Free",
 		LocalAccounts:               false,
 		ClusterAdmins:               []Principal{},
+		DataOperators:               []Principal{},
 		ManagedPrometheus:           false,
 		AlertEmails:                 []string{},
 		BacklogAlertFor:             "15m",

@@ -357,32 +357,42 @@ func (s *Stack) grantClusterAdmins(ctx *pulumi.Context, scope pulumi.StringOutpu
 	return grants, nil
 }
 
-// deployDeployerGrants gives the deploying principal the data roles its config asks for, on
-// either target.
+// DataOperatorsUnsetWarning is logged when a grantDeployer* key is on and dataOperators is unset:
+// the data roles follow the deployer.
+const DataOperatorsUnsetWarning = Project + ":dataOperators is unset: the grantDeployer* data roles (the producer's, " +
+	"`make verify`'s and `make redrive`'s access to the queue, table and poison queue) go to whoever runs `pulumi up`. " +
+	"When a different principal runs `up` next (CI after a laptop, or back), Pulumi replaces those grants and the previous " +
+	"deployer loses that access. Set dataOperators to the object ids of the people, groups and pipelines that run them " +
+	"(docs/deploy.md, \"Who gets the data roles\")"
+
+// dataOperator is a principal the grantDeployer* data roles go to; prefix names its grants.
+type dataOperator struct {
+	prefix string
+	id     pulumi.StringInput
+	kind   string
+}
+
+// deployDeployerGrants gives the data roles the grantDeployer* keys ask for, on either target:
+// to each of dataOperators, each grant named by its object id so that who runs `up` changes
+// none of them; with that key unset, to the deploying principal (grants named deployer-*), with
+// a warning that they follow the deployer.
 func (s *Stack) deployDeployerGrants(ctx *pulumi.Context) error {
 	cfg := s.Config
-	if cfg.GrantDeployerQueueAccess {
-		// The producer runs on an operator workstation with the operator's own Entra identity.
-		if _, err := authorization.NewRoleAssignment(ctx, "deployer-queue-data-contributor", &authorization.RoleAssignmentArgs{
-			PrincipalId:      s.deployerID,
-			PrincipalType:    authorization.PrincipalType(cfg.DeployerPrincipalType),
-			RoleDefinitionId: components.RoleDefinitionID(s.subscriptionID, components.RoleStorageQueueDataContributor),
-			Scope:            s.Storage.QueueID,
-		}); err != nil {
-			return fmt.Errorf("granting the deployer queue access: %w", err)
-		}
-	}
 	type grant struct {
 		name, role string
 		scope      pulumi.StringOutput
 	}
 	var grants []grant
+	if cfg.GrantDeployerQueueAccess {
+		// The producer runs on an operator workstation with the operator's own Entra identity.
+		grants = append(grants, grant{"queue-data-contributor", components.RoleStorageQueueDataContributor, s.Storage.QueueID})
+	}
 	if cfg.GrantDeployerVerifyAccess {
 		// `verify` (cmd/verify) runs with the operator's or CI's own Entra identity: it reads and
 		// deletes the entities of its burst and peeks the poison queue.
 		grants = append(grants,
-			grant{"deployer-table-data-contributor", components.RoleStorageTableDataContributor, s.Storage.TableID},
-			grant{"deployer-poison-queue-data-reader", components.RoleStorageQueueDataReader, s.Storage.PoisonQueueID})
+			grant{"table-data-contributor", components.RoleStorageTableDataContributor, s.Storage.TableID},
+			grant{"poison-queue-data-reader", components.RoleStorageQueueDataReader, s.Storage.PoisonQueueID})
 	}
 	if cfg.GrantDeployerRedriveAccess {
 		// `redrive` (cmd/redrive) runs with the operator's own Entra identity: it reads, hides
@@ -391,17 +401,32 @@ func (s *Stack) deployDeployerGrants(ctx *pulumi.Context) error {
 		// the queue: grantDeployerQueueAccess may already give the same principal Contributor
 		// there, and Azure refuses a second assignment of one role at one scope.
 		grants = append(grants,
-			grant{"deployer-poison-queue-data-contributor", components.RoleStorageQueueDataContributor, s.Storage.PoisonQueueID},
-			grant{"deployer-queue-data-message-sender", components.RoleStorageQueueDataMessageSender, s.Storage.QueueID})
+			grant{"poison-queue-data-contributor", components.RoleStorageQueueDataContributor, s.Storage.PoisonQueueID},
+			grant{"queue-data-message-sender", components.RoleStorageQueueDataMessageSender, s.Storage.QueueID})
 	}
-	for _, g := range grants {
-		if _, err := authorization.NewRoleAssignment(ctx, g.name, &authorization.RoleAssignmentArgs{
-			PrincipalId:      s.deployerID,
-			PrincipalType:    authorization.PrincipalType(cfg.DeployerPrincipalType),
-			RoleDefinitionId: components.RoleDefinitionID(s.subscriptionID, g.role),
-			Scope:            g.scope,
-		}); err != nil {
-			return fmt.Errorf("granting the deployer %s: %w", g.name, err)
+	if len(grants) == 0 {
+		return nil
+	}
+	operators := make([]dataOperator, 0, len(cfg.DataOperators))
+	for _, o := range cfg.DataOperators {
+		operators = append(operators, dataOperator{"operator-" + strings.ToLower(o.ObjectID) + "-", pulumi.String(o.ObjectID), o.Type})
+	}
+	if len(operators) == 0 {
+		if err := ctx.Log.Warn(DataOperatorsUnsetWarning, nil); err != nil {
+			return fmt.Errorf("logging the data operators warning: %w", err)
+		}
+		operators = append(operators, dataOperator{"deployer-", s.deployerID, cfg.DeployerPrincipalType})
+	}
+	for _, o := range operators {
+		for _, g := range grants {
+			if _, err := authorization.NewRoleAssignment(ctx, o.prefix+g.name, &authorization.RoleAssignmentArgs{
+				PrincipalId:      o.id,
+				PrincipalType:    authorization.PrincipalType(o.kind),
+				RoleDefinitionId: components.RoleDefinitionID(s.subscriptionID, g.role),
+				Scope:            g.scope,
+			}); err != nil {
+				return fmt.Errorf("granting %s%s: %w", o.prefix, g.name, err)
+			}
 		}
 	}
 	return nil

@@ -129,20 +129,28 @@ func (c Config) problems() []error {
 	oneOf("upgradeChannel", c.UpgradeChannel, UpgradeChannels)
 	oneOf("nodeOsUpgradeChannel", c.NodeOSUpgradeChannel, NodeOSUpgradeChannels)
 	oneOf("clusterTier", c.ClusterTier, ClusterTiers)
-	if c.GrantDeployerQueueAccess || c.GrantDeployerVerifyAccess || c.GrantDeployerRedriveAccess || (!c.LocalAccounts && len(c.ClusterAdmins) == 0) {
+	dataGrants := c.GrantDeployerQueueAccess || c.GrantDeployerVerifyAccess || c.GrantDeployerRedriveAccess
+	if (dataGrants && len(c.DataOperators) == 0) || (!c.LocalAccounts && len(c.ClusterAdmins) == 0) {
 		oneOf("deployerPrincipalType", c.DeployerPrincipalType, PrincipalTypes)
 	}
-	seen := map[string]bool{}
-	for i, a := range c.ClusterAdmins {
-		if !guidRe.MatchString(a.ObjectID) {
-			bad("clusterAdmins", "[%d].objectId %q must be an Entra object id (a GUID such as 00000000-0000-0000-0000-000000000000)", i, a.ObjectID)
-		} else if seen[strings.ToLower(a.ObjectID)] {
-			bad("clusterAdmins", "[%d].objectId %s is listed twice", i, a.ObjectID)
+	principals := func(key string, list []Principal) {
+		seen := map[string]bool{}
+		for i, a := range list {
+			if !guidRe.MatchString(a.ObjectID) {
+				bad(key, "[%d].objectId %q must be an Entra object id (a GUID such as 00000000-0000-0000-0000-000000000000)", i, a.ObjectID)
+			} else if seen[strings.ToLower(a.ObjectID)] {
+				bad(key, "[%d].objectId %s is listed twice", i, a.ObjectID)
+			}
+			seen[strings.ToLower(a.ObjectID)] = true
+			if !slices.Contains(PrincipalTypes, a.Type) {
+				bad(key, "[%d].type %q is not one of %s", i, a.Type, strings.Join(PrincipalTypes, ", "))
+			}
 		}
-		seen[strings.ToLower(a.ObjectID)] = true
-		if !slices.Contains(PrincipalTypes, a.Type) {
-			bad("clusterAdmins", "[%d].type %q is not one of %s", i, a.Type, strings.Join(PrincipalTypes, ", "))
-		}
+	}
+	principals("clusterAdmins", c.ClusterAdmins)
+	principals("dataOperators", c.DataOperators)
+	if len(c.DataOperators) > 0 && !dataGrants {
+		bad("dataOperators", "is set but grantDeployerQueueAccess, grantDeployerVerifyAccess and grantDeployerRedriveAccess are all false: there is nothing to grant them")
 	}
 	if c.LocalAccounts && len(c.ClusterAdmins) > 0 {
 		bad("clusterAdmins", "is set but localAccounts is true: cluster admins get their role through Azure RBAC for Kubernetes, which only an Entra-only cluster (localAccounts false) has")

@@ -306,7 +306,7 @@ func refused(err error, cfg config, s storage.Settings) error {
 		target = cfg.to
 	}
 	return fmt.Errorf("storage answered 403 %s: the identity redrive runs as needs Storage Queue Data Contributor on the poison queue %s (read, hide and delete its messages) and Storage Queue Data Message Sender on %s (put them back). "+
-		"`grantDeployerRedriveAccess: true` in the stack config grants both to the deploying identity (pulumi config set grantDeployerRedriveAccess true --stack %s, then pulumi up; a new role assignment takes a few minutes to apply)",
+		"`grantDeployerRedriveAccess: true` in the stack config grants both to the stack's dataOperators (unset: to whoever runs pulumi up; pulumi config set grantDeployerRedriveAccess true --stack %s, then pulumi up; a new role assignment takes a few minutes to apply)",
 		retry.ErrorCode(err), s.PoisonQueueName(), target, stack)
 }
 

@@ -73,17 +73,17 @@ func (e *AccessError) Error() string {
 			t.Account, e.Code, t.Service, t.Name, t.Stack)
 	case t.Service == ServiceQueue:
 		return fmt.Sprintf("storage queue %s in account %s answered 403 %s: the identity verify runs as lacks Storage Queue Data Contributor on the queue. "+
-			"`grantDeployerQueueAccess: true` in the stack config grants it to the deploying identity "+
+			"`grantDeployerQueueAccess: true` in the stack config grants it to the stack's dataOperators (unset: to whoever runs pulumi up) "+
 			"(pulumi config set grantDeployerQueueAccess true --stack %s, then pulumi up; %s)",
 			t.Name, t.Account, e.Code, t.Stack, propagation)
 	case t.Service == ServicePoisonQueue:
 		return fmt.Sprintf("poison queue %s in account %s answered 403 %s: the identity verify runs as lacks Storage Queue Data Reader on the poison queue (verify reads its count and peeks it). "+
-			"`grantDeployerVerifyAccess: true` in the stack config grants it to the deploying identity "+
+			"`grantDeployerVerifyAccess: true` in the stack config grants it to the stack's dataOperators (unset: to whoever runs pulumi up) "+
 			"(pulumi config set grantDeployerVerifyAccess true --stack %s, then pulumi up), or grant it with: %s; %s",
 			t.Name, t.Account, e.Code, t.Stack, byHand("Storage Queue Data Reader", "queueServices/default/queues/"+t.Name), propagation)
 	default:
 		return fmt.Sprintf("storage table %s in account %s answered 403 %s: the identity verify runs as lacks Storage Table Data Contributor on the table (verify reads and deletes its burst's entities). "+
-			"`grantDeployerVerifyAccess: true` in the stack config grants it to the deploying identity "+
+			"`grantDeployerVerifyAccess: true` in the stack config grants it to the stack's dataOperators (unset: to whoever runs pulumi up) "+
 			"(pulumi config set grantDeployerVerifyAccess true --stack %s, then pulumi up), or grant it with: %s; %s",
 			t.Name, t.Account, e.Code, t.Stack, byHand("Storage Table Data Contributor", "tableServices/default/tables/"+t.Name), propagation)
 	}
