@@ -236,6 +236,34 @@ func TestDataOperatorsDoNotFollowTheDeployer(t *testing.T) {
 		})
 	}
 
+	// The deployer listed: its grants take over the deployer-* ones (an alias, replaced
+	// delete-first), so the `up` that sets the key never holds two assignments of one role for
+	// one principal at one scope (Azure: RoleAssignmentExists). Not the deployer: no alias.
+	takeOver := func(deployer string) map[string][]string {
+		m := pulumitest.New(infra.Project, "dev")
+		m.SetDeployer(deployer)
+		require.NoError(t, m.Run(withConfig(loadStackConfig(t, "dev"), "dataOperators", operators, "clusterAdmins", operators),
+			func(ctx *pulumi.Context) error { _, err := deploy(ctx); return err }))
+		out := map[string][]string{}
+		for _, r := range m.ByType(tRole) {
+			if len(r.Aliases) > 0 {
+				assert.True(t, r.DeleteBeforeReplace, "%s takes over %v: replaced delete-first", r.Name, r.Aliases)
+				out[r.Name] = r.Aliases
+			}
+		}
+		return out
+	}
+	ciTakes := takeOver(ci)
+	assert.Equal(t, map[string][]string{
+		"operator-0000000c-0000-4000-8000-0000000000c1-queue-data-contributor":        {"deployer-queue-data-contributor"},
+		"operator-0000000c-0000-4000-8000-0000000000c1-table-data-contributor":        {"deployer-table-data-contributor"},
+		"operator-0000000c-0000-4000-8000-0000000000c1-poison-queue-data-reader":      {"deployer-poison-queue-data-reader"},
+		"operator-0000000c-0000-4000-8000-0000000000c1-poison-queue-data-contributor": {"deployer-poison-queue-data-contributor"},
+		"operator-0000000c-0000-4000-8000-0000000000c1-queue-data-message-sender":     {"deployer-queue-data-message-sender"},
+		"cluster-admin-0000000c-0000-4000-8000-0000000000c1":                          {"deployer-aks-rbac-cluster-admin"},
+	}, ciTakes, "CI, listed (in other case), takes over its deployer-* grants")
+	assert.Empty(t, takeOver(laptop), "a deployer not listed takes over nothing")
+
 	for _, tc := range []struct {
 		operators string
 		warned    bool

@@ -40,6 +40,8 @@ type Stack struct {
 
 	subscriptionID pulumi.StringOutput
 	deployerID     pulumi.StringOutput
+	// deployerObjectID is deployerID as a plain string.
+	deployerObjectID string
 }
 
 // DeployAKS composes the Azure side of an AKS stack: the shared resources, then the cluster, its
@@ -137,7 +139,12 @@ func deployShared(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	client := authorization.GetClientConfigOutput(ctx)
+	// A plain invoke (it runs in previews too): who deploys decides resource options below
+	// (takeOver), which cannot wait for an output.
+	client, err := authorization.GetClientConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the deploying principal (getClientConfig): %w", err)
+	}
 	location := pulumi.String(cfg.Location)
 
 	rg, err := resources.NewResourceGroup(ctx, "rg", &resources.ResourceGroupArgs{
@@ -211,7 +218,8 @@ func deployShared(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 	return &Stack{
 		Config: cfg, Names: names, ResourceGroup: rg, Network: net, Storage: store, Registry: registry,
 		ImageBuild: build, ConsumerImage: image,
-		subscriptionID: client.SubscriptionId(), deployerID: client.ObjectId(),
+		subscriptionID: pulumi.String(client.SubscriptionId).ToStringOutput(), deployerID: pulumi.String(client.ObjectId).ToStringOutput(),
+		deployerObjectID: client.ObjectId,
 	}, nil
 }
 
@@ -348,7 +356,7 @@ func (s *Stack) grantClusterAdmins(ctx *pulumi.Context, scope pulumi.StringOutpu
 			PrincipalType:    authorization.PrincipalType(a.Type),
 			RoleDefinitionId: role,
 			Scope:            scope,
-		})
+		}, s.takeOver(a.ObjectID, "deployer-aks-rbac-cluster-admin")...)
 		if err != nil {
 			return nil, fmt.Errorf("granting %s %s AKS RBAC Cluster Admin: %w", a.Type, a.ObjectID, err)
 		}
@@ -367,9 +375,23 @@ const DataOperatorsUnsetWarning = Project + ":dataOperators is unset: the grantD
 
 // dataOperator is a principal the grantDeployer* data roles go to; prefix names its grants.
 type dataOperator struct {
-	prefix string
-	id     pulumi.StringInput
-	kind   string
+	prefix   string
+	id       pulumi.StringInput
+	kind     string
+	objectID string // "" for the deployer's own grants
+}
+
+// takeOver is the options of a grant to the listed principal objectID that the unset key gave
+// the deployer as oldName: when the deployer is that principal, the grant is oldName renamed
+// (an alias), replaced delete-first if its principal's spelling or type differs. Without it, the
+// `up` that sets the key would create the listed grant while oldName still holds the same role
+// for the same principal at the same scope, which Azure refuses (RoleAssignmentExists), and
+// delete oldName only after.
+func (s *Stack) takeOver(objectID, oldName string) []pulumi.ResourceOption {
+	if objectID == "" || !strings.EqualFold(objectID, s.deployerObjectID) {
+		return nil
+	}
+	return []pulumi.ResourceOption{pulumi.Aliases([]pulumi.Alias{{Name: pulumi.String(oldName)}}), pulumi.DeleteBeforeReplace(true)}
 }
 
 // deployDeployerGrants gives the data roles the grantDeployer* keys ask for, on either target:
@@ -409,13 +431,13 @@ func (s *Stack) deployDeployerGrants(ctx *pulumi.Context) error {
 	}
 	operators := make([]dataOperator, 0, len(cfg.DataOperators))
 	for _, o := range cfg.DataOperators {
-		operators = append(operators, dataOperator{"operator-" + strings.ToLower(o.ObjectID) + "-", pulumi.String(o.ObjectID), o.Type})
+		operators = append(operators, dataOperator{"operator-" + strings.ToLower(o.ObjectID) + "-", pulumi.String(o.ObjectID), o.Type, o.ObjectID})
 	}
 	if len(operators) == 0 {
 		if err := ctx.Log.Warn(DataOperatorsUnsetWarning, nil); err != nil {
 			return fmt.Errorf("logging the data operators warning: %w", err)
 		}
-		operators = append(operators, dataOperator{"deployer-", s.deployerID, cfg.DeployerPrincipalType})
+		operators = append(operators, dataOperator{"deployer-", s.deployerID, cfg.DeployerPrincipalType, ""})
 	}
 	for _, o := range operators {
 		for _, g := range grants {
@@ -424,7 +446,7 @@ func (s *Stack) deployDeployerGrants(ctx *pulumi.Context) error {
 				PrincipalType:    authorization.PrincipalType(o.kind),
 				RoleDefinitionId: components.RoleDefinitionID(s.subscriptionID, g.role),
 				Scope:            g.scope,
-			}); err != nil {
+			}, s.takeOver(o.objectID, "deployer-"+g.name)...); err != nil {
 				return fmt.Errorf("granting %s%s: %w", o.prefix, g.name, err)
 			}
 		}

@@ -49,6 +49,8 @@ type Resource struct {
 	DeletedWith         string
 	DeleteBeforeReplace bool
 	IgnoreChanges       []string
+	// Aliases are the names (or URNs) the resource was known by before.
+	Aliases []string
 	// CreateTimeout and UpdateTimeout are the customTimeouts sent ("" when none).
 	CreateTimeout, UpdateTimeout string
 	// Registered is when the program registered the resource (the engine would then create
@@ -263,6 +265,15 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		}
 		r.DeleteBeforeReplace = rpc.GetDeleteBeforeReplace()
 		r.IgnoreChanges = append([]string(nil), rpc.GetIgnoreChanges()...)
+		for _, a := range rpc.GetAliases() {
+			name := a.GetUrn()
+			if spec := a.GetSpec(); spec != nil {
+				name = spec.GetName()
+			}
+			if name != "" {
+				r.Aliases = append(r.Aliases, name)
+			}
+		}
 	}
 	m.mu.Lock()
 	m.resources = append(m.resources, r)
