@@ -328,12 +328,21 @@ func (i *Instance) spawn(name, bin string, ports chan<- listening, args []string
 	_ = pw.Close()
 	s := &service{name: name, cmd: cmd, done: make(chan struct{}), output: &tail{}}
 	i.services = append(i.services, s)
+	read := make(chan struct{}) // the output has been read to its end
 	go func() {
 		s.exitErr = cmd.Wait()
+		// Report the exit with what the process wrote last (the reason it exited): the reader
+		// may not have reached it yet. Bounded, since a child still holding the pipe would keep
+		// it open.
+		select {
+		case <-read:
+		case <-time.After(time.Second):
+		}
 		close(s.done)
 		i.exits <- s
 	}()
 	go func() {
+		defer close(read)
 		sc := bufio.NewScanner(pr)
 		sent := false
 		for sc.Scan() {
