@@ -39,9 +39,8 @@ type Stack struct {
 	ContainerApps *components.ContainerAppsConsumer
 
 	subscriptionID pulumi.StringOutput
-	deployerID     pulumi.StringOutput
-	// deployerObjectID is deployerID as a plain string.
-	deployerObjectID string
+	// deployerID is the deploying principal's object id (getClientConfig).
+	deployerID string
 }
 
 // DeployAKS composes the Azure side of an AKS stack: the shared resources, then the cluster, its
@@ -218,8 +217,7 @@ func deployShared(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 	return &Stack{
 		Config: cfg, Names: names, ResourceGroup: rg, Network: net, Storage: store, Registry: registry,
 		ImageBuild: build, ConsumerImage: image,
-		subscriptionID: pulumi.String(client.SubscriptionId).ToStringOutput(), deployerID: pulumi.String(client.ObjectId).ToStringOutput(),
-		deployerObjectID: client.ObjectId,
+		subscriptionID: pulumi.String(client.SubscriptionId).ToStringOutput(), deployerID: client.ObjectId,
 	}, nil
 }
 
@@ -339,7 +337,7 @@ func (s *Stack) grantClusterAdmins(ctx *pulumi.Context, scope pulumi.StringOutpu
 			return nil, fmt.Errorf("logging the cluster admin warning: %w", err)
 		}
 		ra, err := authorization.NewRoleAssignment(ctx, "deployer-aks-rbac-cluster-admin", &authorization.RoleAssignmentArgs{
-			PrincipalId:      s.deployerID,
+			PrincipalId:      pulumi.String(s.deployerID),
 			PrincipalType:    authorization.PrincipalType(cfg.DeployerPrincipalType),
 			RoleDefinitionId: role,
 			Scope:            scope,
@@ -388,7 +386,7 @@ type dataOperator struct {
 // for the same principal at the same scope, which Azure refuses (RoleAssignmentExists), and
 // delete oldName only after.
 func (s *Stack) takeOver(objectID, oldName string) []pulumi.ResourceOption {
-	if objectID == "" || !strings.EqualFold(objectID, s.deployerObjectID) {
+	if objectID == "" || !strings.EqualFold(objectID, s.deployerID) {
 		return nil
 	}
 	return []pulumi.ResourceOption{pulumi.Aliases([]pulumi.Alias{{Name: pulumi.String(oldName)}}), pulumi.DeleteBeforeReplace(true)}
@@ -437,7 +435,7 @@ func (s *Stack) deployDeployerGrants(ctx *pulumi.Context) error {
 		if err := ctx.Log.Warn(DataOperatorsUnsetWarning, nil); err != nil {
 			return fmt.Errorf("logging the data operators warning: %w", err)
 		}
-		operators = append(operators, dataOperator{"deployer-", s.deployerID, cfg.DeployerPrincipalType, ""})
+		operators = append(operators, dataOperator{"deployer-", pulumi.String(s.deployerID), cfg.DeployerPrincipalType, ""})
 	}
 	for _, o := range operators {
 		for _, g := range grants {
